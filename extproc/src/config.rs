@@ -1,0 +1,203 @@
+//! The compiled config: the one contract between the control plane and the data plane.
+//!
+//! The operator (and `tally render`) compile `TeamBudget` and `ModelPricing`
+//! objects into a [`CompiledConfig`], serialized as JSON; `tally-extproc` loads
+//! it and swaps it atomically. It carries no Kubernetes types: money is already
+//! integer nano-USD, globs are already validated, and the catalog is already in
+//! precedence order, so the data plane only has to look things up.
+//!
+//! Compatibility: readers reject a `version` they do not know. Adding optional
+//! fields is compatible; anything else bumps [`CONFIG_VERSION`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Nanos, NanosPerMillion};
+use crate::period::Period;
+
+/// The version of the format this build reads and writes.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Team id that calls without any attribution are charged to.
+pub const UNKNOWN_TEAM: &str = "unknown";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompiledConfig {
+    /// Always [`CONFIG_VERSION`].
+    pub version: u32,
+    /// Content hash of everything below (hex sha256 prefix), set by the compiler.
+    #[serde(default)]
+    pub generation: String,
+    /// Teams, sorted by `team`.
+    #[serde(default)]
+    pub teams: Vec<TeamConfig>,
+    #[serde(default)]
+    pub catalog: Catalog,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TeamConfig {
+    /// The team id (`x-team-id`), unique across the cluster.
+    pub team: String,
+    /// The object it came from, `namespace/name`, for messages and status.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_center: Option<String>,
+    /// Tenants that belong to this team, each optionally with its own limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantConfig>,
+    /// The team's budget; `None` means attribution only, never blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workflows: Vec<WorkflowConfig>,
+    /// Model-id globs this team may call; empty allows every model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_models: Vec<String>,
+    /// Workload identities (SPIFFE ids / URI SANs) allowed to charge this team;
+    /// empty trusts the attribution headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    /// Per-tenant limit within the team's period; `None` = only the team limit applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Nanos>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetConfig {
+    pub limit: Nanos,
+    pub period: Period,
+    /// IANA timezone the period is computed in (validated by the compiler).
+    pub timezone: String,
+    pub enforcement: Enforcement,
+    /// Percentages (1..=100, ascending) at which the operator raises events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_thresholds: Vec<u8>,
+}
+
+/// What happens when a budget cannot cover a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Enforcement {
+    /// Refuse the call before it reaches Bedrock.
+    Block,
+    /// Let it through; record that it was over budget.
+    Warn,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowConfig {
+    pub id: String,
+    /// Limit within the team's period; `None` = only the team limit applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Nanos>,
+    /// Further restricts the team's allowlist for this workflow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Catalog {
+    /// Price entries in precedence order: the first match wins.
+    #[serde(default)]
+    pub entries: Vec<PriceEntry>,
+    /// Opaque model ids (application-inference-profile ARNs, …) → a priced model id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<Alias>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PriceEntry {
+    /// Model id or glob (`*` any run of characters) matched against the resolved model id.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Regions this entry applies to; empty = every region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    pub prices: Prices,
+    /// Upper bound on output tokens used for the worst-case reservation.
+    pub max_output_tokens: u32,
+    /// Where the price came from: `ModelPricing name (source, effectiveFrom)`.
+    pub source: String,
+}
+
+/// Prices of each token class, nano-USD per 1M tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Prices {
+    pub input: NanosPerMillion,
+    pub output: NanosPerMillion,
+    #[serde(default)]
+    pub cache_read: NanosPerMillion,
+    #[serde(default)]
+    pub cache_write_5m: NanosPerMillion,
+    #[serde(default)]
+    pub cache_write_1h: NanosPerMillion,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Alias {
+    pub id: String,
+    pub model: String,
+}
+
+/// Why a compiled config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config is not valid JSON for this format: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("config version {found} is not supported (this build reads version {CONFIG_VERSION})")]
+    Version { found: u32 },
+    #[error("config is inconsistent: {0}")]
+    Invalid(String),
+}
+
+impl CompiledConfig {
+    pub fn empty() -> Self {
+        CompiledConfig { version: CONFIG_VERSION, generation: String::new(), teams: vec![], catalog: Catalog::default() }
+    }
+
+    /// Parses and checks a config file's bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes)?;
+        if v.version != CONFIG_VERSION {
+            return Err(ConfigError::Version { found: v.version });
+        }
+        let config: CompiledConfig = serde_json::from_slice(bytes)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Invariants a hand-edited or corrupted file could break; the compiler never does.
+    fn check(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.teams {
+            if !seen.insert(t.team.as_str()) {
+                return Err(ConfigError::Invalid(format!("team {:?} appears twice", t.team)));
+            }
+            if let Some(b) = &t.budget {
+                crate::period::timezone(&b.timezone).map_err(|e| ConfigError::Invalid(format!("team {:?}: {e}", t.team)))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serializes")
+    }
+}

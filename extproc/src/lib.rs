@@ -1,0 +1,14 @@
+//! Tally's data plane: an Envoy `ext_proc` service that attributes, prices,
+//! reserves and settles every AWS Bedrock Runtime call.
+//!
+//! The pure decisions (`bedrock`, `attribution`, `pricing`, `period`, `policy`,
+//! `usage`, `eventstream`) take plain data and are unit-tested without
+//! processes; `server`, `store` and `admin` carry data between them and Envoy,
+//! Redis and Prometheus.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod money;
+pub mod period;
+pub mod pricing;
+pub mod store;

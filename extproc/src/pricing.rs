@@ -1,0 +1,226 @@
+//! Pricing: which catalog entry prices a model, and what a usage costs.
+//!
+//! Precedence is decided by the compiler (entries arrive in order); this module
+//! only finds the first entry matching `(model, region)`, with the geo-profile
+//! fallback (`us.X` is priced as `X` only when no entry matches `us.X`), and
+//! multiplies. All arithmetic is integer; a request's cost is rounded half-up to
+//! the nano-USD once, after summing its token classes.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Catalog, PriceEntry, Prices};
+use crate::money::Nanos;
+
+/// Cross-region inference-profile prefixes (`us.anthropic.claude-…`).
+pub const GEO_PREFIXES: &[&str] = &["us-gov.", "global.", "apac.", "us.", "eu.", "jp.", "au.", "ca."];
+
+/// Tokens of one call, by price class. `input` is the non-cached input, as in
+/// Bedrock's TokenUsage: billed input = input + cache_read + cache writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+}
+
+impl Usage {
+    pub fn is_zero(&self) -> bool {
+        *self == Usage::default()
+    }
+
+    pub fn cache_write(&self) -> u64 {
+        self.cache_write_5m + self.cache_write_1h
+    }
+}
+
+/// Exact cost of `usage` at `prices`, rounded half-up to the nano-USD.
+pub fn cost(usage: &Usage, prices: &Prices) -> Nanos {
+    let terms = [
+        (usage.input, prices.input.0),
+        (usage.output, prices.output.0),
+        (usage.cache_read, prices.cache_read.0),
+        (usage.cache_write_5m, prices.cache_write_5m.0),
+        (usage.cache_write_1h, prices.cache_write_1h.0),
+    ];
+    let total: u128 = terms.iter().map(|(t, p)| u128::from(*t) * u128::from(*p)).sum();
+    let nanos = (total + 500_000) / 1_000_000;
+    Nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+}
+
+/// Upper bound on what a call can cost: every possible input token at the dearest
+/// input-class price plus `max_output_tokens` at the output price.
+pub fn worst_case(input_tokens_bound: u64, max_output_tokens: u64, prices: &Prices) -> Nanos {
+    let dearest_input = [prices.input, prices.cache_read, prices.cache_write_5m, prices.cache_write_1h]
+        .into_iter()
+        .max()
+        .unwrap_or_default();
+    let usage = Usage { input: input_tokens_bound, output: max_output_tokens, ..Usage::default() };
+    cost(&usage, &Prices { input: dearest_input, ..*prices })
+}
+
+/// `*` matches any run of characters; everything else is literal.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let tail: Vec<&str> = parts.collect();
+    let Some((last, middle)) = tail.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// The catalog, indexed for lookups on the request path.
+#[derive(Debug, Clone, Default)]
+pub struct PriceBook {
+    entries: Vec<PriceEntry>,
+    aliases: HashMap<String, String>,
+}
+
+/// A model resolved to its price entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Priced<'a> {
+    pub entry: &'a PriceEntry,
+    /// The model id the entry matched (after alias and geo fallback).
+    pub model: &'a str,
+}
+
+impl PriceBook {
+    pub fn new(catalog: &Catalog) -> Self {
+        PriceBook {
+            entries: catalog.entries.clone(),
+            aliases: catalog.aliases.iter().map(|a| (a.id.clone(), a.model.clone())).collect(),
+        }
+    }
+
+    /// Follows an alias (application-inference-profile ARN → model id), if one is configured.
+    pub fn alias<'a>(&'a self, model: &'a str) -> &'a str {
+        self.aliases.get(model).map(String::as_str).unwrap_or(model)
+    }
+
+    /// The entry that prices `model` in `region`; tries the id as called first,
+    /// then without its geo prefix.
+    pub fn lookup<'a>(&'a self, model: &'a str, region: &str) -> Option<Priced<'a>> {
+        let matching = |m: &str| {
+            self.entries
+                .iter()
+                .find(|e| glob_matches(&e.pattern, m) && (e.regions.is_empty() || e.regions.iter().any(|r| r == region)))
+        };
+        if let Some(entry) = matching(model) {
+            return Some(Priced { entry, model });
+        }
+        let base = strip_geo_prefix(model)?;
+        matching(base).map(|entry| Priced { entry, model: base })
+    }
+}
+
+/// `us.anthropic.claude-…` → `anthropic.claude-…`; `None` when there is no geo prefix.
+pub fn strip_geo_prefix(model: &str) -> Option<&str> {
+    GEO_PREFIXES.iter().find_map(|p| model.strip_prefix(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Alias;
+    use crate::money::NanosPerMillion;
+
+    fn usd(s: &str) -> NanosPerMillion {
+        NanosPerMillion::parse_usd(s).unwrap()
+    }
+
+    fn prices(i: &str, o: &str, cr: &str, w5: &str, w1: &str) -> Prices {
+        Prices { input: usd(i), output: usd(o), cache_read: usd(cr), cache_write_5m: usd(w5), cache_write_1h: usd(w1) }
+    }
+
+    fn entry(pattern: &str, regions: &[&str], p: Prices) -> PriceEntry {
+        PriceEntry {
+            pattern: pattern.into(),
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+            prices: p,
+            max_output_tokens: 8192,
+            source: format!("test {pattern}"),
+        }
+    }
+
+    #[test]
+    fn prices_every_token_class_to_the_nano_dollar() {
+        // us.anthropic.claude-sonnet-4-5: 3.3 / 16.5 / 0.33 / 4.125 / 6.6 per 1M.
+        let p = prices("3.3", "16.5", "0.33", "4.125", "6.6");
+        let one = |u: Usage| cost(&u, &p).0;
+        assert_eq!(one(Usage { input: 1_000, ..Default::default() }), 3_300_000);
+        assert_eq!(one(Usage { output: 1_000, ..Default::default() }), 16_500_000);
+        assert_eq!(one(Usage { cache_read: 1_000, ..Default::default() }), 330_000);
+        assert_eq!(one(Usage { cache_write_5m: 1_000, ..Default::default() }), 4_125_000);
+        assert_eq!(one(Usage { cache_write_1h: 1_000, ..Default::default() }), 6_600_000);
+        let all = Usage { input: 1_234, output: 567, cache_read: 89_012, cache_write_5m: 3_456, cache_write_1h: 7_890 };
+        // 1234*3.3 + 567*16.5 + 89012*0.33 + 3456*4.125 + 7890*6.6 = 4072.2+9355.5+29373.96+14256+52074 µ$ -> nanos
+        assert_eq!(one(all), 109_131_660);
+    }
+
+    #[test]
+    fn rounds_half_up_once_per_call() {
+        // nova-micro input is 0.035 $/1M = 35 nano per 1000 tokens = 0.035 nano per token.
+        let p = prices("0.035", "0.14", "0.00875", "0", "0");
+        assert_eq!(cost(&Usage { input: 14, ..Default::default() }, &p), Nanos(0)); // 0.49 nano
+        assert_eq!(cost(&Usage { input: 15, ..Default::default() }, &p), Nanos(1)); // 0.525 nano
+        // Summing before rounding: 3 × 0.49 would round to 0 each, but together they are 1.47 → 1.
+        assert_eq!(cost(&Usage { input: 14, output: 7, cache_read: 56, ..Default::default() }, &p), Nanos(2));
+    }
+
+    #[test]
+    fn worst_case_uses_the_dearest_input_class() {
+        let p = prices("3", "15", "0.3", "3.75", "6");
+        assert_eq!(worst_case(1_000_000, 1_000, &p), Nanos(6_000_000_000 + 15_000_000));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("anthropic.*", "anthropic.claude-3-opus"));
+        assert!(glob_matches("*claude*haiku*", "us.anthropic.claude-3-5-haiku-20241022-v1:0"));
+        assert!(glob_matches("exact", "exact"));
+        assert!(!glob_matches("exact", "exactly"));
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("a*b*c", "abc"));
+        assert!(!glob_matches("a*b*c", "acb"));
+        assert!(!glob_matches("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn first_matching_entry_wins_with_region_and_geo_fallback() {
+        let catalog = Catalog {
+            entries: vec![
+                entry("us.anthropic.claude-sonnet-4-5-20250929-v1:0", &[], prices("3.3", "16.5", "0.33", "4.125", "6.6")),
+                entry("anthropic.claude-sonnet-4-5-20250929-v1:0", &["eu-central-2"], prices("9", "9", "0", "0", "0")),
+                entry("anthropic.claude-sonnet-4-5-20250929-v1:0", &[], prices("3", "15", "0.3", "3.75", "6")),
+                entry("anthropic.*", &[], prices("100", "100", "0", "0", "0")),
+            ],
+            aliases: vec![Alias {
+                id: "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc".into(),
+                model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+            }],
+        };
+        let book = PriceBook::new(&catalog);
+        let input = |m: &str, r: &str| book.lookup(m, r).map(|p| p.entry.prices.input.0);
+        let sonnet = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+        assert_eq!(input(&format!("us.{sonnet}"), "us-east-1"), Some(3_300_000_000));
+        // No entry for eu./global.: priced as the base model.
+        assert_eq!(input(&format!("eu.{sonnet}"), "eu-west-1"), Some(3_000_000_000));
+        assert_eq!(book.lookup(&format!("global.{sonnet}"), "us-east-1").unwrap().model, sonnet);
+        assert_eq!(input(sonnet, "eu-central-2"), Some(9_000_000_000));
+        assert_eq!(input("anthropic.claude-instant-v1", "us-east-1"), Some(100_000_000_000));
+        assert_eq!(input("meta.llama3-1-8b-instruct-v1:0", "us-east-1"), None);
+        let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
+        assert_eq!(input(book.alias(arn), "us-east-1"), Some(3_300_000_000));
+        assert_eq!(book.alias("other"), "other");
+    }
+}

