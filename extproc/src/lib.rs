@@ -7,8 +7,11 @@
 //! Redis and Prometheus.
 #![forbid(unsafe_code)]
 
+pub mod bedrock;
 pub mod config;
+pub mod eventstream;
 pub mod money;
 pub mod period;
 pub mod pricing;
 pub mod store;
+pub mod usage;

@@ -86,7 +86,7 @@ mod tests {
         assert_eq!(w.key, "2026-03-08");
         assert_eq!(w.start, ts("2026-03-08T05:00:00Z"));
         assert_eq!(w.end, ts("2026-03-09T04:00:00Z"));
-        assert_eq!((w.end - w.start).get_hours(), 23);
+        assert_eq!(w.end.duration_since(w.start).as_hours(), 23);
     }
 
     #[test]
@@ -95,7 +95,7 @@ mod tests {
         let w = window(ts("2026-10-25T10:00:00Z"), Period::Daily, &tz("Europe/Berlin"));
         assert_eq!(w.start, ts("2026-10-24T22:00:00Z"));
         assert_eq!(w.end, ts("2026-10-25T23:00:00Z"));
-        assert_eq!((w.end - w.start).get_hours(), 25);
+        assert_eq!(w.end.duration_since(w.start).as_hours(), 25);
     }
 
     #[test]

@@ -169,12 +169,16 @@ mod tests {
 
     #[test]
     fn rounds_half_up_once_per_call() {
-        // nova-micro input is 0.035 $/1M = 35 nano per 1000 tokens = 0.035 nano per token.
-        let p = prices("0.035", "0.14", "0.00875", "0", "0");
-        assert_eq!(cost(&Usage { input: 14, ..Default::default() }, &p), Nanos(0)); // 0.49 nano
-        assert_eq!(cost(&Usage { input: 15, ..Default::default() }, &p), Nanos(1)); // 0.525 nano
-        // Summing before rounding: 3 × 0.49 would round to 0 each, but together they are 1.47 → 1.
-        assert_eq!(cost(&Usage { input: 14, output: 7, cache_read: 56, ..Default::default() }, &p), Nanos(2));
+        // 0.000001 USD per 1M tokens = 0.001 nano-USD per token.
+        let p = prices("0.000001", "0.000001", "0.000001", "0", "0");
+        assert_eq!(cost(&Usage { input: 499, ..Default::default() }, &p), Nanos(0));
+        assert_eq!(cost(&Usage { input: 500, ..Default::default() }, &p), Nanos(1));
+        // Summed before rounding: 300 + 300 tokens are 0.6 nano together (→ 1), though each alone rounds to 0.
+        assert_eq!(cost(&Usage { input: 300, output: 300, ..Default::default() }, &p), Nanos(1));
+        // nova-micro cache read, 0.00875 USD/1M = 8.75 nano per token.
+        let nova = prices("0.035", "0.14", "0.00875", "0", "0");
+        assert_eq!(cost(&Usage { cache_read: 1, ..Default::default() }, &nova), Nanos(9));
+        assert_eq!(cost(&Usage { input: 14, cache_read: 2, ..Default::default() }, &nova), Nanos(490 + 18));
     }
 
     #[test]
