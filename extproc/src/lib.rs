@@ -10,8 +10,10 @@
 pub mod bedrock;
 pub mod config;
 pub mod eventstream;
+pub mod ledger;
 pub mod money;
 pub mod period;
+pub mod policy;
 pub mod pricing;
 pub mod store;
 pub mod usage;

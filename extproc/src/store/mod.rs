@@ -1,2 +1,132 @@
-//! Where live spend lives: Redis in production, an in-process map for demos.
+//! Where live spend lives: Redis in production, an in-process map for demos
+//! and single-replica runs. Both give the same semantics:
+//!
+//! - **reserve**: atomically, against every budget of a plan or none, hold the
+//!   worst-case amount; reservations expire, so a crashed request cannot hold
+//!   budget forever;
+//! - **settle**: release the reservation, add the real cost to every counter and
+//!   append the ledger record — idempotent per charge id, so a replay from the
+//!   spool never double-counts.
+
 pub mod keys;
+pub mod memory;
+pub mod redis;
+pub mod spool;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::LedgerRecord;
+use crate::money::Nanos;
+use crate::policy::Budget;
+
+/// How long a settled charge id is remembered (spool replays are within this).
+pub const SETTLED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveRequest {
+    pub team: String,
+    pub charge_id: String,
+    pub amount: Nanos,
+    pub budgets: Vec<Budget>,
+    pub now_ms: i64,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// Held against every budget. `team_used` = team spent + reserved after it;
+    /// `over` lists `Warn` budgets it goes beyond.
+    Reserved { team_used: Nanos, over: Vec<String> },
+    /// An enforcing budget cannot cover it; nothing was held.
+    Refused { label: String, limit: Nanos, remaining: Nanos },
+    /// This charge id is already reserved or settled.
+    Duplicate,
+}
+
+/// A finished call to charge. Serializable: it is what the spool holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settlement {
+    pub team: String,
+    pub charge_id: String,
+    pub cost: Nanos,
+    /// Counter keys to charge (the same the reservation was held on).
+    pub counters: Vec<String>,
+    /// Whether this call counts as a request (refused calls only bump `blocked`).
+    pub count_request: bool,
+    pub record: LedgerRecord,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// `team_used` = team spent + reserved after settling.
+    Settled { team_used: Nanos },
+    AlreadySettled,
+}
+
+/// Spent, reserved and request count of one counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub spent: Nanos,
+    pub reserved: Nanos,
+    pub requests: u64,
+    pub blocked: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("unexpected reply from the store: {0}")]
+    Protocol(String),
+    #[error("spool: {0}")]
+    Spool(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The configured store.
+pub enum Store {
+    Redis(redis::RedisStore),
+    Memory(memory::MemoryStore),
+}
+
+impl Store {
+    pub async fn reserve(&self, r: &ReserveRequest) -> Result<ReserveOutcome> {
+        match self {
+            Store::Redis(s) => s.reserve(r).await,
+            Store::Memory(s) => Ok(s.reserve(r)),
+        }
+    }
+
+    pub async fn settle(&self, s: &Settlement, ledger_max_len: u64) -> Result<SettleOutcome> {
+        match self {
+            Store::Redis(r) => r.settle(s, ledger_max_len).await,
+            Store::Memory(m) => Ok(m.settle(s, ledger_max_len)),
+        }
+    }
+
+    /// The most recent ledger records of `teams` (all teams for the memory store), oldest first.
+    pub async fn ledger(&self, teams: &[String], limit: usize) -> Result<Vec<LedgerRecord>> {
+        match self {
+            Store::Redis(r) => r.ledger(teams, limit).await,
+            Store::Memory(m) => Ok(m.ledger(limit)),
+        }
+    }
+
+    pub async fn counters(&self, key: &str) -> Result<Counters> {
+        match self {
+            Store::Redis(r) => r.counters(key).await,
+            Store::Memory(m) => Ok(m.counters(key)),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Store::Redis(r) => r.ping().await,
+            Store::Memory(_) => Ok(()),
+        }
+    }
+}

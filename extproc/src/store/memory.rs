@@ -1,0 +1,126 @@
+//! The embedded store: the Redis semantics in one process, for local runs,
+//! demos and single-replica installs. Spend is lost when the process exits.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use super::{Counters, ReserveOutcome, ReserveRequest, SettleOutcome, Settlement};
+use crate::ledger::LedgerRecord;
+use crate::money::Nanos;
+
+#[derive(Default)]
+struct State {
+    counters: HashMap<String, Counters>,
+    /// charge id → (expiry ms, amount, counter keys)
+    reservations: HashMap<String, (i64, Nanos, Vec<String>)>,
+    settled: HashMap<String, i64>,
+    ledger: VecDeque<LedgerRecord>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl State {
+    fn release(&mut self, charge_id: &str) {
+        if let Some((_, amount, keys)) = self.reservations.remove(charge_id) {
+            for k in keys {
+                let c = self.counters.entry(k).or_default();
+                c.reserved = c.reserved.saturating_sub(amount);
+            }
+        }
+    }
+
+    fn purge_expired(&mut self, now_ms: i64) {
+        let expired: Vec<String> =
+            self.reservations.iter().filter(|(_, (exp, _, _))| *exp <= now_ms).map(|(id, _)| id.clone()).collect();
+        for id in expired {
+            self.release(&id);
+        }
+        self.settled.retain(|_, exp| *exp > now_ms);
+    }
+
+    fn used(&self, key: &str) -> Nanos {
+        self.counters.get(key).map_or(Nanos::ZERO, |c| c.spent.saturating_add(c.reserved))
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave counters half-written
+        // (each update is a single field), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn reserve(&self, r: &ReserveRequest) -> ReserveOutcome {
+        let mut s = self.lock();
+        s.purge_expired(r.now_ms);
+        if s.reservations.contains_key(&r.charge_id) || s.settled.contains_key(&r.charge_id) {
+            return ReserveOutcome::Duplicate;
+        }
+        let mut over = Vec::new();
+        for b in &r.budgets {
+            let Some(limit) = b.limit else { continue };
+            let used = s.used(&b.key);
+            if used.saturating_add(r.amount) > limit {
+                if b.enforce {
+                    if let Some(first) = r.budgets.first() {
+                        s.counters.entry(first.key.clone()).or_default().blocked += 1;
+                    }
+                    return ReserveOutcome::Refused { label: b.label.clone(), limit, remaining: limit.saturating_sub(used) };
+                }
+                over.push(b.label.clone());
+            }
+        }
+        let keys: Vec<String> = r.budgets.iter().map(|b| b.key.clone()).collect();
+        for k in &keys {
+            let c = s.counters.entry(k.clone()).or_default();
+            c.reserved = c.reserved.saturating_add(r.amount);
+        }
+        let expiry = r.now_ms + r.ttl.as_millis() as i64;
+        s.reservations.insert(r.charge_id.clone(), (expiry, r.amount, keys));
+        let team_used = r.budgets.first().map_or(Nanos::ZERO, |b| s.used(&b.key));
+        ReserveOutcome::Reserved { team_used, over }
+    }
+
+    pub fn settle(&self, st: &Settlement, ledger_max_len: u64) -> SettleOutcome {
+        let mut s = self.lock();
+        if s.settled.contains_key(&st.charge_id) {
+            return SettleOutcome::AlreadySettled;
+        }
+        s.release(&st.charge_id);
+        for k in &st.counters {
+            let c = s.counters.entry(k.clone()).or_default();
+            c.spent = c.spent.saturating_add(st.cost);
+            if st.count_request {
+                c.requests += 1;
+            }
+        }
+        s.ledger.push_back(st.record.clone());
+        while s.ledger.len() as u64 > ledger_max_len.max(1) {
+            s.ledger.pop_front();
+        }
+        s.settled.insert(st.charge_id.clone(), now_ms() + super::SETTLED_TTL.as_millis() as i64);
+        let team_used = st.counters.first().map_or(Nanos::ZERO, |k| s.used(k));
+        SettleOutcome::Settled { team_used }
+    }
+
+    pub fn ledger(&self, limit: usize) -> Vec<LedgerRecord> {
+        let s = self.lock();
+        let skip = s.ledger.len().saturating_sub(limit);
+        s.ledger.iter().skip(skip).cloned().collect()
+    }
+
+    pub fn counters(&self, key: &str) -> Counters {
+        self.lock().counters.get(key).copied().unwrap_or_default()
+    }
+}

@@ -1,0 +1,268 @@
+//! The Redis store: two Lua scripts, each touching the keys of one team only
+//! (`{team}` hash tag), so each runs atomically on one Redis Cluster slot.
+//!
+//! Money comparisons inside Lua use doubles, which are exact for integers up to
+//! 2^53 nano-USD (about 9 million USD per counter); the counters themselves are
+//! updated with `HINCRBY` on the decimal strings we pass, so they stay exact int64.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+use super::{Counters, ReserveOutcome, ReserveRequest, Result, SettleOutcome, Settlement, StoreError, keys};
+use crate::ledger::LedgerRecord;
+use crate::money::Nanos;
+
+/// Releases the reservation `id` (if held): subtracts its amount from the
+/// counters it was held on. Shared by both scripts.
+const RELEASE_FN: &str = r#"
+local function release(zset, data, id)
+  local d = redis.call('HGET', data, id)
+  if d then
+    local amount = nil
+    for part in string.gmatch(d, '[^|]+') do
+      if not amount then amount = part else redis.call('HINCRBY', part, 'reserved', '-' .. amount) end
+    end
+    redis.call('HDEL', data, id)
+  end
+  redis.call('ZREM', zset, id)
+end
+local function used(key)
+  local v = redis.call('HMGET', key, 'spent', 'reserved')
+  return (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+end
+"#;
+
+/// KEYS: resv zset, resv data, settled marker, counter 1..n (team first)
+/// ARGV: now ms, expiry ms, charge id, amount, then (limit or -1, enforce 0/1) per counter
+const RESERVE: &str = r#"
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  release(KEYS[1], KEYS[2], id)
+end
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  return {'dup'}
+end
+local amount = tonumber(ARGV[4])
+local over = {}
+for i = 4, #KEYS do
+  local limit = tonumber(ARGV[5 + 2 * (i - 4)])
+  local enforce = ARGV[6 + 2 * (i - 4)]
+  if limit >= 0 then
+    local u = used(KEYS[i])
+    if u + amount > limit then
+      if enforce == '1' then
+        redis.call('HINCRBY', KEYS[4], 'blocked', 1)
+        return {'refused', tostring(i - 3), string.format('%d', limit - u)}
+      end
+      table.insert(over, tostring(i - 3))
+    end
+  end
+end
+local data = ARGV[4]
+for i = 4, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'reserved', ARGV[4])
+  data = data .. '|' .. KEYS[i]
+end
+redis.call('HSET', KEYS[2], ARGV[3], data)
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+return {'ok', string.format('%d', used(KEYS[4])), table.concat(over, ',')}
+"#;
+
+/// KEYS: resv zset, resv data, settled marker, ledger stream, counter 1..n (team first)
+/// ARGV: charge id, cost, count request 0/1, settled ttl s, ledger max len, record json
+const SETTLE: &str = r#"
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'dup'} end
+release(KEYS[1], KEYS[2], ARGV[1])
+for i = 5, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
+  if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[i], 'requests', 1) end
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'record', ARGV[6])
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
+local team_used = 0
+if #KEYS >= 5 then team_used = used(KEYS[5]) end
+return {'ok', string.format('%d', team_used)}
+"#;
+
+/// A single-node or cluster connection; both reconnect by themselves.
+#[derive(Clone)]
+pub enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+pub struct RedisStore {
+    conn: Connection,
+    reserve: Script,
+    settle: Script,
+}
+
+/// How long one store operation may take before it counts as an outage.
+pub const OP_TIMEOUT: Duration = Duration::from_millis(250);
+
+impl RedisStore {
+    /// Connects to `url` (`redis://`, `rediss://`); `cluster` uses Redis Cluster
+    /// discovery from that seed node. Fails if the first connection fails.
+    pub async fn connect(url: &str, cluster: bool, password: Option<&str>) -> Result<Self> {
+        let conn = if cluster {
+            let mut b = ClusterClientBuilder::new(vec![url.to_string()])
+                .connection_timeout(Duration::from_secs(1))
+                .response_timeout(OP_TIMEOUT);
+            if let Some(p) = password {
+                b = b.password(p.to_string());
+            }
+            Connection::Cluster(b.build()?.get_async_connection().await?)
+        } else {
+            let mut info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url)?;
+            if let Some(p) = password {
+                let settings = info.redis_settings().clone().set_password(p);
+                info = info.set_redis_settings(settings);
+            }
+            let client = redis::Client::open(info)?;
+            let cfg = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(OP_TIMEOUT))
+                .set_number_of_retries(1);
+            Connection::Single(ConnectionManager::new_with_config(client, cfg).await?)
+        };
+        Ok(RedisStore {
+            conn,
+            reserve: Script::new(&format!("{RELEASE_FN}{RESERVE}")),
+            settle: Script::new(&format!("{RELEASE_FN}{SETTLE}")),
+        })
+    }
+
+    pub async fn reserve(&self, r: &ReserveRequest) -> Result<ReserveOutcome> {
+        let mut inv = self.reserve.prepare_invoke();
+        inv.key(keys::reservations(&r.team)).key(keys::reservation_data(&r.team)).key(keys::settled(&r.team, &r.charge_id));
+        for b in &r.budgets {
+            inv.key(&b.key);
+        }
+        inv.arg(r.now_ms).arg(r.now_ms + r.ttl.as_millis() as i64).arg(&r.charge_id).arg(r.amount.0);
+        for b in &r.budgets {
+            inv.arg(b.limit.map_or(-1, |l| l.0)).arg(if b.enforce { "1" } else { "0" });
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                let over_idx = reply.get(2).map(String::as_str).unwrap_or("");
+                let over = over_idx
+                    .split(',')
+                    .filter_map(|i| i.parse::<usize>().ok())
+                    .filter_map(|i| r.budgets.get(i - 1).map(|b| b.label.clone()))
+                    .collect();
+                Ok(ReserveOutcome::Reserved { team_used: parse_nanos(reply.get(1))?, over })
+            }
+            Some("refused") => {
+                let idx: usize = reply.get(1).and_then(|i| i.parse().ok()).ok_or_else(|| protocol(&reply))?;
+                let b = r.budgets.get(idx - 1).ok_or_else(|| protocol(&reply))?;
+                Ok(ReserveOutcome::Refused {
+                    label: b.label.clone(),
+                    limit: b.limit.unwrap_or_default(),
+                    remaining: parse_nanos(reply.get(2))?,
+                })
+            }
+            Some("dup") => Ok(ReserveOutcome::Duplicate),
+            _ => Err(protocol(&reply)),
+        }
+    }
+
+    pub async fn settle(&self, s: &Settlement, ledger_max_len: u64) -> Result<SettleOutcome> {
+        let record = serde_json::to_string(&s.record).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        let mut inv = self.settle.prepare_invoke();
+        inv.key(keys::reservations(&s.team))
+            .key(keys::reservation_data(&s.team))
+            .key(keys::settled(&s.team, &s.charge_id))
+            .key(keys::ledger(&s.team));
+        for k in &s.counters {
+            inv.key(k);
+        }
+        inv.arg(&s.charge_id)
+            .arg(s.cost.0)
+            .arg(if s.count_request { "1" } else { "0" })
+            .arg(super::SETTLED_TTL.as_secs())
+            .arg(ledger_max_len)
+            .arg(record);
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(SettleOutcome::Settled { team_used: parse_nanos(reply.get(1))? }),
+            Some("dup") => Ok(SettleOutcome::AlreadySettled),
+            _ => Err(protocol(&reply)),
+        }
+    }
+
+    pub async fn ledger(&self, teams: &[String], limit: usize) -> Result<Vec<LedgerRecord>> {
+        let mut out = Vec::new();
+        let mut conn = self.conn.clone();
+        for team in teams {
+            let reply: redis::streams::StreamRangeReply =
+                redis::cmd("XREVRANGE").arg(keys::ledger(team)).arg("+").arg("-").arg("COUNT").arg(limit).query_async(&mut conn).await?;
+            for entry in reply.ids {
+                if let Some(Value::BulkString(b)) = entry.map.get("record") {
+                    if let Ok(r) = serde_json::from_slice::<LedgerRecord>(b) {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.time.cmp(&b.time));
+        let skip = out.len().saturating_sub(limit);
+        Ok(out.split_off(skip))
+    }
+
+    pub async fn counters(&self, key: &str) -> Result<Counters> {
+        let (spent, reserved, requests, blocked): (Option<i64>, Option<i64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(key)
+            .arg(keys::field::SPENT)
+            .arg(keys::field::RESERVED)
+            .arg(keys::field::REQUESTS)
+            .arg(keys::field::BLOCKED)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(Counters {
+            spent: Nanos(spent.unwrap_or(0)),
+            reserved: Nanos(reserved.unwrap_or(0)),
+            requests: requests.unwrap_or(0),
+            blocked: blocked.unwrap_or(0),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+}
+
+fn parse_nanos(v: Option<&String>) -> Result<Nanos> {
+    v.and_then(|s| s.parse::<i64>().ok()).map(Nanos).ok_or_else(|| StoreError::Protocol(format!("expected an integer, got {v:?}")))
+}
+
+fn protocol(reply: &[String]) -> StoreError {
+    StoreError::Protocol(format!("{reply:?}"))
+}
