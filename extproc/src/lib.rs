@@ -7,13 +7,17 @@
 //! Redis and Prometheus.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod bedrock;
 pub mod config;
 pub mod eventstream;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
 pub mod period;
 pub mod policy;
 pub mod pricing;
+pub mod processor;
+pub mod server;
 pub mod store;
 pub mod usage;

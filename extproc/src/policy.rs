@@ -11,7 +11,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::config::{CompiledConfig, Enforcement, TeamConfig, UNKNOWN_TEAM};
+use crate::config::{CompiledConfig, Enforcement, Prices, TeamConfig, UNKNOWN_TEAM};
 use crate::money::Nanos;
 use crate::period::{self, Period, Window};
 use crate::pricing::{self, PriceBook, Priced, glob_matches, strip_geo_prefix};
@@ -216,10 +216,10 @@ impl Policy {
 /// Worst-case cost: every body byte an input token (a tokenizer never emits
 /// more tokens than bytes of text) at the dearest input price, plus the output
 /// cap the client asked for, bounded by the model's own maximum.
-pub fn worst_case(priced: &Priced<'_>, body_bytes: u64, requested_max_output: Option<u64>) -> Nanos {
-    let model_max = u64::from(priced.entry.max_output_tokens);
+pub fn worst_case(prices: &Prices, model_max_output: u32, body_bytes: u64, requested_max_output: Option<u64>) -> Nanos {
+    let model_max = u64::from(model_max_output);
     let output = requested_max_output.map_or(model_max, |r| r.min(model_max));
-    pricing::worst_case(body_bytes, output, &priced.entry.prices)
+    pricing::worst_case(body_bytes, output, prices)
 }
 
 #[cfg(test)]
@@ -334,11 +334,12 @@ mod tests {
     fn worst_case_caps_output_at_the_model_maximum() {
         let p = Policy::new(config());
         let priced = p.price("us.amazon.nova-pro-v1:0", "us-east-1").unwrap();
+        let wc = |body, asked| worst_case(&priced.entry.prices, priced.entry.max_output_tokens, body, asked);
         // 1000 bytes × 0.8 $/1M + 500 × 3.2 $/1M
-        assert_eq!(worst_case(&priced, 1000, Some(500)), Nanos(800_000 + 1_600_000));
+        assert_eq!(wc(1000, Some(500)), Nanos(800_000 + 1_600_000));
         // asked for more than the model can produce: bounded by maxOutputTokens
-        assert_eq!(worst_case(&priced, 0, Some(1_000_000)), Nanos(32_000_000));
-        assert_eq!(worst_case(&priced, 0, None), Nanos(32_000_000));
+        assert_eq!(wc(0, Some(1_000_000)), Nanos(32_000_000));
+        assert_eq!(wc(0, None), Nanos(32_000_000));
         assert!(p.price("meta.llama3-1-8b-instruct-v1:0", "us-east-1").is_none());
     }
 }
