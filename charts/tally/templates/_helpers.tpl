@@ -1,0 +1,195 @@
+{{/*
+Names, labels and the values derived from several settings. Templates use these
+helpers instead of recomputing names, so that every reference to an object
+(Service DNS names, ConfigMap and ServiceAccount names) agrees.
+*/}}
+
+{{- define "tally.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tally.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one component's objects: tally.componentName (list $ "extproc"). */}}
+{{- define "tally.componentName" -}}
+{{- $root := index . 0 }}
+{{- printf "%s-%s" (include "tally.fullname" $root | trunc 45 | trimSuffix "-") (index . 1) }}
+{{- end }}
+
+{{- define "tally.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "tally.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tally
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of one component: tally.componentLabels (list $ "extproc"). */}}
+{{- define "tally.componentLabels" -}}
+{{ include "tally.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* Selector labels of one component: stable across upgrades, never add to them. */}}
+{{- define "tally.selectorLabels" -}}
+{{- $root := index . 0 }}
+app.kubernetes.io/name: {{ include "tally.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* An image reference: tally.image (list $ .Values.extproc.image). Tag defaults to appVersion; a digest wins. */}}
+{{- define "tally.image" -}}
+{{- $root := index . 0 }}
+{{- $image := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "tally.configMapName" -}}
+{{- default (printf "%s-config" (include "tally.fullname" .)) .Values.config.configMapName }}
+{{- end }}
+
+{{- define "tally.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "tally.componentName" (list . "operator")) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "tally.gateway.serviceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create }}
+{{- default (include "tally.componentName" (list . "gateway")) .Values.gateway.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.gateway.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Bedrock runtime endpoint of gateway.region. */}}
+{{- define "tally.bedrockHost" -}}
+{{- printf "bedrock-runtime.%s.amazonaws.com" .Values.gateway.region }}
+{{- end }}
+
+{{/* DNS name of a Service of this release: tally.serviceDNS (list $ "extproc"). */}}
+{{- define "tally.serviceDNS" -}}
+{{- $root := index . 0 }}
+{{- printf "%s.%s.svc.%s" (include "tally.componentName" .) $root.Release.Namespace $root.Values.clusterDomain }}
+{{- end }}
+
+{{/*
+The Redis URL without credentials (the password travels in TALLY_REDIS_PASSWORD,
+from a Secret). The username, which is not secret, is part of the URL.
+*/}}
+{{- define "tally.redis.url" -}}
+{{- $r := .Values.redis }}
+{{- $url := "" }}
+{{- if $r.bundled }}
+{{- $url = printf "redis://%s:6379" (include "tally.serviceDNS" (list . "redis")) }}
+{{- else }}
+{{- $url = required "redis.url is required when redis.bundled=false (e.g. rediss://master.example.cache.amazonaws.com:6379)" $r.url }}
+{{- end }}
+{{- if and $r.tls (hasPrefix "redis://" $url) }}
+{{- $url = printf "rediss://%s" (trimPrefix "redis://" $url) }}
+{{- end }}
+{{- if $r.username }}
+{{- $scheme := ternary "rediss://" "redis://" (hasPrefix "rediss://" $url) }}
+{{- $url = printf "%s%s@%s" $scheme ($r.username | urlquery) (trimPrefix $scheme $url) }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
+{{/*
+The same URL with the password spliced in by the kubelet's $(VAR) expansion of
+TALLY_REDIS_PASSWORD, for the operator, which takes credentials only in the URL.
+The password must then be URL-safe.
+*/}}
+{{- define "tally.redis.urlWithPasswordRef" -}}
+{{- $url := include "tally.redis.url" . }}
+{{- if .Values.redis.auth.existingSecret }}
+{{- $scheme := ternary "rediss://" "redis://" (hasPrefix "rediss://" $url) }}
+{{- $rest := trimPrefix $scheme $url }}
+{{- if .Values.redis.username }}
+{{- $parts := splitn "@" 2 $rest }}
+{{- $url = printf "%s%s:$(TALLY_REDIS_PASSWORD)@%s" $scheme $parts._0 $parts._1 }}
+{{- else }}
+{{- $url = printf "%s:$(TALLY_REDIS_PASSWORD)@%s" $scheme $rest }}
+{{- end }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
+{{/* Environment variable with the Redis password, if a Secret is configured. */}}
+{{- define "tally.redis.passwordEnv" -}}
+{{- if .Values.redis.auth.existingSecret }}
+- name: TALLY_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.auth.existingSecret }}
+      key: {{ .Values.redis.auth.secretKey }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level security context: the chart-wide one plus a component's user. tally.podSecurityContext (list $ 65532). */}}
+{{- define "tally.podSecurityContext" -}}
+{{- $root := index . 0 }}
+{{- $ctx := deepCopy $root.Values.podSecurityContext }}
+{{- $_ := set $ctx "runAsUser" (index . 1) }}
+{{- $_ := set $ctx "runAsGroup" (index . 1) }}
+{{- $_ := set $ctx "fsGroup" (index . 1) }}
+{{- toYaml $ctx }}
+{{- end }}
+
+{{- define "tally.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext }}
+{{- end }}
+
+{{- define "tally.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Region the ext_proc assumes when a call's host names none. */}}
+{{- define "tally.extproc.defaultRegion" -}}
+{{- default .Values.gateway.region .Values.extproc.defaultRegion }}
+{{- end }}
+
+{{/*
+A duration from values ("500ms", "5s", "5m", "1h") in the protobuf JSON form Envoy
+parses ("0.500s"). values.schema.json restricts durations to that syntax.
+*/}}
+{{- define "tally.envoyDuration" -}}
+{{- $d := toString . }}
+{{- if hasSuffix "ms" $d }}
+{{- $ms := trimSuffix "ms" $d | int64 }}
+{{- printf "%d.%03ds" (div $ms 1000) (mod $ms 1000) }}
+{{- else if hasSuffix "s" $d }}
+{{- printf "%ds" (trimSuffix "s" $d | int64) }}
+{{- else if hasSuffix "m" $d }}
+{{- printf "%ds" (mul (trimSuffix "m" $d | int64) 60) }}
+{{- else if hasSuffix "h" $d }}
+{{- printf "%ds" (mul (trimSuffix "h" $d | int64) 3600) }}
+{{- else }}
+{{- fail (printf "%q is not a duration like 500ms, 5s, 5m or 1h" $d) }}
+{{- end }}
+{{- end }}

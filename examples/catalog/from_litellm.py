@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Regenerates bedrock-on-demand.yaml from LiteLLM's price table.
+
+The default Tally catalog is derived, not typed: this script reads
+`model_prices_and_context_window_backup.json` from a LiteLLM wheel and writes
+the Bedrock on-demand prices of the model families Tally ships prices for.
+
+    pip download --no-deps litellm==1.110.2 -d /tmp/litellm
+    unzip -o /tmp/litellm/litellm-*.whl 'litellm/model_prices_and_context_window_backup.json' -d /tmp/litellm
+    python3 examples/catalog/from_litellm.py /tmp/litellm/litellm/model_prices_and_context_window_backup.json \
+        --litellm-version 1.110.2 --date 2026-11-26 > examples/catalog/bedrock-on-demand.yaml
+    cargo run -p tally-operator --bin tally -- render examples/catalog/ > /dev/null   # check it
+
+Rules (kept in the file's header too):
+- families: Anthropic Claude (current generations), Amazon Nova and Titan Text,
+  Meta Llama 3.x/4, Mistral, DeepSeek; chat models only;
+- a cross-region id (`us.`, `eu.`, `apac.`, `jp.`, `au.`, `us-gov.`) gets an entry
+  only when its price differs from the base id's (otherwise the base entry prices
+  it), `global.` ids always get one (explicit, equal to the base price);
+- a region-specific price (LiteLLM key `bedrock/<region>/<id>`) that differs
+  from the base gets an entry restricted to the regions with that price;
+- prices per token are converted to USD per million tokens exactly (Decimal).
+"""
+
+import argparse
+import json
+import re
+import sys
+from collections import OrderedDict
+from decimal import Decimal
+
+FAMILIES = [
+    ("Anthropic Claude", re.compile(r"^anthropic\.claude-(3-[57]-|3-opus|sonnet-|opus-|haiku-|fable-|mythos-)")),
+    ("Amazon Nova", re.compile(r"^amazon\.nova-")),
+    ("Amazon Titan Text", re.compile(r"^amazon\.titan-text-")),
+    ("Meta Llama", re.compile(r"^meta\.llama(3|4)")),
+    ("Mistral", re.compile(r"^mistral\.")),
+    ("DeepSeek", re.compile(r"^deepseek\.")),
+]
+PREFIXES = ["us-gov.", "global.", "apac.", "us.", "eu.", "jp.", "au.", "ca."]
+REGION = re.compile(r"^[a-z]{2,}(-[a-z]+)+-[0-9]+$")
+PRICE_KEYS = [
+    ("inputPerMillion", "input_cost_per_token"),
+    ("outputPerMillion", "output_cost_per_token"),
+    ("cacheReadPerMillion", "cache_read_input_token_cost"),
+    ("cacheWrite5mPerMillion", "cache_creation_input_token_cost"),
+    ("cacheWrite1hPerMillion", "cache_creation_input_token_cost_above_1hr"),
+]
+# LiteLLM keys that are not Bedrock model ids.
+EXCLUDE = {
+    "anthropic.claude-3-7-sonnet-20240620-v1:0",  # Claude 3.7 Sonnet has no 2024-06-20 version
+}
+# Figures copied from LiteLLM that look wrong and were not verified against AWS.
+UNSURE = {
+    ("meta.llama3-8b-instruct-v1:0", "us-gov-east-1"): "unverified: output price and maxOutputTokens differ from us-gov-west-1",
+}
+# LiteLLM gives some cross-region entries the context window as max_output_tokens;
+# the reservation uses this number, so keep the base model's figure instead.
+MAX_OUTPUT_SANITY = 131072
+
+
+def per_million(cost):
+    d = (Decimal(repr(cost)) * 1_000_000).normalize()
+    text = format(d, "f")
+    return text
+
+
+def family_of(model_id):
+    for name, pattern in FAMILIES:
+        if pattern.search(model_id):
+            return name
+    return None
+
+
+def strip_prefix(model_id):
+    for p in PREFIXES:
+        if model_id.startswith(p):
+            return p, model_id[len(p):]
+    return "", model_id
+
+
+def prices(entry):
+    if entry.get("mode") != "chat" or entry.get("input_cost_per_token") is None:
+        return None
+    out = OrderedDict()
+    for key, src in PRICE_KEYS:
+        if entry.get(src) is not None:
+            out[key] = per_million(entry[src])
+    return out
+
+
+def max_output(entry, base_entry=None, notes=None):
+    n = entry.get("max_output_tokens") or entry.get("max_tokens")
+    if base_entry is not None and (n is None or n > MAX_OUTPUT_SANITY):
+        if notes is not None:
+            notes.append(f"LiteLLM's max_output_tokens {n} is the context window; the base model's is used")
+        n = base_entry.get("max_output_tokens") or n
+    return int(n)
+
+
+def missing_1h(p, base_p):
+    """A note when the base model has a 1-hour cache-write price and this entry lacks one."""
+    if base_p and "cacheWrite1hPerMillion" in base_p and "cacheWrite1hPerMillion" not in p:
+        return "no 1-hour cache-write price in the source: 1-hour writes are charged at the 5-minute price"
+    return None
+
+
+def flow(item):
+    parts = [f'match: "{item["match"]}"']
+    if item.get("regions"):
+        parts.append("regions: [" + ", ".join(item["regions"]) + "]")
+    for key, _ in PRICE_KEYS:
+        if key in item:
+            parts.append(f'{key}: "{item[key]}"')
+    parts.append(f"maxOutputTokens: {item['maxOutputTokens']}")
+    line = "  - {" + ", ".join(parts) + "}"
+    notes = [n for n in item.get("notes", []) if n]
+    return line + ("  # " + "; ".join(notes) if notes else "")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("json_path")
+    ap.add_argument("--litellm-version", required=True)
+    ap.add_argument("--date", required=True, help="YYYY-MM-DD the figures were taken")
+    args = ap.parse_args()
+    table = json.load(open(args.json_path))
+    bedrock = {k: v for k, v in table.items() if v.get("litellm_provider") in ("bedrock", "bedrock_converse")}
+
+    bases = {k: v for k, v in bedrock.items() if "/" not in k and "@" not in k and strip_prefix(k)[0] == ""}
+    by_family = OrderedDict((name, []) for name, _ in FAMILIES)
+    for model_id in sorted(bases):
+        fam = family_of(model_id)
+        p = prices(bases[model_id])
+        if fam is None or p is None or model_id in EXCLUDE:
+            continue
+        by_family[fam].append(dict(match=model_id, **p, maxOutputTokens=max_output(bases[model_id])))
+
+    # Cross-region profile ids.
+    for model_id in sorted(k for k in bedrock if "/" not in k and "@" not in k):
+        prefix, base_id = strip_prefix(model_id)
+        fam = family_of(base_id)
+        p = prices(bedrock[model_id])
+        if not prefix or fam is None or p is None:
+            continue
+        base = bases.get(base_id)
+        base_p = prices(base) if base else None
+        notes = []
+        mx = max_output(bedrock[model_id], base, notes)
+        if prefix != "global." and base_p == p and base is not None and max_output(base) == mx:
+            continue
+        notes.append(missing_1h(p, base_p))
+        by_family[fam].append(dict(match=model_id, **p, maxOutputTokens=mx, notes=notes))
+
+    # Region-specific prices, grouped by identical price.
+    regional = OrderedDict()
+    for key in sorted(bedrock):
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != "bedrock" or not REGION.match(parts[1]):
+            continue
+        region, model_id = parts[1], parts[2]
+        fam = family_of(model_id)
+        p = prices(bedrock[key])
+        base = bases.get(model_id)
+        if fam is None or p is None or base is None or prices(base) == p:
+            continue
+        group = (fam, model_id, tuple(p.items()), max_output(bedrock[key], base))
+        regional.setdefault(group, []).append(region)
+    for (fam, model_id, p, mx), regions in regional.items():
+        notes = [UNSURE.get((model_id, r)) for r in regions] + [missing_1h(dict(p), prices(bases[model_id]))]
+        by_family[fam].append(dict(match=model_id, regions=sorted(regions), **dict(p), maxOutputTokens=mx, notes=notes))
+
+    w = sys.stdout.write
+    w("# The default Tally price catalog: AWS Bedrock on-demand (standard tier) prices, USD per\n")
+    w("# million tokens. Generated by examples/catalog/from_litellm.py; do not edit by hand, regenerate.\n")
+    w("#\n")
+    w(f"# Source: LiteLLM model_prices_and_context_window.json as shipped in litellm {args.litellm_version},\n")
+    w(f"# taken {args.date}; LiteLLM transcribes the AWS Bedrock pricing page. Check a price against\n")
+    w("# https://aws.amazon.com/bedrock/pricing/ before relying on it for chargeback; override any entry\n")
+    w("# with a ModelPricing of higher priority instead of editing this one.\n")
+    w("#\n")
+    w("# Not modelled here: batch inference (~50% of on-demand), the priority/flex service tiers,\n")
+    w("# provisioned throughput, and long-context tiers (e.g. claude-sonnet-4 above 200k input tokens:\n")
+    w("# 6 / 22.5 per million). A cross-region id (us., eu., apac., jp., au., us-gov.) has an entry\n")
+    w("# only where its price differs from the base id; otherwise Tally prices it as the base id.\n")
+    w("# global. ids are listed explicitly at the base price. Missing 1-hour cache-write prices\n")
+    w("# default to the 5-minute price. maxOutputTokens is LiteLLM's max_output_tokens (the base\n")
+    w("# model's where LiteLLM gives a cross-region id its context window instead).\n")
+    w("apiVersion: tally.dev/v1alpha1\n")
+    w("kind: ModelPricing\n")
+    w("metadata:\n")
+    w("  name: bedrock-on-demand\n")
+    w("  labels:\n")
+    w("    app.kubernetes.io/part-of: tally\n")
+    w("spec:\n")
+    w(f'  source: "AWS Bedrock on-demand pricing via LiteLLM model_prices_and_context_window {args.litellm_version}"\n')
+    w(f'  effectiveFrom: "{args.date}"\n')
+    w("  priority: 0\n")
+    w("  models:\n")
+    for fam, items in by_family.items():
+        if not items:
+            continue
+        w(f"  # {fam}\n")
+        for item in items:
+            w(flow(item) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+//! The `tally` command line: arguments, logging, and one function per
+//! subcommand. `main` only parses, initialises logging and calls [`run`].
+//!
+//! To add a subcommand, add a variant to [`Command`] with its args struct and
+//! one arm in [`run`].
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::compiler;
+use crate::crd;
+use crate::manifest;
+use crate::{Error, Result};
+
+/// Per-request cost attribution and budgets for AWS Bedrock on Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about)]
+pub struct Cli {
+    /// Log format on stderr. The level comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, env = "TALLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions as YAML (or write one file per CRD).
+    Crds(CrdsArgs),
+    /// Compile TeamBudget and ModelPricing manifests into the ext_proc config, offline;
+    /// lists every problem and exits non-zero if there is any.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CrdsArgs {
+    /// Write `<group>_<plural>.yaml` files into this directory instead of printing.
+    #[arg(long, env = "TALLY_CRDS_OUT_DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// YAML files or directories (searched recursively for *.yaml and *.yml).
+    #[arg(required = true, value_name = "FILES_OR_DIRS")]
+    pub paths: Vec<PathBuf>,
+    /// Write the config JSON to this file instead of stdout.
+    #[arg(short, long, env = "TALLY_RENDER_OUTPUT")]
+    pub output: Option<PathBuf>,
+    /// Namespace of TeamBudgets that name none (as `kubectl apply -n` would give them).
+    #[arg(short, long, env = "TALLY_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+}
+
+/// Initialises logging to stderr (stdout carries the command's output).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // A second initialisation (tests) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Crds(args) => crds(&args, &mut stdout),
+        Command::Render(args) => render(&args, &mut stdout),
+    }
+}
+
+/// `tally crds`.
+pub fn crds(args: &CrdsArgs, stdout: &mut impl Write) -> Result<()> {
+    match &args.out_dir {
+        None => {
+            let yaml = crd::crds_yaml()?;
+            stdout.write_all(yaml.as_bytes()).map_err(|source| Error::Write { path: "stdout".into(), source })
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+            for crd in crd::crds() {
+                let path = dir.join(crd::crd_file_name(&crd));
+                std::fs::write(&path, crd::crd_yaml(&crd)?).map_err(|source| Error::Write { path: path.clone(), source })?;
+                tracing::info!(path = %path.display(), "wrote CRD");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `tally render`: the config JSON, or [`Error::Invalid`] listing every problem.
+pub fn render(args: &RenderArgs, stdout: &mut impl Write) -> Result<()> {
+    let json = render_to_string(&args.paths, &args.namespace)?;
+    match &args.output {
+        None => stdout.write_all(json.as_bytes()).map_err(|source| Error::Write { path: "stdout".into(), source }),
+        Some(path) => std::fs::write(path, json).map_err(|source| Error::Write { path: path.clone(), source }),
+    }
+}
+
+/// Loads and compiles the manifests under `paths`; the pretty JSON config with
+/// a trailing newline, or every problem (loading and compiling) at once.
+pub fn render_to_string(paths: &[PathBuf], namespace: &str) -> Result<String> {
+    let manifests = manifest::load(paths, namespace);
+    for skipped in &manifests.skipped {
+        tracing::warn!("skipped, not a Tally object: {skipped}");
+    }
+    let compiled = compiler::compile_lenient(&manifests.teams, &manifests.pricings);
+    let mut problems = manifests.problems.clone();
+    problems.extend(compiled.errors.iter().map(|e| manifest::Problem {
+        origin: manifests.origins.get(&e.object).cloned(),
+        message: e.to_string(),
+    }));
+    if !problems.is_empty() {
+        // In file order; within a document, in the order found (fields in spec order).
+        problems.sort_by(|a, b| a.origin.cmp(&b.origin));
+        return Err(Error::Invalid(problems.iter().map(ToString::to_string).collect()));
+    }
+    tracing::info!(
+        teams = compiled.config.teams.len(),
+        price_entries = compiled.config.catalog.entries.len(),
+        generation = %compiled.config.generation,
+        "compiled"
+    );
+    Ok(compiled.config.to_json_pretty() + "\n")
+}

@@ -1,0 +1,192 @@
+//! AWS SDK clients the way applications build them: `endpoint_url` at the
+//! gateway, static credentials, and attribution headers on every request.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_bedrockruntime::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+};
+use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_bedrockruntime::error::BoxError;
+
+/// The attribution headers a client sends (`x-team-id`, `x-tenant-id`, `x-workflow-id`); `None` = not sent.
+#[derive(Debug, Clone, Default)]
+pub struct Attribution {
+    pub team: Option<String>,
+    pub tenant: Option<String>,
+    pub workflow: Option<String>,
+}
+
+impl Attribution {
+    pub fn new(team: &str, tenant: &str, workflow: &str) -> Attribution {
+        Attribution { team: Some(team.into()), tenant: Some(tenant.into()), workflow: Some(workflow.into()) }
+    }
+
+    pub fn team(team: &str) -> Attribution {
+        Attribution { team: Some(team.into()), ..Attribution::default() }
+    }
+
+    pub fn none() -> Attribution {
+        Attribution::default()
+    }
+}
+
+/// Adds the headers before signing, so the client's own signature covers them (as an app's would).
+#[derive(Debug)]
+struct AttributionHeaders(Attribution);
+
+impl Intercept for AttributionHeaders {
+    fn name(&self) -> &'static str {
+        "TallyAttributionHeaders"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let headers = context.request_mut().headers_mut();
+        for (name, value) in
+            [("x-team-id", &self.0.team), ("x-tenant-id", &self.0.tenant), ("x-workflow-id", &self.0.workflow)]
+        {
+            if let Some(v) = value {
+                headers.insert(name, v.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Response headers (lowercased names) of every response a client received, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseLog(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+
+impl ResponseLog {
+    /// Headers of the last response; panics when there was none.
+    pub fn last(&self) -> BTreeMap<String, String> {
+        self.0.lock().expect("log lock").last().cloned().expect("the client received a response")
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("log lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug)]
+struct RecordResponses(ResponseLog);
+
+impl Intercept for RecordResponses {
+    fn name(&self) -> &'static str {
+        "TallyRecordResponses"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let headers = context.response().headers().iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
+        self.0 .0.lock().expect("log lock").push(headers);
+        Ok(())
+    }
+}
+
+/// An SDK client plus the headers of the responses it received.
+#[derive(Debug, Clone)]
+pub struct AppClient {
+    pub sdk: aws_sdk_bedrockruntime::Client,
+    pub responses: ResponseLog,
+}
+
+/// Credentials of the application (not the gateway's: in signing mode Bedrock must see the gateway's).
+pub const CLIENT_ACCESS_KEY: &str = "AKIDAPPLICATION";
+pub const CLIENT_SECRET_KEY: &str = "application-secret";
+
+/// A Bedrock Runtime client for `endpoint_url`, us-east-1, with `attribution`; retries off when `retries` is false.
+pub fn bedrock_client(endpoint_url: &str, attribution: Attribution, retries: bool) -> AppClient {
+    let responses = ResponseLog::default();
+    let retry = if retries { RetryConfig::standard() } else { RetryConfig::disabled() };
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, None, None, "tally-e2e"))
+        .endpoint_url(endpoint_url)
+        .retry_config(retry)
+        .interceptor(AttributionHeaders(attribution))
+        .interceptor(RecordResponses(responses.clone()))
+        .build();
+    AppClient { sdk: aws_sdk_bedrockruntime::Client::from_conf(config), responses }
+}
+
+/// A Converse user message with one text block.
+pub fn user_message(text: &str) -> aws_sdk_bedrockruntime::types::Message {
+    use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message};
+    Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text(text.to_string()))
+        .build()
+        .expect("message has role and content")
+}
+
+/// An `InvokeModel` body in the Anthropic Messages format.
+pub fn anthropic_body(text: &str) -> aws_sdk_bedrockruntime::primitives::Blob {
+    let body = serde_json::json!({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 512,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
+    });
+    aws_sdk_bedrockruntime::primitives::Blob::new(body.to_string())
+}
+
+/// An `InvokeModel` body in the Amazon Nova format.
+pub fn nova_body(text: &str) -> aws_sdk_bedrockruntime::primitives::Blob {
+    let body = serde_json::json!({
+        "schemaVersion": "messages-v1",
+        "messages": [{"role": "user", "content": [{"text": text}]}],
+        "inferenceConfig": {"maxTokens": 512},
+    });
+    aws_sdk_bedrockruntime::primitives::Blob::new(body.to_string())
+}
+
+/// An `InvokeModel` body in the Meta Llama format.
+pub fn llama_body(text: &str) -> aws_sdk_bedrockruntime::primitives::Blob {
+    let body = serde_json::json!({"prompt": text, "max_gen_len": 512});
+    aws_sdk_bedrockruntime::primitives::Blob::new(body.to_string())
+}
+
+/// Runs `tests/fixtures/e2e/boto3_client.py` with the cached Python (boto3) against
+/// `endpoint_url`; `args` are its flags. Returns one JSON value per call.
+pub async fn boto3_calls(endpoint_url: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let script = crate::fixtures::tools::workspace_root().join("tests/fixtures/e2e/boto3_client.py");
+    let mut cmd = tokio::process::Command::new(crate::fixtures::tools::python());
+    cmd.arg(&script).args(["--endpoint", endpoint_url]).args(args);
+    for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_BEARER_TOKEN_BEDROCK"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", CLIENT_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", CLIENT_SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("boto3 script finished within 120 s")
+        .expect("run boto3 script (scripts/tools/python.sh installs boto3)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "boto3 script failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("boto3 script printed {l:?}: {e}"))).collect()
+}
