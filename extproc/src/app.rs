@@ -22,10 +22,10 @@ use crate::metrics::{GenerationLabels, Metrics, OutcomeLabels};
 use crate::policy::Policy;
 use crate::processor::{FailMode, Options, Shared};
 use crate::server::Processor;
+use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::spool::Spool;
-use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
@@ -35,7 +35,11 @@ pub enum StoreKind {
 
 /// `tally-extproc` flags; each has a `TALLY_*` environment twin.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "tally-extproc", version, about = "Envoy ext_proc service that prices, budgets and records AWS Bedrock calls")]
+#[command(
+    name = "tally-extproc",
+    version,
+    about = "Envoy ext_proc service that prices, budgets and records AWS Bedrock calls"
+)]
 pub struct Args {
     /// Compiled config JSON (from the operator or `tally render`); reloaded when it changes.
     #[arg(long, env = "TALLY_CONFIG")]
@@ -95,7 +99,13 @@ fn load_config(path: &Path) -> anyhow::Result<(Vec<u8>, CompiledConfig)> {
 
 fn install(shared: &Shared, config: CompiledConfig) {
     shared.metrics.config_info.clear();
-    shared.metrics.config_info.get_or_create(&GenerationLabels { generation: config.generation.clone() }).set(1);
+    shared
+        .metrics
+        .config_info
+        .get_or_create(&GenerationLabels {
+            generation: config.generation.clone(),
+        })
+        .set(1);
     shared.policy.store(Arc::new(Policy::new(config)));
 }
 
@@ -150,17 +160,30 @@ fn redact(url: &str) -> String {
 }
 
 /// Serves until `shutdown` resolves.
-pub async fn run(args: Args, grpc: TcpListener, admin: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    args: Args,
+    grpc: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (shared, loaded) = build(&args).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
     if let Some(path) = args.config.clone() {
-        background.spawn(watch_config(shared.clone(), path, loaded, Duration::from_millis(args.config_poll_ms), stop_rx.clone()));
+        background.spawn(watch_config(
+            shared.clone(),
+            path,
+            loaded,
+            Duration::from_millis(args.config_poll_ms),
+            stop_rx.clone(),
+        ));
     }
     background.spawn(replay_spool(shared.clone(), stop_rx.clone()));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<ExternalProcessorServer<Processor>>().await;
+    health_reporter
+        .set_serving::<ExternalProcessorServer<Processor>>()
+        .await;
     let grpc_addr = grpc.local_addr()?;
     let admin_addr = admin.local_addr()?;
     tracing::info!(%grpc_addr, %admin_addr, store = ?args.store, fail_mode = ?args.fail_mode, "tally-extproc serving");
@@ -193,7 +216,13 @@ pub async fn run(args: Args, grpc: TcpListener, admin: TcpListener, shutdown: im
 }
 
 /// Polls the config file; a changed, valid file is swapped in atomically, an invalid one logged and ignored.
-async fn watch_config(shared: Arc<Shared>, path: PathBuf, mut last: Option<Vec<u8>>, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn watch_config(
+    shared: Arc<Shared>,
+    path: PathBuf,
+    mut last: Option<Vec<u8>>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -207,11 +236,19 @@ async fn watch_config(shared: Arc<Shared>, path: PathBuf, mut last: Option<Vec<u
             Ok(config) => {
                 tracing::info!(generation = %config.generation, teams = config.teams.len(), "config reloaded");
                 install(&shared, config);
-                shared.metrics.config_reloads.get_or_create(&OutcomeLabels { outcome: "ok" }).inc();
+                shared
+                    .metrics
+                    .config_reloads
+                    .get_or_create(&OutcomeLabels { outcome: "ok" })
+                    .inc();
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "new config is invalid; keeping the previous one");
-                shared.metrics.config_reloads.get_or_create(&OutcomeLabels { outcome: "invalid" }).inc();
+                shared
+                    .metrics
+                    .config_reloads
+                    .get_or_create(&OutcomeLabels { outcome: "invalid" })
+                    .inc();
             }
         }
         last = Some(bytes);
@@ -240,15 +277,26 @@ fn admin_router(shared: Arc<Shared>) -> axum::Router {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
 }
 
 /// Ready when the store answers, or when failing open makes the store optional.
 async fn ready(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     match tokio::time::timeout(Duration::from_millis(500), s.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready".to_string()),
-        _ if s.opts.fail_mode == FailMode::Open => (StatusCode::OK, "ready (store unreachable; failing open)".to_string()),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable and failing closed".to_string()),
+        _ if s.opts.fail_mode == FailMode::Open => {
+            (StatusCode::OK, "ready (store unreachable; failing open)".to_string())
+        }
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store unreachable and failing closed".to_string(),
+        ),
     }
 }
 

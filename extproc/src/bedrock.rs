@@ -98,13 +98,29 @@ pub struct Call {
 pub fn parse_call(method: &str, path: &str) -> Option<Call> {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     match (method, path) {
-        ("POST", "/async-invoke") => return Some(Call { operation: Operation::StartAsyncInvoke, model_id: None }),
-        ("GET", "/async-invoke") => return Some(Call { operation: Operation::ListAsyncInvokes, model_id: None }),
+        ("POST", "/async-invoke") => {
+            return Some(Call {
+                operation: Operation::StartAsyncInvoke,
+                model_id: None,
+            });
+        }
+        ("GET", "/async-invoke") => {
+            return Some(Call {
+                operation: Operation::ListAsyncInvokes,
+                model_id: None,
+            });
+        }
         ("GET", p) if p.starts_with("/async-invoke/") => {
-            return Some(Call { operation: Operation::GetAsyncInvoke, model_id: None });
+            return Some(Call {
+                operation: Operation::GetAsyncInvoke,
+                model_id: None,
+            });
         }
         ("POST", p) if p.starts_with("/guardrail/") && p.ends_with("/apply") => {
-            return Some(Call { operation: Operation::ApplyGuardrail, model_id: None });
+            return Some(Call {
+                operation: Operation::ApplyGuardrail,
+                model_id: None,
+            });
         }
         _ => {}
     }
@@ -131,7 +147,10 @@ pub fn parse_call(method: &str, path: &str) -> Option<Call> {
     if model.is_empty() || model.len() > MAX_MODEL_ID_LEN {
         return None;
     }
-    Some(Call { operation, model_id: Some(model) })
+    Some(Call {
+        operation,
+        model_id: Some(model),
+    })
 }
 
 /// Percent-decodes a model id; `None` if it does not decode to UTF-8.
@@ -145,7 +164,9 @@ pub fn decode_model_id(raw: &str) -> Option<String> {
 /// `us.anthropic.x`); opaque ARNs (application inference profiles, provisioned,
 /// custom and imported models) stay whole, to be priced through an alias.
 pub fn pricing_model_id(model_id: &str) -> &str {
-    let Some(arn) = Arn::parse(model_id) else { return model_id };
+    let Some(arn) = Arn::parse(model_id) else {
+        return model_id;
+    };
     match arn.resource_type {
         "foundation-model" | "inference-profile" => arn.resource_id,
         _ => model_id,
@@ -164,13 +185,23 @@ impl<'a> Arn<'a> {
     /// `arn:<partition>:bedrock:<region>:<account>:<type>/<id>`.
     pub fn parse(s: &'a str) -> Option<Arn<'a>> {
         let mut parts = s.splitn(6, ':');
-        let (arn, _partition, service, region, _account, resource) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (arn, _partition, service, region, _account, resource) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
         if arn != "arn" || service != "bedrock" {
             return None;
         }
         let (resource_type, resource_id) = resource.split_once('/')?;
-        Some(Arn { region, resource_type, resource_id })
+        Some(Arn {
+            region,
+            resource_type,
+            resource_id,
+        })
     }
 }
 
@@ -179,7 +210,11 @@ impl<'a> Arn<'a> {
 /// VPC endpoint names `vpce-….bedrock-runtime.eu-west-1.vpce.amazonaws.com`).
 pub fn region_from_host(authority: &str) -> Option<&str> {
     let host = authority.rsplit_once(':').map_or(authority, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) { h } else { authority }
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
     });
     let mut labels = host.split('.');
     while let Some(label) = labels.next() {
@@ -193,7 +228,10 @@ pub fn region_from_host(authority: &str) -> Option<&str> {
 
 fn looks_like_region(s: &str) -> bool {
     // us-east-1, ap-southeast-2, us-gov-west-1, eu-central-2
-    s.len() <= 20 && s.matches('-').count() >= 2 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    s.len() <= 20
+        && s.matches('-').count() >= 2
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
@@ -208,20 +246,47 @@ mod tests {
     fn recognises_every_operation() {
         let m = Some("anthropic.claude-3-haiku-20240307-v1:0".to_string());
         let cases = [
-            ("/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", Operation::InvokeModel),
-            ("/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream", Operation::InvokeModelWithResponseStream),
-            ("/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-bidirectional-stream", Operation::InvokeModelWithBidirectionalStream),
-            ("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse", Operation::Converse),
-            ("/model/anthropic.claude-3-haiku-20240307-v1:0/converse-stream", Operation::ConverseStream),
-            ("/model/anthropic.claude-3-haiku-20240307-v1%3a0/count-tokens", Operation::CountTokens),
+            (
+                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
+                Operation::InvokeModel,
+            ),
+            (
+                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream",
+                Operation::InvokeModelWithResponseStream,
+            ),
+            (
+                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-bidirectional-stream",
+                Operation::InvokeModelWithBidirectionalStream,
+            ),
+            (
+                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+                Operation::Converse,
+            ),
+            (
+                "/model/anthropic.claude-3-haiku-20240307-v1:0/converse-stream",
+                Operation::ConverseStream,
+            ),
+            (
+                "/model/anthropic.claude-3-haiku-20240307-v1%3a0/count-tokens",
+                Operation::CountTokens,
+            ),
         ];
         for (path, expected) in cases {
             assert_eq!(op("POST", path), Some((expected, m.clone())), "{path}");
         }
         assert_eq!(op("POST", "/async-invoke"), Some((Operation::StartAsyncInvoke, None)));
-        assert_eq!(op("GET", "/async-invoke?maxResults=10"), Some((Operation::ListAsyncInvokes, None)));
-        assert_eq!(op("GET", "/async-invoke/arn%3Aaws%3Abedrock%3A"), Some((Operation::GetAsyncInvoke, None)));
-        assert_eq!(op("POST", "/guardrail/gr-1/version/1/apply"), Some((Operation::ApplyGuardrail, None)));
+        assert_eq!(
+            op("GET", "/async-invoke?maxResults=10"),
+            Some((Operation::ListAsyncInvokes, None))
+        );
+        assert_eq!(
+            op("GET", "/async-invoke/arn%3Aaws%3Abedrock%3A"),
+            Some((Operation::GetAsyncInvoke, None))
+        );
+        assert_eq!(
+            op("POST", "/guardrail/gr-1/version/1/apply"),
+            Some((Operation::ApplyGuardrail, None))
+        );
     }
 
     #[test]
@@ -244,9 +309,13 @@ mod tests {
     #[test]
     fn decodes_arns_encoded_or_raw() {
         let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3";
-        let encoded = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fa1b2c3/converse";
+        let encoded =
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fa1b2c3/converse";
         assert_eq!(op("POST", encoded), Some((Operation::Converse, Some(arn.to_string()))));
-        assert_eq!(op("POST", &format!("/model/{arn}/converse")), Some((Operation::Converse, Some(arn.to_string()))));
+        assert_eq!(
+            op("POST", &format!("/model/{arn}/converse")),
+            Some((Operation::Converse, Some(arn.to_string())))
+        );
     }
 
     #[test]
@@ -256,7 +325,9 @@ mod tests {
             "anthropic.claude-3-haiku-20240307-v1:0"
         );
         assert_eq!(
-            pricing_model_id("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"),
+            pricing_model_id(
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
+            ),
             "us.anthropic.claude-3-haiku-20240307-v1:0"
         );
         let opaque = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3";
@@ -268,10 +339,22 @@ mod tests {
 
     #[test]
     fn region_from_endpoint_hosts() {
-        assert_eq!(region_from_host("bedrock-runtime.us-east-1.amazonaws.com"), Some("us-east-1"));
-        assert_eq!(region_from_host("bedrock-runtime.eu-central-2.amazonaws.com:443"), Some("eu-central-2"));
-        assert_eq!(region_from_host("bedrock-runtime-fips.us-gov-west-1.amazonaws.com"), Some("us-gov-west-1"));
-        assert_eq!(region_from_host("vpce-0abc.bedrock-runtime.ap-southeast-2.vpce.amazonaws.com"), Some("ap-southeast-2"));
+        assert_eq!(
+            region_from_host("bedrock-runtime.us-east-1.amazonaws.com"),
+            Some("us-east-1")
+        );
+        assert_eq!(
+            region_from_host("bedrock-runtime.eu-central-2.amazonaws.com:443"),
+            Some("eu-central-2")
+        );
+        assert_eq!(
+            region_from_host("bedrock-runtime-fips.us-gov-west-1.amazonaws.com"),
+            Some("us-gov-west-1")
+        );
+        assert_eq!(
+            region_from_host("vpce-0abc.bedrock-runtime.ap-southeast-2.vpce.amazonaws.com"),
+            Some("ap-southeast-2")
+        );
         assert_eq!(region_from_host("127.0.0.1:8080"), None);
         assert_eq!(region_from_host("tally-gateway.tally.svc:8080"), None);
     }

@@ -165,7 +165,12 @@ pub enum ConfigError {
 
 impl CompiledConfig {
     pub fn empty() -> Self {
-        CompiledConfig { version: CONFIG_VERSION, generation: String::new(), teams: vec![], catalog: Catalog::default() }
+        CompiledConfig {
+            version: CONFIG_VERSION,
+            generation: String::new(),
+            teams: vec![],
+            catalog: Catalog::default(),
+        }
     }
 
     /// Parses and checks a config file's bytes.
@@ -191,7 +196,8 @@ impl CompiledConfig {
                 return Err(ConfigError::Invalid(format!("team {:?} appears twice", t.team)));
             }
             if let Some(b) = &t.budget {
-                crate::period::timezone(&b.timezone).map_err(|e| ConfigError::Invalid(format!("team {:?}: {e}", t.team)))?;
+                crate::period::timezone(&b.timezone)
+                    .map_err(|e| ConfigError::Invalid(format!("team {:?}: {e}", t.team)))?;
             }
         }
         Ok(())

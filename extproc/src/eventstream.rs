@@ -119,7 +119,10 @@ fn decode_one(data: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
         return Err(FrameError::MessageCrc);
     }
     let headers = &data[PRELUDE_LEN..PRELUDE_LEN + headers_len];
-    let mut frame = Frame { payload: data[PRELUDE_LEN + headers_len..total - 4].to_vec(), ..Frame::default() };
+    let mut frame = Frame {
+        payload: data[PRELUDE_LEN + headers_len..total - 4].to_vec(),
+        ..Frame::default()
+    };
     let mut exception_type = None;
     for (name, value) in (HeaderIter { rest: headers }) {
         let value = value?;
@@ -130,10 +133,10 @@ fn decode_one(data: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
             _ => {}
         }
     }
-    if frame.message_type != "event" {
-        if let Some(t) = exception_type {
-            frame.event_type = t;
-        }
+    if frame.message_type != "event"
+        && let Some(t) = exception_type
+    {
+        frame.event_type = t;
     }
     Ok(Some((frame, total)))
 }
@@ -229,10 +232,10 @@ impl StreamUsage {
                 "metadata" => usage.observe(&usage::from_json_bytes(&frame.payload)),
                 // InvokeModelWithResponseStream: `{"bytes": "<base64 model JSON>"}`.
                 "chunk" => {
-                    if let Some(inner) = chunk_bytes(&frame.payload) {
-                        if mentions_usage(&inner) {
-                            usage.observe(&usage::from_json_bytes(&inner));
-                        }
+                    if let Some(inner) = chunk_bytes(&frame.payload)
+                        && mentions_usage(&inner)
+                    {
+                        usage.observe(&usage::from_json_bytes(&inner));
                     }
                 }
                 _ => {}
@@ -249,13 +252,20 @@ fn chunk_bytes(payload: &[u8]) -> Option<Vec<u8>> {
         bytes: std::borrow::Cow<'a, str>,
     }
     let c: Chunk<'_> = serde_json::from_slice(payload).ok()?;
-    base64::engine::general_purpose::STANDARD.decode(c.bytes.as_bytes()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(c.bytes.as_bytes())
+        .ok()
 }
 
 /// Cheap pre-filter: most chunks are text deltas without any usage.
 fn mentions_usage(json: &[u8]) -> bool {
-    const NEEDLES: [&[u8]; 5] =
-        [b"usage", b"invocationMetrics", b"token_count", b"tokenCount", b"TokenCount"];
+    const NEEDLES: [&[u8]; 5] = [
+        b"usage",
+        b"invocationMetrics",
+        b"token_count",
+        b"tokenCount",
+        b"TokenCount",
+    ];
     NEEDLES.iter().any(|n| json.windows(n.len()).any(|w| w == *n))
 }
 
@@ -270,8 +280,14 @@ mod tests {
     fn event(event_type: &str, payload: &[u8]) -> Vec<u8> {
         let msg = Message::new(payload.to_vec())
             .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
-            .add_header(Header::new(":event-type", HeaderValue::String(event_type.to_string().into())))
-            .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
+            .add_header(Header::new(
+                ":event-type",
+                HeaderValue::String(event_type.to_string().into()),
+            ))
+            .add_header(Header::new(
+                ":content-type",
+                HeaderValue::String("application/json".into()),
+            ))
             .add_header(Header::new("flag", HeaderValue::Bool(true)))
             .add_header(Header::new("n", HeaderValue::Int64(7)));
         let mut out = Vec::new();
@@ -282,7 +298,10 @@ mod tests {
     fn exception(kind: &str) -> Vec<u8> {
         let msg = Message::new(br#"{"message":"boom"}"#.to_vec())
             .add_header(Header::new(":message-type", HeaderValue::String("exception".into())))
-            .add_header(Header::new(":exception-type", HeaderValue::String(kind.to_string().into())));
+            .add_header(Header::new(
+                ":exception-type",
+                HeaderValue::String(kind.to_string().into()),
+            ));
         let mut out = Vec::new();
         write_message_to(&msg, &mut out).unwrap();
         out
@@ -303,7 +322,13 @@ mod tests {
         .concat()
     }
 
-    const EXPECTED: Usage = Usage { input: 21, output: 9, cache_read: 5, cache_write_5m: 1, cache_write_1h: 3 };
+    const EXPECTED: Usage = Usage {
+        input: 21,
+        output: 9,
+        cache_read: 5,
+        cache_write_5m: 1,
+        cache_write_1h: 3,
+    };
 
     #[test]
     fn invoke_stream_usage_at_every_split_point() {
@@ -340,14 +365,28 @@ mod tests {
         for piece in stream.chunks(7) {
             s.push(piece);
         }
-        assert_eq!(s.usage.usage(), Usage { input: 10, output: 20, cache_read: 2, ..Usage::default() });
+        assert_eq!(
+            s.usage.usage(),
+            Usage {
+                input: 10,
+                output: 20,
+                cache_read: 2,
+                ..Usage::default()
+            }
+        );
         assert!(s.exception.is_none());
     }
 
     #[test]
     fn exceptions_are_noted() {
         let mut s = StreamUsage::new();
-        s.push(&[chunk(r#"{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}"#), exception("throttlingException")].concat());
+        s.push(
+            &[
+                chunk(r#"{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}"#),
+                exception("throttlingException"),
+            ]
+            .concat(),
+        );
         assert_eq!(s.exception.as_deref(), Some("throttlingException"));
         assert!(s.usage.any());
     }

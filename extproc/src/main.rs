@@ -15,7 +15,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// SIGINT or SIGTERM (Kubernetes' stop signal) starts a graceful shutdown.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -74,33 +74,79 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tally");
         let spend = Family::<CallLabels, Counter>::default();
-        registry.register("spend_nanos", "Spend in nano-USD (1e-9 USD) by team, workflow and model", spend.clone());
+        registry.register(
+            "spend_nanos",
+            "Spend in nano-USD (1e-9 USD) by team, workflow and model",
+            spend.clone(),
+        );
         let tokens = Family::<TokenLabels, Counter>::default();
-        registry.register("tokens", "Tokens by team, workflow, model and price class", tokens.clone());
+        registry.register(
+            "tokens",
+            "Tokens by team, workflow, model and price class",
+            tokens.clone(),
+        );
         let decisions = Family::<OutcomeLabels, Counter>::default();
-        registry.register("decisions", "Bedrock calls by outcome (ok, blocked, denied, upstream_error, incomplete)", decisions.clone());
+        registry.register(
+            "decisions",
+            "Bedrock calls by outcome (ok, blocked, denied, upstream_error, incomplete)",
+            decisions.clone(),
+        );
         let budget_remaining = Family::<TeamLabels, Gauge>::default();
-        registry.register("budget_remaining_nanos", "Team budget left in the current period, nano-USD", budget_remaining.clone());
-        let decision_seconds = Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]);
+        registry.register(
+            "budget_remaining_nanos",
+            "Team budget left in the current period, nano-USD",
+            budget_remaining.clone(),
+        );
+        let decision_seconds = Histogram::new([
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+        ]);
         registry.register(
             "decision_duration_seconds",
             "Time to decide on a request (attribution, policy, reservation)",
             decision_seconds.clone(),
         );
         let store_errors = Family::<OpLabels, Counter>::default();
-        registry.register("store_errors", "Failed store operations by operation", store_errors.clone());
+        registry.register(
+            "store_errors",
+            "Failed store operations by operation",
+            store_errors.clone(),
+        );
         let spool_depth = Gauge::default();
-        registry.register("spool_depth", "Settlements waiting on disk for the store to come back", spool_depth.clone());
+        registry.register(
+            "spool_depth",
+            "Settlements waiting on disk for the store to come back",
+            spool_depth.clone(),
+        );
         let spool_replayed = Counter::default();
-        registry.register("spool_replayed", "Settlements replayed from the spool", spool_replayed.clone());
+        registry.register(
+            "spool_replayed",
+            "Settlements replayed from the spool",
+            spool_replayed.clone(),
+        );
         let config_info = Family::<GenerationLabels, Gauge>::default();
-        registry.register("config_info", "The loaded compiled config (value 1), labelled by generation", config_info.clone());
+        registry.register(
+            "config_info",
+            "The loaded compiled config (value 1), labelled by generation",
+            config_info.clone(),
+        );
         let config_reloads = Family::<OutcomeLabels, Counter>::default();
-        registry.register("config_reloads", "Config file loads by result (ok, invalid)", config_reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Config file loads by result (ok, invalid)",
+            config_reloads.clone(),
+        );
         let unpriced = Family::<ModelLabels, Counter>::default();
-        registry.register("unpriced_calls", "Calls to models no catalog prices (recorded at zero cost)", unpriced.clone());
+        registry.register(
+            "unpriced_calls",
+            "Calls to models no catalog prices (recorded at zero cost)",
+            unpriced.clone(),
+        );
         let stream_decode_errors = Counter::default();
-        registry.register("stream_decode_errors", "Event streams that could not be decoded", stream_decode_errors.clone());
+        registry.register(
+            "stream_decode_errors",
+            "Event streams that could not be decoded",
+            stream_decode_errors.clone(),
+        );
         Metrics {
             registry,
             spend,

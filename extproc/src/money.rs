@@ -124,10 +124,19 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_plain_decimal() {
         for bad in ["", ".5", "5.", "-1", "+1", "1e3", "1,000", "1.2.3", " 1", "abc", "0x10"] {
-            assert!(matches!(Nanos::parse_usd(bad), Err(MoneyError::Malformed(_))), "{bad:?}");
+            assert!(
+                matches!(Nanos::parse_usd(bad), Err(MoneyError::Malformed(_))),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(Nanos::parse_usd("0.0000000001"), Err(MoneyError::TooPrecise(_))));
-        assert!(matches!(Nanos::parse_usd("99999999999999999999"), Err(MoneyError::TooLarge(_))));
+        assert!(matches!(
+            Nanos::parse_usd("0.0000000001"),
+            Err(MoneyError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            Nanos::parse_usd("99999999999999999999"),
+            Err(MoneyError::TooLarge(_))
+        ));
         assert!(matches!(Nanos::parse_usd("9300000000"), Err(MoneyError::TooLarge(_))));
     }
 

@@ -58,7 +58,11 @@ pub fn window(at: Timestamp, period: Period, tz: &TimeZone) -> Window {
             (first, first.checked_add(1.month()).expect("date in range"), key)
         }
     };
-    Window { start: start_of(first, tz), end: start_of(next, tz), key }
+    Window {
+        start: start_of(first, tz),
+        end: start_of(next, tz),
+        key,
+    }
 }
 
 /// The first instant of a local date (midnight, or the end of a DST gap that swallowed it).

@@ -62,11 +62,16 @@ pub enum Denial {
 impl Denial {
     pub fn message(&self) -> String {
         match self {
-            Denial::Principal { team, principal: Some(p) } => {
+            Denial::Principal {
+                team,
+                principal: Some(p),
+            } => {
                 format!("Tally: workload identity {p:?} is not allowed to charge team {team:?}")
             }
             Denial::Principal { team, principal: None } => {
-                format!("Tally: team {team:?} only accepts calls from listed workload identities, and this call presented none")
+                format!(
+                    "Tally: team {team:?} only accepts calls from listed workload identities, and this call presented none"
+                )
             }
             Denial::Model { model, scope } => format!("Tally: model {model:?} is not allowed for {scope}"),
         }
@@ -102,7 +107,8 @@ impl Plan {
 }
 
 fn clean(v: Option<&str>) -> Option<&str> {
-    v.map(str::trim).filter(|v| !v.is_empty() && v.len() <= MAX_ID_LEN && v.chars().all(|c| !c.is_control()))
+    v.map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= MAX_ID_LEN && v.chars().all(|c| !c.is_control()))
 }
 
 impl Policy {
@@ -115,11 +121,21 @@ impl Policy {
             for tenant in &t.tenants {
                 tenants.insert(tenant.id.clone(), i);
             }
-            let tz = t.budget.as_ref().and_then(|b| period::timezone(&b.timezone).ok()).unwrap_or(TimeZone::UTC);
+            let tz = t
+                .budget
+                .as_ref()
+                .and_then(|b| period::timezone(&b.timezone).ok())
+                .unwrap_or(TimeZone::UTC);
             zones.push(tz);
         }
         let prices = PriceBook::new(&config.catalog);
-        Policy { config: Arc::new(config), teams, tenants, zones, prices }
+        Policy {
+            config: Arc::new(config),
+            teams,
+            tenants,
+            zones,
+            prices,
+        }
     }
 
     pub fn team(&self, id: &str) -> Option<&TeamConfig> {
@@ -139,28 +155,53 @@ impl Policy {
                 None => (UNKNOWN_TEAM.to_string(), None),
             },
         };
-        Attribution { team, tenant, workflow, claimed_team }
+        Attribution {
+            team,
+            tenant,
+            workflow,
+            claimed_team,
+        }
     }
 
     /// Identity binding and model allowlists. `model` is the id as resolved
     /// (alias followed); allowlists match it or its geo-less base id.
     pub fn authorize(&self, who: &Attribution, principals: &[&str], model: Option<&str>) -> Result<(), Denial> {
-        let Some(team) = self.team(&who.team) else { return Ok(()) };
-        if !team.principals.is_empty() && !principals.iter().any(|p| team.principals.iter().any(|allowed| allowed == p)) {
-            return Err(Denial::Principal { team: team.team.clone(), principal: principals.first().map(|p| p.to_string()) });
+        let Some(team) = self.team(&who.team) else {
+            return Ok(());
+        };
+        if !team.principals.is_empty()
+            && !principals
+                .iter()
+                .any(|p| team.principals.iter().any(|allowed| allowed == p))
+        {
+            return Err(Denial::Principal {
+                team: team.team.clone(),
+                principal: principals.first().map(|p| p.to_string()),
+            });
         }
         let Some(model) = model else { return Ok(()) };
         let allowed = |globs: &[String]| {
             globs.is_empty()
-                || globs.iter().any(|g| glob_matches(g, model) || strip_geo_prefix(model).is_some_and(|b| glob_matches(g, b)))
+                || globs
+                    .iter()
+                    .any(|g| glob_matches(g, model) || strip_geo_prefix(model).is_some_and(|b| glob_matches(g, b)))
         };
         if !allowed(&team.allowed_models) {
-            return Err(Denial::Model { model: model.to_string(), scope: format!("team {:?}", team.team) });
+            return Err(Denial::Model {
+                model: model.to_string(),
+                scope: format!("team {:?}", team.team),
+            });
         }
-        if let Some(wf) = who.workflow.as_deref().and_then(|w| team.workflows.iter().find(|x| x.id == w)) {
-            if !allowed(&wf.allowed_models) {
-                return Err(Denial::Model { model: model.to_string(), scope: format!("workflow {:?} of team {:?}", wf.id, team.team) });
-            }
+        if let Some(wf) = who
+            .workflow
+            .as_deref()
+            .and_then(|w| team.workflows.iter().find(|x| x.id == w))
+            && !allowed(&wf.allowed_models)
+        {
+            return Err(Denial::Model {
+                model: model.to_string(),
+                scope: format!("workflow {:?} of team {:?}", wf.id, team.team),
+            });
         }
         Ok(())
     }
@@ -185,7 +226,11 @@ impl Policy {
             enforce,
         }];
         if let Some(t) = team {
-            if let Some(wf) = who.workflow.as_deref().and_then(|w| t.workflows.iter().find(|x| x.id == w)) {
+            if let Some(wf) = who
+                .workflow
+                .as_deref()
+                .and_then(|w| t.workflows.iter().find(|x| x.id == w))
+            {
                 budgets.push(Budget {
                     key: key(&Scope::Workflow(wf.id.clone())),
                     label: format!("workflow \"{}/{}\"", t.team, wf.id),
@@ -202,7 +247,11 @@ impl Policy {
                 });
             }
         }
-        Plan { team: who.team.clone(), window, budgets }
+        Plan {
+            team: who.team.clone(),
+            window,
+            budgets,
+        }
     }
 
     /// The price entry for a model id as called, in a region: alias first, then
@@ -247,8 +296,21 @@ mod tests {
             enforcement: Enforcement::Block,
             alert_thresholds: vec![],
         });
-        search.tenants = vec![TenantConfig { id: "acme".into(), limit: Some(Nanos(10)) }, TenantConfig { id: "globex".into(), limit: None }];
-        search.workflows = vec![WorkflowConfig { id: "rag".into(), limit: Some(Nanos(50)), allowed_models: vec!["amazon.nova-*".into()] }];
+        search.tenants = vec![
+            TenantConfig {
+                id: "acme".into(),
+                limit: Some(Nanos(10)),
+            },
+            TenantConfig {
+                id: "globex".into(),
+                limit: None,
+            },
+        ];
+        search.workflows = vec![WorkflowConfig {
+            id: "rag".into(),
+            limit: Some(Nanos(50)),
+            allowed_models: vec!["amazon.nova-*".into()],
+        }];
         search.allowed_models = vec!["amazon.*".into(), "anthropic.claude-3-5-haiku*".into()];
         let mut secure = team("secure");
         secure.principals = vec!["spiffe://cluster.local/ns/secure/sa/app".into()];
@@ -257,7 +319,11 @@ mod tests {
         cfg.catalog.entries = vec![PriceEntry {
             pattern: "amazon.nova-pro-v1:0".into(),
             regions: vec![],
-            prices: Prices { input: NanosPerMillion(800_000_000), output: NanosPerMillion(3_200_000_000), ..Prices::default() },
+            prices: Prices {
+                input: NanosPerMillion(800_000_000),
+                output: NanosPerMillion(3_200_000_000),
+                ..Prices::default()
+            },
             max_output_tokens: 10_000,
             source: "test".into(),
         }];
@@ -265,7 +331,12 @@ mod tests {
     }
 
     fn claims<'a>(team: Option<&'a str>, tenant: Option<&'a str>, workflow: Option<&'a str>) -> Claims<'a> {
-        Claims { team, tenant, workflow, principals: vec![] }
+        Claims {
+            team,
+            tenant,
+            workflow,
+            principals: vec![],
+        }
     }
 
     #[test]
@@ -276,16 +347,28 @@ mod tests {
         let a = p.attribute(&claims(Some("nope"), Some("acme"), None));
         assert_eq!((a.team.as_str(), a.claimed_team.as_deref()), ("unknown", Some("nope")));
         assert_eq!(p.attribute(&claims(None, None, None)).team, "unknown");
-        assert_eq!(p.attribute(&claims(Some("  "), Some(&"x".repeat(500)), None)).tenant, None);
+        assert_eq!(
+            p.attribute(&claims(Some("  "), Some(&"x".repeat(500)), None)).tenant,
+            None
+        );
     }
 
     #[test]
     fn principals_bind_identity() {
         let p = Policy::new(config());
         let who = p.attribute(&claims(Some("secure"), None, None));
-        assert!(p.authorize(&who, &["spiffe://cluster.local/ns/secure/sa/app"], None).is_ok());
-        assert!(matches!(p.authorize(&who, &["spiffe://cluster.local/ns/other/sa/x"], None), Err(Denial::Principal { .. })));
-        assert!(matches!(p.authorize(&who, &[], None), Err(Denial::Principal { principal: None, .. })));
+        assert!(
+            p.authorize(&who, &["spiffe://cluster.local/ns/secure/sa/app"], None)
+                .is_ok()
+        );
+        assert!(matches!(
+            p.authorize(&who, &["spiffe://cluster.local/ns/other/sa/x"], None),
+            Err(Denial::Principal { .. })
+        ));
+        assert!(matches!(
+            p.authorize(&who, &[], None),
+            Err(Denial::Principal { principal: None, .. })
+        ));
         // A team without principals trusts headers.
         let who = p.attribute(&claims(Some("search"), None, None));
         assert!(p.authorize(&who, &[], None).is_ok());
@@ -296,12 +379,19 @@ mod tests {
         let p = Policy::new(config());
         let team = p.attribute(&claims(Some("search"), None, None));
         assert!(p.authorize(&team, &[], Some("amazon.nova-pro-v1:0")).is_ok());
-        assert!(p.authorize(&team, &[], Some("us.anthropic.claude-3-5-haiku-20241022-v1:0")).is_ok());
-        let denied = p.authorize(&team, &[], Some("anthropic.claude-3-opus-20240229-v1:0")).unwrap_err();
+        assert!(
+            p.authorize(&team, &[], Some("us.anthropic.claude-3-5-haiku-20241022-v1:0"))
+                .is_ok()
+        );
+        let denied = p
+            .authorize(&team, &[], Some("anthropic.claude-3-opus-20240229-v1:0"))
+            .unwrap_err();
         assert!(denied.message().contains("team \"search\""), "{}", denied.message());
         let rag = p.attribute(&claims(Some("search"), None, Some("rag")));
         assert!(p.authorize(&rag, &[], Some("amazon.nova-pro-v1:0")).is_ok());
-        let denied = p.authorize(&rag, &[], Some("amazon.titan-text-express-v1")).unwrap_err();
+        let denied = p
+            .authorize(&rag, &[], Some("amazon.titan-text-express-v1"))
+            .unwrap_err();
         assert!(denied.message().contains("workflow \"rag\""), "{}", denied.message());
     }
 
@@ -311,7 +401,11 @@ mod tests {
         let now: Timestamp = "2026-11-26T23:30:00Z".parse().unwrap(); // already the 27th in Berlin
         let plan = p.plan(&p.attribute(&claims(Some("search"), Some("acme"), Some("rag"))), now);
         assert_eq!(plan.window.key, "2026-11-27");
-        let got: Vec<_> = plan.budgets.iter().map(|b| (b.key.as_str(), b.limit, b.enforce)).collect();
+        let got: Vec<_> = plan
+            .budgets
+            .iter()
+            .map(|b| (b.key.as_str(), b.limit, b.enforce))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -321,7 +415,10 @@ mod tests {
             ]
         );
         // Unconfigured workflow and unlimited tenant: counted, not limited.
-        let plan = p.plan(&p.attribute(&claims(Some("search"), Some("globex"), Some("adhoc"))), now);
+        let plan = p.plan(
+            &p.attribute(&claims(Some("search"), Some("globex"), Some("adhoc"))),
+            now,
+        );
         assert_eq!(plan.budgets.len(), 2);
         assert_eq!(plan.budgets[1].limit, None);
         // No budget: counted by UTC month, never limited.

@@ -55,21 +55,40 @@ pub fn cost(usage: &Usage, prices: &Prices) -> Nanos {
 /// Upper bound on what a call can cost: every possible input token at the dearest
 /// input-class price plus `max_output_tokens` at the output price.
 pub fn worst_case(input_tokens_bound: u64, max_output_tokens: u64, prices: &Prices) -> Nanos {
-    let dearest_input = [prices.input, prices.cache_read, prices.cache_write_5m, prices.cache_write_1h]
-        .into_iter()
-        .max()
-        .unwrap_or_default();
-    let usage = Usage { input: input_tokens_bound, output: max_output_tokens, ..Usage::default() };
-    cost(&usage, &Prices { input: dearest_input, ..*prices })
+    let dearest_input = [
+        prices.input,
+        prices.cache_read,
+        prices.cache_write_5m,
+        prices.cache_write_1h,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
+    let usage = Usage {
+        input: input_tokens_bound,
+        output: max_output_tokens,
+        ..Usage::default()
+    };
+    cost(
+        &usage,
+        &Prices {
+            input: dearest_input,
+            ..*prices
+        },
+    )
 }
 
 /// `*` matches any run of characters; everything else is literal.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or("");
-    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
     let tail: Vec<&str> = parts.collect();
-    let Some((last, middle)) = tail.split_last() else { return rest.is_empty() };
+    let Some((last, middle)) = tail.split_last() else {
+        return rest.is_empty();
+    };
     for part in middle {
         match rest.find(part) {
             Some(i) => rest = &rest[i + part.len()..],
@@ -98,7 +117,11 @@ impl PriceBook {
     pub fn new(catalog: &Catalog) -> Self {
         PriceBook {
             entries: catalog.entries.clone(),
-            aliases: catalog.aliases.iter().map(|a| (a.id.clone(), a.model.clone())).collect(),
+            aliases: catalog
+                .aliases
+                .iter()
+                .map(|a| (a.id.clone(), a.model.clone()))
+                .collect(),
         }
     }
 
@@ -111,9 +134,9 @@ impl PriceBook {
     /// then without its geo prefix.
     pub fn lookup<'a>(&'a self, model: &'a str, region: &str) -> Option<Priced<'a>> {
         let matching = |m: &str| {
-            self.entries
-                .iter()
-                .find(|e| glob_matches(&e.pattern, m) && (e.regions.is_empty() || e.regions.iter().any(|r| r == region)))
+            self.entries.iter().find(|e| {
+                glob_matches(&e.pattern, m) && (e.regions.is_empty() || e.regions.iter().any(|r| r == region))
+            })
         };
         if let Some(entry) = matching(model) {
             return Some(Priced { entry, model });
@@ -139,7 +162,13 @@ mod tests {
     }
 
     fn prices(i: &str, o: &str, cr: &str, w5: &str, w1: &str) -> Prices {
-        Prices { input: usd(i), output: usd(o), cache_read: usd(cr), cache_write_5m: usd(w5), cache_write_1h: usd(w1) }
+        Prices {
+            input: usd(i),
+            output: usd(o),
+            cache_read: usd(cr),
+            cache_write_5m: usd(w5),
+            cache_write_1h: usd(w1),
+        }
     }
 
     fn entry(pattern: &str, regions: &[&str], p: Prices) -> PriceEntry {
@@ -157,12 +186,48 @@ mod tests {
         // us.anthropic.claude-sonnet-4-5: 3.3 / 16.5 / 0.33 / 4.125 / 6.6 per 1M.
         let p = prices("3.3", "16.5", "0.33", "4.125", "6.6");
         let one = |u: Usage| cost(&u, &p).0;
-        assert_eq!(one(Usage { input: 1_000, ..Default::default() }), 3_300_000);
-        assert_eq!(one(Usage { output: 1_000, ..Default::default() }), 16_500_000);
-        assert_eq!(one(Usage { cache_read: 1_000, ..Default::default() }), 330_000);
-        assert_eq!(one(Usage { cache_write_5m: 1_000, ..Default::default() }), 4_125_000);
-        assert_eq!(one(Usage { cache_write_1h: 1_000, ..Default::default() }), 6_600_000);
-        let all = Usage { input: 1_234, output: 567, cache_read: 89_012, cache_write_5m: 3_456, cache_write_1h: 7_890 };
+        assert_eq!(
+            one(Usage {
+                input: 1_000,
+                ..Default::default()
+            }),
+            3_300_000
+        );
+        assert_eq!(
+            one(Usage {
+                output: 1_000,
+                ..Default::default()
+            }),
+            16_500_000
+        );
+        assert_eq!(
+            one(Usage {
+                cache_read: 1_000,
+                ..Default::default()
+            }),
+            330_000
+        );
+        assert_eq!(
+            one(Usage {
+                cache_write_5m: 1_000,
+                ..Default::default()
+            }),
+            4_125_000
+        );
+        assert_eq!(
+            one(Usage {
+                cache_write_1h: 1_000,
+                ..Default::default()
+            }),
+            6_600_000
+        );
+        let all = Usage {
+            input: 1_234,
+            output: 567,
+            cache_read: 89_012,
+            cache_write_5m: 3_456,
+            cache_write_1h: 7_890,
+        };
         // 1234*3.3 + 567*16.5 + 89012*0.33 + 3456*4.125 + 7890*6.6 = 4072.2+9355.5+29373.96+14256+52074 µ$ -> nanos
         assert_eq!(one(all), 109_131_660);
     }
@@ -171,14 +236,61 @@ mod tests {
     fn rounds_half_up_once_per_call() {
         // 0.000001 USD per 1M tokens = 0.001 nano-USD per token.
         let p = prices("0.000001", "0.000001", "0.000001", "0", "0");
-        assert_eq!(cost(&Usage { input: 499, ..Default::default() }, &p), Nanos(0));
-        assert_eq!(cost(&Usage { input: 500, ..Default::default() }, &p), Nanos(1));
+        assert_eq!(
+            cost(
+                &Usage {
+                    input: 499,
+                    ..Default::default()
+                },
+                &p
+            ),
+            Nanos(0)
+        );
+        assert_eq!(
+            cost(
+                &Usage {
+                    input: 500,
+                    ..Default::default()
+                },
+                &p
+            ),
+            Nanos(1)
+        );
         // Summed before rounding: 300 + 300 tokens are 0.6 nano together (→ 1), though each alone rounds to 0.
-        assert_eq!(cost(&Usage { input: 300, output: 300, ..Default::default() }, &p), Nanos(1));
+        assert_eq!(
+            cost(
+                &Usage {
+                    input: 300,
+                    output: 300,
+                    ..Default::default()
+                },
+                &p
+            ),
+            Nanos(1)
+        );
         // nova-micro cache read, 0.00875 USD/1M = 8.75 nano per token.
         let nova = prices("0.035", "0.14", "0.00875", "0", "0");
-        assert_eq!(cost(&Usage { cache_read: 1, ..Default::default() }, &nova), Nanos(9));
-        assert_eq!(cost(&Usage { input: 14, cache_read: 2, ..Default::default() }, &nova), Nanos(490 + 18));
+        assert_eq!(
+            cost(
+                &Usage {
+                    cache_read: 1,
+                    ..Default::default()
+                },
+                &nova
+            ),
+            Nanos(9)
+        );
+        assert_eq!(
+            cost(
+                &Usage {
+                    input: 14,
+                    cache_read: 2,
+                    ..Default::default()
+                },
+                &nova
+            ),
+            Nanos(490 + 18)
+        );
     }
 
     #[test]
@@ -190,7 +302,10 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_matches("anthropic.*", "anthropic.claude-3-opus"));
-        assert!(glob_matches("*claude*haiku*", "us.anthropic.claude-3-5-haiku-20241022-v1:0"));
+        assert!(glob_matches(
+            "*claude*haiku*",
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+        ));
         assert!(glob_matches("exact", "exact"));
         assert!(!glob_matches("exact", "exactly"));
         assert!(glob_matches("*", ""));
@@ -203,9 +318,21 @@ mod tests {
     fn first_matching_entry_wins_with_region_and_geo_fallback() {
         let catalog = Catalog {
             entries: vec![
-                entry("us.anthropic.claude-sonnet-4-5-20250929-v1:0", &[], prices("3.3", "16.5", "0.33", "4.125", "6.6")),
-                entry("anthropic.claude-sonnet-4-5-20250929-v1:0", &["eu-central-2"], prices("9", "9", "0", "0", "0")),
-                entry("anthropic.claude-sonnet-4-5-20250929-v1:0", &[], prices("3", "15", "0.3", "3.75", "6")),
+                entry(
+                    "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                    &[],
+                    prices("3.3", "16.5", "0.33", "4.125", "6.6"),
+                ),
+                entry(
+                    "anthropic.claude-sonnet-4-5-20250929-v1:0",
+                    &["eu-central-2"],
+                    prices("9", "9", "0", "0", "0"),
+                ),
+                entry(
+                    "anthropic.claude-sonnet-4-5-20250929-v1:0",
+                    &[],
+                    prices("3", "15", "0.3", "3.75", "6"),
+                ),
                 entry("anthropic.*", &[], prices("100", "100", "0", "0", "0")),
             ],
             aliases: vec![Alias {
@@ -219,7 +346,10 @@ mod tests {
         assert_eq!(input(&format!("us.{sonnet}"), "us-east-1"), Some(3_300_000_000));
         // No entry for eu./global.: priced as the base model.
         assert_eq!(input(&format!("eu.{sonnet}"), "eu-west-1"), Some(3_000_000_000));
-        assert_eq!(book.lookup(&format!("global.{sonnet}"), "us-east-1").unwrap().model, sonnet);
+        assert_eq!(
+            book.lookup(&format!("global.{sonnet}"), "us-east-1").unwrap().model,
+            sonnet
+        );
         assert_eq!(input(sonnet, "eu-central-2"), Some(9_000_000_000));
         assert_eq!(input("anthropic.claude-instant-v1", "us-east-1"), Some(100_000_000_000));
         assert_eq!(input("meta.llama3-1-8b-instruct-v1:0", "us-east-1"), None);

@@ -88,15 +88,22 @@ impl Shared {
             Ok(Err(e)) => tracing::warn!(request_id = %s.record.request_id, error = %e, "settle failed; spooling"),
             Err(_) => tracing::warn!(request_id = %s.record.request_id, "settle timed out; spooling"),
         }
-        self.metrics.store_errors.get_or_create(&OpLabels { op: "settle" }).inc();
+        self.metrics
+            .store_errors
+            .get_or_create(&OpLabels { op: "settle" })
+            .inc();
         match &self.spool {
             Some(spool) => match spool.push(s) {
                 Ok(()) => {
                     self.metrics.spool_depth.set(spool.depth() as i64);
                 }
-                Err(e) => tracing::error!(request_id = %s.record.request_id, charge = %s.cost, error = %e, "CHARGE NOT RECORDED: store down and spool refused it"),
+                Err(e) => {
+                    tracing::error!(request_id = %s.record.request_id, charge = %s.cost, error = %e, "CHARGE NOT RECORDED: store down and spool refused it")
+                }
             },
-            None => tracing::error!(request_id = %s.record.request_id, charge = %s.cost, "CHARGE NOT RECORDED: store down and no spool configured"),
+            None => {
+                tracing::error!(request_id = %s.record.request_id, charge = %s.cost, "CHARGE NOT RECORDED: store down and no spool configured")
+            }
         }
         None
     }
@@ -162,7 +169,12 @@ pub enum Reply {
 
 impl Reply {
     pub fn pass() -> Reply {
-        Reply::Continue { set_headers: vec![], remove_headers: vec![], mode: None, metadata: vec![] }
+        Reply::Continue {
+            set_headers: vec![],
+            remove_headers: vec![],
+            mode: None,
+            metadata: vec![],
+        }
     }
 }
 
@@ -171,7 +183,10 @@ pub struct Headers(pub Vec<(String, String)>);
 
 impl Headers {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -222,7 +237,10 @@ pub struct Exchange {
 }
 
 fn internal_headers(h: &Headers) -> Vec<String> {
-    h.0.iter().filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-tally-")).map(|(n, _)| n.clone()).collect()
+    h.0.iter()
+        .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-tally-"))
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 fn sdk_attempt(h: &Headers) -> u32 {
@@ -236,25 +254,48 @@ fn sdk_attempt(h: &Headers) -> u32 {
 impl Exchange {
     pub fn new(shared: Arc<Shared>) -> Self {
         let policy = shared.policy.load_full();
-        Exchange { shared, policy, started: Instant::now(), time: Timestamp::now(), call: None, last_cost: Nanos::ZERO, last_outcome: None }
+        Exchange {
+            shared,
+            policy,
+            started: Instant::now(),
+            time: Timestamp::now(),
+            call: None,
+            last_cost: Nanos::ZERO,
+            last_outcome: None,
+        }
     }
 
     /// Request headers: recognise the call, attribute it, check identity and allowlists.
     pub async fn request_headers(&mut self, h: &Headers, end_of_stream: bool, peer_principals: Vec<String>) -> Reply {
         let remove_headers = internal_headers(h);
-        let skip_rest = Mode { request_body: BodyMode::None, response_headers: false, response_body: BodyMode::None };
+        let skip_rest = Mode {
+            request_body: BodyMode::None,
+            response_headers: false,
+            response_body: BodyMode::None,
+        };
         let method = h.get(":method").unwrap_or("");
         let path = h.get(":path").unwrap_or("");
         let parsed = bedrock::parse_call(method, path);
-        let Some(parsed) = parsed.filter(|c| !matches!(c.operation, Operation::GetAsyncInvoke | Operation::ListAsyncInvokes)) else {
-            return Reply::Continue { set_headers: vec![], remove_headers, mode: Some(skip_rest), metadata: vec![] };
+        let Some(parsed) =
+            parsed.filter(|c| !matches!(c.operation, Operation::GetAsyncInvoke | Operation::ListAsyncInvokes))
+        else {
+            return Reply::Continue {
+                set_headers: vec![],
+                remove_headers,
+                mode: Some(skip_rest),
+                metadata: vec![],
+            };
         };
         let opts = &self.shared.opts;
         let model_id = parsed.model_id.unwrap_or_default();
         let region = h
             .get(":authority")
             .and_then(bedrock::region_from_host)
-            .or_else(|| bedrock::Arn::parse(&model_id).map(|a| a.region).filter(|r| !r.is_empty()))
+            .or_else(|| {
+                bedrock::Arn::parse(&model_id)
+                    .map(|a| a.region)
+                    .filter(|r| !r.is_empty())
+            })
             .unwrap_or(&opts.default_region)
             .to_string();
         let claims = Claims {
@@ -304,32 +345,61 @@ impl Exchange {
         } else {
             // Ask for the body (needed for max_tokens and the worst case); the
             // response phases are set once we know the status and content type.
-            let mode = Mode { request_body: BodyMode::Buffered, response_headers: true, response_body: BodyMode::None };
-            Reply::Continue { set_headers: vec![], remove_headers: vec![], mode: Some(mode), metadata: self.attribution_metadata() }
+            let mode = Mode {
+                request_body: BodyMode::Buffered,
+                response_headers: true,
+                response_body: BodyMode::None,
+            };
+            Reply::Continue {
+                set_headers: vec![],
+                remove_headers: vec![],
+                mode: Some(mode),
+                metadata: self.attribution_metadata(),
+            }
         };
         match reply {
-            Reply::Continue { set_headers, mode, metadata, .. } => Reply::Continue { set_headers, remove_headers, mode, metadata },
+            Reply::Continue {
+                set_headers,
+                mode,
+                metadata,
+                ..
+            } => Reply::Continue {
+                set_headers,
+                remove_headers,
+                mode,
+                metadata,
+            },
             respond => respond,
         }
     }
 
     /// Request body: with the whole body (or its end) in hand, reserve the worst case.
     pub async fn request_body(&mut self, body: &[u8], end_of_stream: bool) -> Reply {
-        let Some(call) = self.call.as_mut() else { return Reply::pass() };
+        let Some(call) = self.call.as_mut() else {
+            return Reply::pass();
+        };
         call.body_len += body.len() as u64;
         let room = MAX_BODY_FACTS.saturating_sub(call.body.len());
         call.body.extend_from_slice(&body[..body.len().min(room)]);
         if !end_of_stream || call.admitted {
             return Reply::pass();
         }
-        let facts = if call.body.len() as u64 == call.body_len { usage::request_facts(&call.body) } else { RequestFacts::default() };
+        let facts = if call.body.len() as u64 == call.body_len {
+            usage::request_facts(&call.body)
+        } else {
+            RequestFacts::default()
+        };
         call.body = Vec::new();
         self.admit(facts).await
     }
 
     fn attribution_metadata(&self) -> Vec<(&'static str, String)> {
         let Some(c) = &self.call else { return vec![] };
-        let mut m = vec![("team", c.who.team.clone()), ("requestId", c.request_id.clone()), ("model", c.model_id.clone())];
+        let mut m = vec![
+            ("team", c.who.team.clone()),
+            ("requestId", c.request_id.clone()),
+            ("model", c.model_id.clone()),
+        ];
         if let Some(t) = &c.who.tenant {
             m.push(("tenant", t.clone()));
         }
@@ -358,12 +428,17 @@ impl Exchange {
     async fn admit(&mut self, facts: RequestFacts) -> Reply {
         let decided = Instant::now();
         let reply = self.admit_inner(facts).await;
-        self.shared.metrics.decision_seconds.observe(decided.elapsed().as_secs_f64());
+        self.shared
+            .metrics
+            .decision_seconds
+            .observe(decided.elapsed().as_secs_f64());
         reply
     }
 
     async fn admit_inner(&mut self, facts: RequestFacts) -> Reply {
-        let Some(call) = self.call.as_mut() else { return Reply::pass() };
+        let Some(call) = self.call.as_mut() else {
+            return Reply::pass();
+        };
         call.admitted = true;
         if let Some(m) = facts.model_id.filter(|_| call.model_id.is_empty()) {
             call.model_id = m;
@@ -384,9 +459,19 @@ impl Exchange {
             max_output_tokens: p.entry.max_output_tokens,
         });
         if call.price.is_none() && call.operation.is_inference() {
-            self.shared.metrics.unpriced.get_or_create(&crate::metrics::ModelLabels { model: call.model_id.clone() }).inc();
+            self.shared
+                .metrics
+                .unpriced
+                .get_or_create(&crate::metrics::ModelLabels {
+                    model: call.model_id.clone(),
+                })
+                .inc();
         }
-        let body_bytes = if call.body_len > 0 { call.body_len } else { call.content_length.unwrap_or(0) };
+        let body_bytes = if call.body_len > 0 {
+            call.body_len
+        } else {
+            call.content_length.unwrap_or(0)
+        };
         call.worst_case = match (&call.price, call.operation.is_inference()) {
             (Some(p), true) => policy::worst_case(&p.prices, p.max_output_tokens, body_bytes, facts.max_output_tokens),
             _ => Nanos::ZERO,
@@ -402,7 +487,12 @@ impl Exchange {
         call.plan = Some(plan);
         // Zero-cost calls (CountTokens, unpriced models) are never blocked by budgets.
         if reserve.amount == Nanos::ZERO {
-            return Reply::Continue { set_headers: vec![], remove_headers: vec![], mode: None, metadata: self.attribution_metadata() };
+            return Reply::Continue {
+                set_headers: vec![],
+                remove_headers: vec![],
+                mode: None,
+                metadata: self.attribution_metadata(),
+            };
         }
         let mut outcome = self.try_reserve(&reserve).await;
         if matches!(outcome, Ok(ReserveOutcome::Duplicate)) {
@@ -417,7 +507,11 @@ impl Exchange {
                 call.reserved = true;
                 call.over = over;
             }
-            Ok(ReserveOutcome::Refused { label, limit, remaining }) => {
+            Ok(ReserveOutcome::Refused {
+                label,
+                limit,
+                remaining,
+            }) => {
                 let resets = call.plan.as_ref().map(|p| p.window.end.to_string()).unwrap_or_default();
                 let message = format!(
                     "Tally budget exhausted for {label}: this call may cost up to {} USD but {} USD of {} USD remain; the budget resets at {resets}",
@@ -428,23 +522,41 @@ impl Exchange {
                 tracing::info!(request_id = %call.request_id, team = %call.who.team, %message, "blocked");
                 let headers = vec![
                     ("x-tally-budget".to_string(), label.clone()),
-                    ("x-tally-budget-remaining-usd".to_string(), remaining.max(Nanos::ZERO).to_string()),
+                    (
+                        "x-tally-budget-remaining-usd".to_string(),
+                        remaining.max(Nanos::ZERO).to_string(),
+                    ),
                     ("x-tally-budget-resets-at".to_string(), resets),
                 ];
                 self.record_refusal(Outcome::Blocked, &message).await;
-                let Reply::Respond { status, error_type, message, headers: mut base, metadata } =
-                    self.respond(400, "ServiceQuotaExceededException", message)
+                let Reply::Respond {
+                    status,
+                    error_type,
+                    message,
+                    headers: mut base,
+                    metadata,
+                } = self.respond(400, "ServiceQuotaExceededException", message)
                 else {
                     unreachable!("respond builds a Respond")
                 };
                 base.extend(headers);
-                return Reply::Respond { status, error_type, message, headers: base, metadata };
+                return Reply::Respond {
+                    status,
+                    error_type,
+                    message,
+                    headers: base,
+                    metadata,
+                };
             }
             Ok(ReserveOutcome::Duplicate) => {
                 call.note = Some("duplicate charge id twice; not reserved".into());
             }
             Err(e) => {
-                self.shared.metrics.store_errors.get_or_create(&OpLabels { op: "reserve" }).inc();
+                self.shared
+                    .metrics
+                    .store_errors
+                    .get_or_create(&OpLabels { op: "reserve" })
+                    .inc();
                 match self.shared.opts.fail_mode {
                     FailMode::Open => {
                         tracing::warn!(request_id = %call.request_id, error = %e, "store unavailable; fail-open: call proceeds unreserved");
@@ -453,7 +565,11 @@ impl Exchange {
                     FailMode::Closed => {
                         tracing::warn!(request_id = %call.request_id, error = %e, "store unavailable; fail-closed: refusing");
                         call.finished = true;
-                        self.shared.metrics.decisions.get_or_create(&OutcomeLabels { outcome: "unavailable" }).inc();
+                        self.shared
+                            .metrics
+                            .decisions
+                            .get_or_create(&OutcomeLabels { outcome: "unavailable" })
+                            .inc();
                         return self.respond(
                             503,
                             "ServiceUnavailableException",
@@ -463,7 +579,12 @@ impl Exchange {
                 }
             }
         }
-        Reply::Continue { set_headers: vec![], remove_headers: vec![], mode: None, metadata: self.attribution_metadata() }
+        Reply::Continue {
+            set_headers: vec![],
+            remove_headers: vec![],
+            mode: None,
+            metadata: self.attribution_metadata(),
+        }
     }
 
     async fn try_reserve(&self, r: &ReserveRequest) -> Result<ReserveOutcome, StoreError> {
@@ -477,39 +598,78 @@ impl Exchange {
         let request_id = self.call.as_ref().map(|c| c.request_id.clone()).unwrap_or_default();
         let mut metadata = self.attribution_metadata();
         metadata.push(("outcome", if status == 403 { "denied" } else { "blocked" }.to_string()));
-        Reply::Respond { status, error_type, message, headers: vec![("x-tally-request-id".into(), request_id)], metadata }
+        Reply::Respond {
+            status,
+            error_type,
+            message,
+            headers: vec![("x-tally-request-id".into(), request_id)],
+            metadata,
+        }
     }
 
     /// Response headers: the status decides; token-count headers may already price the call.
     pub async fn response_headers(&mut self, h: &Headers, end_of_stream: bool) -> Reply {
-        let Some(call) = self.call.as_mut() else { return Reply::pass() };
+        let Some(call) = self.call.as_mut() else {
+            return Reply::pass();
+        };
         call.status = h.get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        call.usage.observe(&usage::from_headers(h.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))));
+        call.usage
+            .observe(&usage::from_headers(h.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))));
         let mut set_headers = vec![("x-tally-request-id".to_string(), call.request_id.clone())];
         let keep_request_mode = BodyMode::None;
         if call.status >= 400 || call.status == 0 {
             let extra = self.finish(Outcome::UpstreamError).await;
             set_headers.extend(extra);
-            return Reply::Continue { set_headers, remove_headers: vec![], mode: None, metadata: self.cost_metadata() };
+            return Reply::Continue {
+                set_headers,
+                remove_headers: vec![],
+                mode: None,
+                metadata: self.cost_metadata(),
+            };
         }
         if call.operation.streams_response() && !end_of_stream {
             call.stream = Some(StreamUsage::new());
-            let mode = Mode { request_body: keep_request_mode, response_headers: true, response_body: BodyMode::Streamed };
-            return Reply::Continue { set_headers, remove_headers: vec![], mode: Some(mode), metadata: vec![] };
+            let mode = Mode {
+                request_body: keep_request_mode,
+                response_headers: true,
+                response_body: BodyMode::Streamed,
+            };
+            return Reply::Continue {
+                set_headers,
+                remove_headers: vec![],
+                mode: Some(mode),
+                metadata: vec![],
+            };
         }
         let priced_by_headers = call.usage.complete() && !call.usage.cache_write_split_unknown();
         if !call.operation.is_inference() || priced_by_headers || end_of_stream {
             set_headers.extend(self.finish(Outcome::Ok).await);
-            return Reply::Continue { set_headers, remove_headers: vec![], mode: None, metadata: self.cost_metadata() };
+            return Reply::Continue {
+                set_headers,
+                remove_headers: vec![],
+                mode: None,
+                metadata: self.cost_metadata(),
+            };
         }
         // The usage is in the JSON body: have Envoy hold the headers until we have read it.
-        let mode = Mode { request_body: keep_request_mode, response_headers: true, response_body: BodyMode::Buffered };
-        Reply::Continue { set_headers: vec![], remove_headers: vec![], mode: Some(mode), metadata: vec![] }
+        let mode = Mode {
+            request_body: keep_request_mode,
+            response_headers: true,
+            response_body: BodyMode::Buffered,
+        };
+        Reply::Continue {
+            set_headers: vec![],
+            remove_headers: vec![],
+            mode: Some(mode),
+            metadata: vec![],
+        }
     }
 
     /// Response body: decode streams as they pass; read JSON usage at the end.
     pub async fn response_body(&mut self, body: &[u8], end_of_stream: bool) -> Reply {
-        let Some(call) = self.call.as_mut() else { return Reply::pass() };
+        let Some(call) = self.call.as_mut() else {
+            return Reply::pass();
+        };
         if call.finished {
             return Reply::pass();
         }
@@ -529,7 +689,12 @@ impl Exchange {
                 Outcome::Incomplete
             };
             self.finish(outcome).await;
-            return Reply::Continue { set_headers: vec![], remove_headers: vec![], mode: None, metadata: self.cost_metadata() };
+            return Reply::Continue {
+                set_headers: vec![],
+                remove_headers: vec![],
+                mode: None,
+                metadata: self.cost_metadata(),
+            };
         }
         let room = MAX_JSON_RESPONSE.saturating_sub(call.json.len());
         call.json.extend_from_slice(&body[..body.len().min(room)]);
@@ -539,10 +704,19 @@ impl Exchange {
         let observed = usage::from_json_bytes(&call.json);
         call.json = Vec::new();
         call.usage.observe(&observed);
-        let outcome = if call.usage.complete() { Outcome::Ok } else { Outcome::Incomplete };
+        let outcome = if call.usage.complete() {
+            Outcome::Ok
+        } else {
+            Outcome::Incomplete
+        };
         let mut set_headers = vec![("x-tally-request-id".to_string(), call.request_id.clone())];
         set_headers.extend(self.finish(outcome).await);
-        Reply::Continue { set_headers, remove_headers: vec![], mode: None, metadata: self.cost_metadata() }
+        Reply::Continue {
+            set_headers,
+            remove_headers: vec![],
+            mode: None,
+            metadata: self.cost_metadata(),
+        }
     }
 
     /// The exchange ended (client gone, Envoy reset) before it finished: settle
@@ -577,7 +751,10 @@ impl Exchange {
             _ => call.stream.as_ref().map_or(call.usage, |s| s.usage).usage(),
         };
         let seen_usage = call.stream.as_ref().map_or(call.usage.any(), |s| s.usage.any());
-        let mut cost = call.price.as_ref().map_or(Nanos::ZERO, |p| pricing::cost(&usage, &p.prices));
+        let mut cost = call
+            .price
+            .as_ref()
+            .map_or(Nanos::ZERO, |p| pricing::cost(&usage, &p.prices));
         let mut note = call.note.take();
         if outcome == Outcome::Incomplete && !seen_usage {
             cost = call.worst_case;
@@ -586,7 +763,10 @@ impl Exchange {
         if !call.operation.is_inference() {
             cost = Nanos::ZERO;
         }
-        let plan = call.plan.clone().unwrap_or_else(|| self.policy.plan(&call.who, self.time));
+        let plan = call
+            .plan
+            .clone()
+            .unwrap_or_else(|| self.policy.plan(&call.who, self.time));
         let limit = plan.team_limit();
         let record = LedgerRecord {
             request_id: call.request_id.clone(),
@@ -641,7 +821,10 @@ impl Exchange {
     async fn record_refusal(&mut self, outcome: Outcome, message: &str) {
         let Some(call) = self.call.as_mut() else { return };
         call.finished = true;
-        let plan = call.plan.clone().unwrap_or_else(|| self.policy.plan(&call.who, self.time));
+        let plan = call
+            .plan
+            .clone()
+            .unwrap_or_else(|| self.policy.plan(&call.who, self.time));
         let record = LedgerRecord {
             request_id: call.request_id.clone(),
             charge_id: call.charge_id.clone(),
@@ -680,17 +863,35 @@ impl Exchange {
             record,
         };
         self.shared.settle_or_spool(&settlement).await;
-        self.shared.metrics.decisions.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).inc();
+        self.shared
+            .metrics
+            .decisions
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     fn observe(&self, s: &Settlement, usage: &Usage, remaining: Option<Nanos>) {
         let m = &self.shared.metrics;
         let r = &s.record;
-        let model = if r.model.is_empty() { r.model_id.clone() } else { r.model.clone() };
+        let model = if r.model.is_empty() {
+            r.model_id.clone()
+        } else {
+            r.model.clone()
+        };
         let workflow = r.workflow.clone().unwrap_or_else(|| "none".into());
-        m.decisions.get_or_create(&OutcomeLabels { outcome: r.outcome.as_str() }).inc();
+        m.decisions
+            .get_or_create(&OutcomeLabels {
+                outcome: r.outcome.as_str(),
+            })
+            .inc();
         m.spend
-            .get_or_create(&CallLabels { team: r.team.clone(), workflow: workflow.clone(), model: model.clone() })
+            .get_or_create(&CallLabels {
+                team: r.team.clone(),
+                workflow: workflow.clone(),
+                model: model.clone(),
+            })
             .inc_by(s.cost.0.max(0) as u64);
         for (class, n) in [
             ("input", usage.input),
@@ -701,14 +902,25 @@ impl Exchange {
         ] {
             if n > 0 {
                 m.tokens
-                    .get_or_create(&TokenLabels { team: r.team.clone(), workflow: workflow.clone(), model: model.clone(), class })
+                    .get_or_create(&TokenLabels {
+                        team: r.team.clone(),
+                        workflow: workflow.clone(),
+                        model: model.clone(),
+                        class,
+                    })
                     .inc_by(n);
             }
         }
         if let Some(rem) = remaining {
-            m.budget_remaining.get_or_create(&TeamLabels { team: r.team.clone() }).set(rem.0);
+            m.budget_remaining
+                .get_or_create(&TeamLabels { team: r.team.clone() })
+                .set(rem.0);
         }
-        let enforcement = self.policy.team(&r.team).and_then(|t| t.budget.as_ref()).map(|b| b.enforcement);
+        let enforcement = self
+            .policy
+            .team(&r.team)
+            .and_then(|t| t.budget.as_ref())
+            .map(|b| b.enforcement);
         if enforcement == Some(Enforcement::Warn) && !r.over_budget.is_empty() {
             tracing::warn!(request_id = %r.request_id, team = %r.team, over = ?r.over_budget, "over a Warn budget");
         }

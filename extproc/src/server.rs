@@ -9,12 +9,12 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::{BodySendMode, HeaderSendMode};
-use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessor;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
     BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, ImmediateResponse, ProcessingRequest,
     ProcessingResponse, TrailersResponse, processing_request, processing_response,
 };
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::protobuf::{Struct, Value, value};
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -42,7 +42,10 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Statu
 impl ExternalProcessor for Processor {
     type ProcessStream = ResponseStream;
 
-    async fn process(&self, request: Request<Streaming<ProcessingRequest>>) -> Result<Response<Self::ProcessStream>, Status> {
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(8);
         let shared = self.shared.clone();
@@ -55,7 +58,9 @@ impl ExternalProcessor for Processor {
                     Ok(Some(m)) => m,
                     Ok(None) | Err(_) => break,
                 };
-                let Some(resp) = handle(&mut exchange, msg).await else { continue };
+                let Some(resp) = handle(&mut exchange, msg).await else {
+                    continue;
+                };
                 if tx.send(Ok(resp)).await.is_err() {
                     break;
                 }
@@ -73,19 +78,33 @@ async fn handle(ex: &mut Exchange, msg: ProcessingRequest) -> Option<ProcessingR
     let (reply, wrap): (Reply, fn(CommonResponse) -> Resp) = match msg.request? {
         Req::RequestHeaders(h) => {
             let headers = headers(h.headers.as_ref());
-            (ex.request_headers(&headers, h.end_of_stream, principals).await, |c| Resp::RequestHeaders(HeadersResponse { response: Some(c) }))
+            (ex.request_headers(&headers, h.end_of_stream, principals).await, |c| {
+                Resp::RequestHeaders(HeadersResponse { response: Some(c) })
+            })
         }
-        Req::RequestBody(b) => (ex.request_body(&b.body, b.end_of_stream).await, |c| Resp::RequestBody(BodyResponse { response: Some(c) })),
+        Req::RequestBody(b) => (ex.request_body(&b.body, b.end_of_stream).await, |c| {
+            Resp::RequestBody(BodyResponse { response: Some(c) })
+        }),
         Req::ResponseHeaders(h) => {
             let headers = headers(h.headers.as_ref());
-            (ex.response_headers(&headers, h.end_of_stream).await, |c| Resp::ResponseHeaders(HeadersResponse { response: Some(c) }))
+            (ex.response_headers(&headers, h.end_of_stream).await, |c| {
+                Resp::ResponseHeaders(HeadersResponse { response: Some(c) })
+            })
         }
-        Req::ResponseBody(b) => (ex.response_body(&b.body, b.end_of_stream).await, |c| Resp::ResponseBody(BodyResponse { response: Some(c) })),
+        Req::ResponseBody(b) => (ex.response_body(&b.body, b.end_of_stream).await, |c| {
+            Resp::ResponseBody(BodyResponse { response: Some(c) })
+        }),
         Req::RequestTrailers(_) => {
-            return Some(ProcessingResponse { response: Some(Resp::RequestTrailers(TrailersResponse::default())), ..Default::default() });
+            return Some(ProcessingResponse {
+                response: Some(Resp::RequestTrailers(TrailersResponse::default())),
+                ..Default::default()
+            });
         }
         Req::ResponseTrailers(_) => {
-            return Some(ProcessingResponse { response: Some(Resp::ResponseTrailers(TrailersResponse::default())), ..Default::default() });
+            return Some(ProcessingResponse {
+                response: Some(Resp::ResponseTrailers(TrailersResponse::default())),
+                ..Default::default()
+            });
         }
     };
     Some(to_proto(reply, wrap))
@@ -98,7 +117,11 @@ fn headers(map: Option<&HeaderMap>) -> Headers {
             m.headers
                 .iter()
                 .map(|h| {
-                    let v = if h.raw_value.is_empty() { h.value.clone() } else { String::from_utf8_lossy(&h.raw_value).into_owned() };
+                    let v = if h.raw_value.is_empty() {
+                        h.value.clone()
+                    } else {
+                        String::from_utf8_lossy(&h.raw_value).into_owned()
+                    };
                     (h.key.to_ascii_lowercase(), v)
                 })
                 .collect()
@@ -133,7 +156,11 @@ fn peer_principals(attributes: &HashMap<String, Struct>) -> Vec<String> {
 
 fn header(name: &str, value: &str) -> HeaderValueOption {
     HeaderValueOption {
-        header: Some(HeaderValue { key: name.to_string(), raw_value: value.as_bytes().to_vec(), ..Default::default() }),
+        header: Some(HeaderValue {
+            key: name.to_string(),
+            raw_value: value.as_bytes().to_vec(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -149,7 +176,11 @@ fn body_mode(m: BodyMode) -> i32 {
 fn mode(m: Mode) -> ProcessingMode {
     ProcessingMode {
         request_header_mode: HeaderSendMode::Send as i32,
-        response_header_mode: if m.response_headers { HeaderSendMode::Send } else { HeaderSendMode::Skip } as i32,
+        response_header_mode: if m.response_headers {
+            HeaderSendMode::Send
+        } else {
+            HeaderSendMode::Skip
+        } as i32,
         request_body_mode: body_mode(m.request_body),
         response_body_mode: body_mode(m.response_body),
         request_trailer_mode: HeaderSendMode::Skip as i32,
@@ -162,35 +193,74 @@ fn metadata(fields: Vec<(&'static str, String)>) -> Option<Struct> {
         return None;
     }
     let inner = Struct {
-        fields: fields.into_iter().map(|(k, v)| (k.to_string(), Value { kind: Some(value::Kind::StringValue(v)) })).collect(),
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Value {
+                        kind: Some(value::Kind::StringValue(v)),
+                    },
+                )
+            })
+            .collect(),
     };
     Some(Struct {
-        fields: [(METADATA_NAMESPACE.to_string(), Value { kind: Some(value::Kind::StructValue(inner)) })].into_iter().collect(),
+        fields: [(
+            METADATA_NAMESPACE.to_string(),
+            Value {
+                kind: Some(value::Kind::StructValue(inner)),
+            },
+        )]
+        .into_iter()
+        .collect(),
     })
 }
 
 fn to_proto(reply: Reply, wrap: fn(CommonResponse) -> processing_response::Response) -> ProcessingResponse {
     match reply {
-        Reply::Continue { set_headers, remove_headers, mode: m, metadata: md } => {
+        Reply::Continue {
+            set_headers,
+            remove_headers,
+            mode: m,
+            metadata: md,
+        } => {
             let header_mutation = (!set_headers.is_empty() || !remove_headers.is_empty()).then(|| HeaderMutation {
                 set_headers: set_headers.iter().map(|(n, v)| header(n, v)).collect(),
                 remove_headers,
             });
             ProcessingResponse {
-                response: Some(wrap(CommonResponse { header_mutation, ..Default::default() })),
+                response: Some(wrap(CommonResponse {
+                    header_mutation,
+                    ..Default::default()
+                })),
                 mode_override: m.map(mode),
                 dynamic_metadata: metadata(md),
                 ..Default::default()
             }
         }
-        Reply::Respond { status, error_type, message, headers, metadata: md } => {
-            let mut set = vec![header("x-amzn-errortype", error_type), header("content-type", "application/json")];
+        Reply::Respond {
+            status,
+            error_type,
+            message,
+            headers,
+            metadata: md,
+        } => {
+            let mut set = vec![
+                header("x-amzn-errortype", error_type),
+                header("content-type", "application/json"),
+            ];
             set.extend(headers.iter().map(|(n, v)| header(n, v)));
             let body = serde_json::json!({ "message": message }).to_string().into_bytes();
             ProcessingResponse {
                 response: Some(processing_response::Response::ImmediateResponse(ImmediateResponse {
-                    status: Some(HttpStatus { code: i32::from(status) }),
-                    headers: Some(HeaderMutation { set_headers: set, remove_headers: vec![] }),
+                    status: Some(HttpStatus {
+                        code: i32::from(status),
+                    }),
+                    headers: Some(HeaderMutation {
+                        set_headers: set,
+                        remove_headers: vec![],
+                    }),
                     body,
                     details: format!("tally_{}", error_type),
                     ..Default::default()

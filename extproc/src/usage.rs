@@ -84,7 +84,9 @@ impl Accumulator {
 
     /// Whether the cache-write total is known but its TTL split is not.
     pub fn cache_write_split_unknown(&self) -> bool {
-        self.seen.cache_write.unwrap_or(0) > 0 && self.seen.cache_write_5m.is_none() && self.seen.cache_write_1h.is_none()
+        self.seen.cache_write.unwrap_or(0) > 0
+            && self.seen.cache_write_5m.is_none()
+            && self.seen.cache_write_1h.is_none()
     }
 }
 
@@ -152,7 +154,10 @@ pub fn from_json(v: &Value) -> Observation {
     // Titan text: `inputTextTokenCount`, `results[].tokenCount`.
     if let Some(n) = u(v, "inputTextTokenCount") {
         o.input = Some(n);
-        let out = v.get("results").and_then(Value::as_array).map(|rs| rs.iter().filter_map(|r| u(r, "tokenCount")).sum());
+        let out = v
+            .get("results")
+            .and_then(Value::as_array)
+            .map(|rs| rs.iter().filter_map(|r| u(r, "tokenCount")).sum());
         o.output = out.or(o.output);
     }
     // Any invoke stream's last chunk: totals Bedrock itself measured.
@@ -167,7 +172,9 @@ pub fn from_json(v: &Value) -> Observation {
 
 /// Parses a JSON body and reads its usage; garbage yields an empty observation.
 pub fn from_json_bytes(body: &[u8]) -> Observation {
-    serde_json::from_slice::<Value>(body).map(|v| from_json(&v)).unwrap_or_default()
+    serde_json::from_slice::<Value>(body)
+        .map(|v| from_json(&v))
+        .unwrap_or_default()
 }
 
 /// What the request body tells about its worst case.
@@ -213,7 +220,9 @@ pub fn request_facts(body: &[u8]) -> RequestFacts {
         #[serde(rename = "maxTokenCount")]
         max_token_count: Option<u64>,
     }
-    let Ok(b) = serde_json::from_slice::<Body>(body) else { return RequestFacts::default() };
+    let Ok(b) = serde_json::from_slice::<Body>(body) else {
+        return RequestFacts::default();
+    };
     let inference = b.inference_config.unwrap_or_default();
     RequestFacts {
         max_output_tokens: b
@@ -254,13 +263,30 @@ mod tests {
         let v = json!({"output": {}, "usage": {"inputTokens": 12, "outputTokens": 34, "totalTokens": 99,
             "cacheReadInputTokens": 40, "cacheWriteInputTokens": 13,
             "cacheDetails": [{"ttl": "5m", "inputTokens": 3}, {"ttl": "1h", "inputTokens": 10}]}});
-        assert_eq!(usage_of(&[v]), Usage { input: 12, output: 34, cache_read: 40, cache_write_5m: 3, cache_write_1h: 10 });
+        assert_eq!(
+            usage_of(&[v]),
+            Usage {
+                input: 12,
+                output: 34,
+                cache_read: 40,
+                cache_write_5m: 3,
+                cache_write_1h: 10
+            }
+        );
     }
 
     #[test]
     fn converse_cache_writes_without_details_are_5m() {
         let v = json!({"usage": {"inputTokens": 1, "outputTokens": 2, "cacheWriteInputTokens": 7}});
-        assert_eq!(usage_of(&[v]), Usage { input: 1, output: 2, cache_write_5m: 7, ..Usage::default() });
+        assert_eq!(
+            usage_of(&[v]),
+            Usage {
+                input: 1,
+                output: 2,
+                cache_write_5m: 7,
+                ..Usage::default()
+            }
+        );
     }
 
     #[test]
@@ -268,7 +294,16 @@ mod tests {
         let v = json!({"type": "message", "usage": {"input_tokens": 5, "output_tokens": 6,
             "cache_read_input_tokens": 7, "cache_creation_input_tokens": 9,
             "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 5}}});
-        assert_eq!(usage_of(&[v]), Usage { input: 5, output: 6, cache_read: 7, cache_write_5m: 4, cache_write_1h: 5 });
+        assert_eq!(
+            usage_of(&[v]),
+            Usage {
+                input: 5,
+                output: 6,
+                cache_read: 7,
+                cache_write_5m: 4,
+                cache_write_1h: 5
+            }
+        );
     }
 
     #[test]
@@ -279,7 +314,15 @@ mod tests {
             json!({"type": "message_delta", "usage": {"output_tokens": 10}}),
             json!({"type": "message_delta", "usage": {"output_tokens": 15}}),
         ];
-        assert_eq!(usage_of(&events), Usage { input: 25, output: 15, cache_read: 3, ..Usage::default() });
+        assert_eq!(
+            usage_of(&events),
+            Usage {
+                input: 25,
+                output: 15,
+                cache_read: 3,
+                ..Usage::default()
+            }
+        );
     }
 
     #[test]
@@ -288,19 +331,57 @@ mod tests {
             json!({"type": "message_start", "message": {"usage": {"input_tokens": 25, "output_tokens": 1}}}),
             json!({"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 26, "outputTokenCount": 16, "invocationLatency": 100, "firstByteLatency": 10}}),
         ];
-        assert_eq!(usage_of(&events), Usage { input: 26, output: 16, ..Usage::default() });
+        assert_eq!(
+            usage_of(&events),
+            Usage {
+                input: 26,
+                output: 16,
+                ..Usage::default()
+            }
+        );
     }
 
     #[test]
     fn nova_llama_titan_bodies() {
         let nova = json!({"output": {}, "usage": {"inputTokens": 3, "outputTokens": 4, "cacheReadInputTokenCount": 5, "cacheWriteInputTokenCount": 6}});
-        assert_eq!(usage_of(&[nova]), Usage { input: 3, output: 4, cache_read: 5, cache_write_5m: 6, ..Usage::default() });
+        assert_eq!(
+            usage_of(&[nova]),
+            Usage {
+                input: 3,
+                output: 4,
+                cache_read: 5,
+                cache_write_5m: 6,
+                ..Usage::default()
+            }
+        );
         let nova_stream = json!({"metadata": {"usage": {"inputTokens": 8, "outputTokens": 9}}});
-        assert_eq!(usage_of(&[nova_stream]), Usage { input: 8, output: 9, ..Usage::default() });
-        let llama = json!({"generation": "x", "prompt_token_count": 11, "generation_token_count": 12, "stop_reason": "stop"});
-        assert_eq!(usage_of(&[llama]), Usage { input: 11, output: 12, ..Usage::default() });
+        assert_eq!(
+            usage_of(&[nova_stream]),
+            Usage {
+                input: 8,
+                output: 9,
+                ..Usage::default()
+            }
+        );
+        let llama =
+            json!({"generation": "x", "prompt_token_count": 11, "generation_token_count": 12, "stop_reason": "stop"});
+        assert_eq!(
+            usage_of(&[llama]),
+            Usage {
+                input: 11,
+                output: 12,
+                ..Usage::default()
+            }
+        );
         let titan = json!({"inputTextTokenCount": 13, "results": [{"tokenCount": 14, "outputText": "x"}]});
-        assert_eq!(usage_of(&[titan]), Usage { input: 13, output: 14, ..Usage::default() });
+        assert_eq!(
+            usage_of(&[titan]),
+            Usage {
+                input: 13,
+                output: 14,
+                ..Usage::default()
+            }
+        );
     }
 
     #[test]
@@ -317,7 +398,16 @@ mod tests {
         acc.observe(&o);
         assert!(acc.complete());
         assert!(acc.cache_write_split_unknown());
-        assert_eq!(acc.usage(), Usage { input: 10, output: 20, cache_read: 30, cache_write_5m: 40, ..Usage::default() });
+        assert_eq!(
+            acc.usage(),
+            Usage {
+                input: 10,
+                output: 20,
+                cache_read: 30,
+                cache_write_5m: 40,
+                ..Usage::default()
+            }
+        );
         assert!(from_headers([("x-amzn-bedrock-input-token-count", "lots")]).is_empty());
     }
 
@@ -332,11 +422,23 @@ mod tests {
     #[test]
     fn request_facts_in_every_spelling() {
         let max = |b: Value| request_facts(b.to_string().as_bytes()).max_output_tokens;
-        assert_eq!(max(json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": []})), Some(100));
-        assert_eq!(max(json!({"messages": [], "inferenceConfig": {"maxTokens": 200}})), Some(200));
-        assert_eq!(max(json!({"messages": [], "inferenceConfig": {"max_new_tokens": 300}})), Some(300));
+        assert_eq!(
+            max(json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": []})),
+            Some(100)
+        );
+        assert_eq!(
+            max(json!({"messages": [], "inferenceConfig": {"maxTokens": 200}})),
+            Some(200)
+        );
+        assert_eq!(
+            max(json!({"messages": [], "inferenceConfig": {"max_new_tokens": 300}})),
+            Some(300)
+        );
         assert_eq!(max(json!({"prompt": "x", "max_gen_len": 400})), Some(400));
-        assert_eq!(max(json!({"inputText": "x", "textGenerationConfig": {"maxTokenCount": 500}})), Some(500));
+        assert_eq!(
+            max(json!({"inputText": "x", "textGenerationConfig": {"maxTokenCount": 500}})),
+            Some(500)
+        );
         assert_eq!(max(json!({"messages": []})), None);
         let f = request_facts(br#"{"modelId":"amazon.nova-reel-v1:0","modelInput":{},"outputDataConfig":{}}"#);
         assert_eq!(f.model_id.as_deref(), Some("amazon.nova-reel-v1:0"));

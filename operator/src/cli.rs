@@ -65,7 +65,10 @@ pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     // A second initialisation (tests) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -87,13 +90,24 @@ pub fn crds(args: &CrdsArgs, stdout: &mut impl Write) -> Result<()> {
     match &args.out_dir {
         None => {
             let yaml = crd::crds_yaml()?;
-            stdout.write_all(yaml.as_bytes()).map_err(|source| Error::Write { path: "stdout".into(), source })
+            stdout
+                .write_all(yaml.as_bytes())
+                .map_err(|source| Error::Write {
+                    path: "stdout".into(),
+                    source,
+                })
         }
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+                path: dir.clone(),
+                source,
+            })?;
             for crd in crd::crds() {
                 let path = dir.join(crd::crd_file_name(&crd));
-                std::fs::write(&path, crd::crd_yaml(&crd)?).map_err(|source| Error::Write { path: path.clone(), source })?;
+                std::fs::write(&path, crd::crd_yaml(&crd)?).map_err(|source| Error::Write {
+                    path: path.clone(),
+                    source,
+                })?;
                 tracing::info!(path = %path.display(), "wrote CRD");
             }
             Ok(())
@@ -105,8 +119,16 @@ pub fn crds(args: &CrdsArgs, stdout: &mut impl Write) -> Result<()> {
 pub fn render(args: &RenderArgs, stdout: &mut impl Write) -> Result<()> {
     let json = render_to_string(&args.paths, &args.namespace)?;
     match &args.output {
-        None => stdout.write_all(json.as_bytes()).map_err(|source| Error::Write { path: "stdout".into(), source }),
-        Some(path) => std::fs::write(path, json).map_err(|source| Error::Write { path: path.clone(), source }),
+        None => stdout
+            .write_all(json.as_bytes())
+            .map_err(|source| Error::Write {
+                path: "stdout".into(),
+                source,
+            }),
+        Some(path) => std::fs::write(path, json).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        }),
     }
 }
 
@@ -126,7 +148,9 @@ pub fn render_to_string(paths: &[PathBuf], namespace: &str) -> Result<String> {
     if !problems.is_empty() {
         // In file order; within a document, in the order found (fields in spec order).
         problems.sort_by(|a, b| a.origin.cmp(&b.origin));
-        return Err(Error::Invalid(problems.iter().map(ToString::to_string).collect()));
+        return Err(Error::Invalid(
+            problems.iter().map(ToString::to_string).collect(),
+        ));
     }
     tracing::info!(
         teams = compiled.config.teams.len(),

@@ -1,10 +1,11 @@
 //! The control plane of Tally: the `TeamBudget` and `ModelPricing` custom
 //! resources ([`crd`]), the pure compiler that turns them into the data plane's
 //! [`CompiledConfig`](tally_extproc::config::CompiledConfig) ([`compiler`]),
-//! reading manifests from files for `tally render` ([`manifest`]) and the `tally`
-//! command line ([`cli`]).
+//! reading manifests from files for `tally render` ([`manifest`]), the
+//! Kubernetes reconciler ([`controller`]) and the `tally` command line ([`cli`]).
 //!
-//! Everything here except [`cli`] is pure or file-only: no cluster, no Redis.
+//! Everything here except [`controller`] and [`cli`] is pure or file-only: no
+//! cluster, no Redis.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -18,14 +19,13 @@ use std::path::PathBuf;
 /// Why a `tally` command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot serialize the CRDs as YAML: {0}")]
     CrdYaml(#[from] serde_yaml::Error),
-    #[error("no manifests found: {0} holds no *.yaml or *.yml file")]
-    NoManifests(PathBuf),
     /// Manifests that do not compile; one line per problem, each naming its object and field.
     #[error("{} problem{} found:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n"))]
     Invalid(Vec<String>),

@@ -25,8 +25,10 @@ use serde_json::Value;
 use crate::compiler::ObjectRef;
 use crate::crd::{self, GROUP, ModelPricing, TeamBudget, VERSION};
 
-static TEAM_BUDGET_SCHEMA: LazyLock<Value> = LazyLock::new(|| crd::openapi_schema(&TeamBudget::crd()));
-static MODEL_PRICING_SCHEMA: LazyLock<Value> = LazyLock::new(|| crd::openapi_schema(&ModelPricing::crd()));
+static TEAM_BUDGET_SCHEMA: LazyLock<Value> =
+    LazyLock::new(|| crd::openapi_schema(&TeamBudget::crd()));
+static MODEL_PRICING_SCHEMA: LazyLock<Value> =
+    LazyLock::new(|| crd::openapi_schema(&ModelPricing::crd()));
 
 /// Where an object was read from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,7 +78,10 @@ pub struct Manifests {
 
 impl Manifests {
     fn problem(&mut self, origin: Option<&Origin>, message: String) {
-        self.problems.push(Problem { origin: origin.cloned(), message });
+        self.problems.push(Problem {
+            origin: origin.cloned(),
+            message,
+        });
     }
 }
 
@@ -87,7 +92,13 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> Manifests {
     for path in paths {
         let files = match manifest_files(path) {
             Ok(files) if files.is_empty() => {
-                out.problem(None, format!("{}: no *.yaml or *.yml file in this directory", path.display()));
+                out.problem(
+                    None,
+                    format!(
+                        "{}: no *.yaml or *.yml file in this directory",
+                        path.display()
+                    ),
+                );
                 continue;
             }
             Ok(files) => files,
@@ -130,7 +141,10 @@ fn manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Reads the documents of one file's text into `out`.
 pub fn load_text(file: &Path, text: &str, default_namespace: &str, out: &mut Manifests) {
     for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let origin = Origin { file: file.to_path_buf(), document: i + 1 };
+        let origin = Origin {
+            file: file.to_path_buf(),
+            document: i + 1,
+        };
         match Value::deserialize(document) {
             Ok(value) => load_document(value, origin, default_namespace, out),
             Err(e) => {
@@ -147,23 +161,54 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
         return; // an empty document, e.g. after a trailing `---`
     }
     let Some(obj) = value.as_object_mut() else {
-        out.problem(Some(&origin), format!("expected a Kubernetes object (a mapping), found {}", describe(&value)));
+        out.problem(
+            Some(&origin),
+            format!(
+                "expected a Kubernetes object (a mapping), found {}",
+                describe(&value)
+            ),
+        );
         return;
     };
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-    let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = obj
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let (group, version) = api_version
+        .split_once('/')
+        .unwrap_or(("", api_version.as_str()));
     if group != GROUP {
         if api_version.is_empty() || kind.is_empty() {
-            out.problem(Some(&origin), "not a Kubernetes object: apiVersion and kind are required".to_string());
+            out.problem(
+                Some(&origin),
+                "not a Kubernetes object: apiVersion and kind are required".to_string(),
+            );
         } else {
-            out.skipped.push(format!("{api_version} {kind} {name} ({origin})"));
+            out.skipped
+                .push(format!("{api_version} {kind} {name} ({origin})"));
         }
         return;
     }
     if version != VERSION {
-        out.problem(Some(&origin), format!("{kind} {name}: apiVersion {api_version:?} is not served; use {}", crd::API_VERSION));
+        out.problem(
+            Some(&origin),
+            format!(
+                "{kind} {name}: apiVersion {api_version:?} is not served; use {}",
+                crd::API_VERSION
+            ),
+        );
         return;
     }
     if name.is_empty() {
@@ -172,33 +217,39 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
     }
     // The API server ignores status in what is applied; so does render.
     obj.remove("status");
-    let object = match kind.as_str() {
-        "TeamBudget" => {
-            let metadata = obj.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
-            let namespace = match metadata.get("namespace").and_then(Value::as_str) {
-                Some(ns) if !ns.is_empty() => ns.to_string(),
-                _ => {
-                    metadata["namespace"] = Value::String(default_namespace.to_string());
-                    default_namespace.to_string()
-                }
-            };
-            ObjectRef::TeamBudget { namespace, name }
-        }
-        "ModelPricing" => {
-            if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.remove("namespace"); // cluster-scoped
+    let object =
+        match kind.as_str() {
+            "TeamBudget" => {
+                let metadata = obj
+                    .entry("metadata")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                let namespace = match metadata.get("namespace").and_then(Value::as_str) {
+                    Some(ns) if !ns.is_empty() => ns.to_string(),
+                    _ => {
+                        metadata["namespace"] = Value::String(default_namespace.to_string());
+                        default_namespace.to_string()
+                    }
+                };
+                ObjectRef::TeamBudget { namespace, name }
             }
-            ObjectRef::ModelPricing { name }
-        }
-        other => {
-            out.problem(Some(&origin), format!(
+            "ModelPricing" => {
+                if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.remove("namespace"); // cluster-scoped
+                }
+                ObjectRef::ModelPricing { name }
+            }
+            other => {
+                out.problem(Some(&origin), format!(
                 "{other} {name}: unknown kind in {GROUP}; expected TeamBudget or ModelPricing"
             ));
-            return;
-        }
-    };
+                return;
+            }
+        };
     if let Some(first) = out.origins.get(&object) {
-        out.problem(Some(&origin), format!("{object}: defined twice (first in {first})"));
+        out.problem(
+            Some(&origin),
+            format!("{object}: defined twice (first in {first})"),
+        );
         return;
     }
 
@@ -225,7 +276,9 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
     }
     let parsed = match object {
         ObjectRef::TeamBudget { .. } => serde_json::from_value(value).map(|tb| out.teams.push(tb)),
-        ObjectRef::ModelPricing { .. } => serde_json::from_value(value).map(|mp| out.pricings.push(mp)),
+        ObjectRef::ModelPricing { .. } => {
+            serde_json::from_value(value).map(|mp| out.pricings.push(mp))
+        }
     };
     match parsed {
         Ok(()) => {
@@ -238,7 +291,12 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
 /// Checks `value` against an OpenAPI v3 schema node: types, required fields,
 /// enums, integer bounds and unknown fields. Prunes `null`s where the schema
 /// does not allow them, as the API server does. Appends `(field, message)`.
-pub fn check_schema(value: &mut Value, schema: &Value, path: &str, problems: &mut Vec<(String, String)>) {
+pub fn check_schema(
+    value: &mut Value,
+    schema: &Value,
+    path: &str,
+    problems: &mut Vec<(String, String)>,
+) {
     let mut problem = |message: String| problems.push((path.to_string(), message));
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {
@@ -247,9 +305,18 @@ pub fn check_schema(value: &mut Value, schema: &Value, path: &str, problems: &mu
                 return;
             };
             let props = schema.get("properties").and_then(Value::as_object);
-            let nullable = |key: &str| props.and_then(|p| p.get(key)).is_some_and(|s| s["nullable"] == true);
+            let nullable = |key: &str| {
+                props
+                    .and_then(|p| p.get(key))
+                    .is_some_and(|s| s["nullable"] == true)
+            };
             obj.retain(|key, v| !v.is_null() || nullable(key));
-            for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            for required in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let key = required.as_str().unwrap_or_default();
                 if !obj.contains_key(key) {
                     problems.push((format!("{path}.{key}"), "required".to_string()));
@@ -262,8 +329,13 @@ pub fn check_schema(value: &mut Value, schema: &Value, path: &str, problems: &mu
                     Some(sub_schema) => check_schema(sub, sub_schema, &field, problems),
                     None if preserve => {}
                     None => {
-                        let known: Vec<&str> = props.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
-                        problems.push((field, format!("unknown field (known: {})", known.join(", "))));
+                        let known: Vec<&str> = props
+                            .map(|p| p.keys().map(String::as_str).collect())
+                            .unwrap_or_default();
+                        problems.push((
+                            field,
+                            format!("unknown field (known: {})", known.join(", ")),
+                        ));
                     }
                 }
             }
@@ -282,21 +354,32 @@ pub fn check_schema(value: &mut Value, schema: &Value, path: &str, problems: &mu
                 if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
                     && !allowed.iter().any(|a| a == s.as_str())
                 {
-                    let allowed: Vec<String> = allowed.iter().filter_map(Value::as_str).map(String::from).collect();
+                    let allowed: Vec<String> = allowed
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect();
                     problem(format!("{s:?} is not one of {}", allowed.join(", ")));
                 }
             }
-            Value::Number(n) => {
-                problem(format!("expected a string, found the number {n}; quote it (\"{n}\"): amounts are decimal strings"))
-            }
+            Value::Number(n) => problem(format!(
+                "expected a string, found the number {n}; quote it (\"{n}\"): amounts are decimal strings"
+            )),
             Value::Null if schema["nullable"] == true => {}
             other => problem(format!("expected a string, found {}", describe(other))),
         },
-        Some("integer") => match value.as_i64().map(i128::from).or(value.as_u64().map(i128::from)) {
+        Some("integer") => match value
+            .as_i64()
+            .map(i128::from)
+            .or(value.as_u64().map(i128::from))
+        {
             // Bounds the Rust type cannot hold are reported here (deserializing would fail
             // without naming the field); bounds it can hold are the compiler's to check.
             Some(n) if !fits(n, schema.get("format").and_then(Value::as_str)) => {
-                let min = schema.get("minimum").and_then(Value::as_f64).map(|m| m as i128);
+                let min = schema
+                    .get("minimum")
+                    .and_then(Value::as_f64)
+                    .map(|m| m as i128);
                 match min.filter(|m| n < *m) {
                     Some(m) => problem(format!("{n} is below the minimum {m}")),
                     None => match schema.get("maximum").and_then(Value::as_f64) {
@@ -309,7 +392,9 @@ pub fn check_schema(value: &mut Value, schema: &Value, path: &str, problems: &mu
             None if value.is_null() && schema["nullable"] == true => {}
             None => problem(format!("expected an integer, found {}", describe(value))),
         },
-        Some("boolean") if !value.is_boolean() => problem(format!("expected true or false, found {}", describe(value))),
+        Some("boolean") if !value.is_boolean() => {
+            problem(format!("expected true or false, found {}", describe(value)))
+        }
         _ => {}
     }
 }
@@ -364,7 +449,10 @@ mod tests {
         assert_eq!(m.teams[0].metadata.namespace.as_deref(), Some("default"));
         assert_eq!(m.pricings.len(), 1);
         assert_eq!(m.pricings[0].metadata.namespace, None);
-        assert_eq!(m.skipped, ["apps/v1 Deployment web (test.yaml (document 2))"]);
+        assert_eq!(
+            m.skipped,
+            ["apps/v1 Deployment web (test.yaml (document 2))"]
+        );
         let origin = &m.origins[&ObjectRef::ModelPricing { name: "p".into() }];
         assert_eq!(origin.document, 3);
     }
@@ -384,7 +472,11 @@ mod tests {
             "test.yaml (document 1): TeamBudget n/a: spec.tenants[0].id: required",
         ];
         for e in expected {
-            assert!(problems.iter().any(|p| p.starts_with(e)), "missing {e:?} in {:#?}", problems);
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {:#?}",
+                problems
+            );
         }
         assert_eq!(problems.len(), expected.len(), "{:#?}", problems);
     }
@@ -400,7 +492,11 @@ mod tests {
         assert_eq!(m.teams.len(), 1, "{:?}", problems);
         // 300 does not fit the type: reported here. 0 does: the compiler reports it.
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].ends_with("spec.budget.alertThresholds[1]: 300 is above the maximum 100"), "{}", problems[0]);
+        assert!(
+            problems[0].ends_with("spec.budget.alertThresholds[1]: 300 is above the maximum 100"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]
@@ -434,7 +530,10 @@ mod tests {
     #[test]
     fn missing_paths_and_empty_directories_are_problems() {
         let dir = tempfile::tempdir().unwrap();
-        let m = load(&[dir.path().to_path_buf(), dir.path().join("nope.yaml")], "default");
+        let m = load(
+            &[dir.path().to_path_buf(), dir.path().join("nope.yaml")],
+            "default",
+        );
         let problems: Vec<String> = m.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 2, "{:?}", problems);
         assert!(problems[0].ends_with("no *.yaml or *.yml file in this directory"));

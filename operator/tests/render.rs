@@ -13,12 +13,19 @@ use tally_extproc::money::Nanos;
 use tally_extproc::pricing::PriceBook;
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Runs `tally ARGS` in the workspace root, so paths print as users see them.
 fn tally(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally")).args(args).current_dir(workspace()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .unwrap()
 }
 
 fn invalid_files() -> Vec<String> {
@@ -35,7 +42,11 @@ fn invalid_files() -> Vec<String> {
 #[test]
 fn renders_the_examples_into_a_config_the_data_plane_loads() {
     let out = tally(&["render", "examples/"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config = CompiledConfig::from_json(&out.stdout).unwrap();
     let teams: Vec<&str> = config.teams.iter().map(|t| t.team.as_str()).collect();
     assert_eq!(teams, ["data-science", "search", "support-bot", "unknown"]);
@@ -43,35 +54,83 @@ fn renders_the_examples_into_a_config_the_data_plane_loads() {
     let support = &config.teams[2];
     assert_eq!(support.source, "support/support-bot");
     let budget = support.budget.as_ref().unwrap();
-    assert_eq!((budget.limit, budget.enforcement), (Nanos(500_000_000_000), Enforcement::Warn));
+    assert_eq!(
+        (budget.limit, budget.enforcement),
+        (Nanos(500_000_000_000), Enforcement::Warn)
+    );
     assert_eq!(budget.alert_thresholds, [50, 80, 100]);
-    assert_eq!(support.tenants.iter().map(|t| t.limit).collect::<Vec<_>>(), [Some(Nanos(150_000_000_000)), Some(Nanos(100_000_000_000))]);
+    assert_eq!(
+        support.tenants.iter().map(|t| t.limit).collect::<Vec<_>>(),
+        [Some(Nanos(150_000_000_000)), Some(Nanos(100_000_000_000))]
+    );
 
     // The default catalog prices the models the examples use, cross-region ids and
     // application-inference-profile aliases included.
     let book = PriceBook::new(&config.catalog);
-    let input = |model: &str, region: &str| book.lookup(book.alias(model), region).map(|p| p.entry.prices.input.0);
-    assert_eq!(input("anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1"), Some(3_000_000_000));
-    assert_eq!(input("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1"), Some(3_300_000_000));
-    assert_eq!(input("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1"), Some(3_000_000_000));
-    assert_eq!(input("amazon.nova-micro-v1:0", "us-east-1"), Some(35_000_000));
-    assert_eq!(input("anthropic.claude-sonnet-4-5-20250929-v1:0", "us-gov-west-1"), Some(3_600_000_000));
+    let input = |model: &str, region: &str| {
+        book.lookup(book.alias(model), region)
+            .map(|p| p.entry.prices.input.0)
+    };
     assert_eq!(
-        input("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/sb7k2m9x1q4w", "us-east-1"),
+        input("anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1"),
+        Some(3_000_000_000)
+    );
+    assert_eq!(
+        input("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1"),
+        Some(3_300_000_000)
+    );
+    assert_eq!(
+        input(
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us-east-1"
+        ),
+        Some(3_000_000_000)
+    );
+    assert_eq!(
+        input("amazon.nova-micro-v1:0", "us-east-1"),
+        Some(35_000_000)
+    );
+    assert_eq!(
+        input("anthropic.claude-sonnet-4-5-20250929-v1:0", "us-gov-west-1"),
+        Some(3_600_000_000)
+    );
+    assert_eq!(
+        input(
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/sb7k2m9x1q4w",
+            "us-east-1"
+        ),
         Some(1_100_000_000)
     );
-    let opus = book.lookup("anthropic.claude-opus-4-5-20251101-v1:0", "us-east-1").unwrap().entry;
+    let opus = book
+        .lookup("anthropic.claude-opus-4-5-20251101-v1:0", "us-east-1")
+        .unwrap()
+        .entry;
     assert_eq!(opus.prices.cache_write_1h.0, 10_000_000_000);
     assert_eq!(opus.max_output_tokens, 64_000);
-    assert!(opus.source.starts_with("bedrock-on-demand: AWS Bedrock on-demand pricing via LiteLLM"), "{}", opus.source);
+    assert!(
+        opus.source
+            .starts_with("bedrock-on-demand: AWS Bedrock on-demand pricing via LiteLLM"),
+        "{}",
+        opus.source
+    );
 }
 
 #[test]
 fn render_is_deterministic_and_writes_to_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.json");
-    let out = tally(&["render", "examples/teams", "examples/catalog", "-o", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tally(&[
+        "render",
+        "examples/teams",
+        "examples/catalog",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty());
     let from_file = std::fs::read(&file).unwrap();
     // Same objects, other argument order: byte-equal output.
@@ -83,10 +142,16 @@ fn render_is_deterministic_and_writes_to_a_file() {
 fn render_invalid() -> (Option<i32>, Vec<u8>, Vec<String>) {
     let files = invalid_files();
     assert_eq!(files.len(), 4, "{files:?}");
-    let args: Vec<&str> = std::iter::once("render").chain(files.iter().map(String::as_str)).collect();
+    let args: Vec<&str> = std::iter::once("render")
+        .chain(files.iter().map(String::as_str))
+        .collect();
     let out = tally(&args);
     let stderr = String::from_utf8(out.stderr).unwrap();
-    let problems = stderr.lines().skip_while(|l| !l.starts_with("tally: ")).map(String::from).collect();
+    let problems = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("tally: "))
+        .map(String::from)
+        .collect();
     (out.status.code(), out.stdout, problems)
 }
 
@@ -94,7 +159,10 @@ fn render_invalid() -> (Option<i32>, Vec<u8>, Vec<String>) {
 fn render_lists_every_problem_with_object_and_field_and_fails() {
     let (code, stdout, problems) = render_invalid();
     assert_eq!(code, Some(1));
-    assert!(stdout.is_empty(), "no config may be printed when anything is wrong");
+    assert!(
+        stdout.is_empty(),
+        "no config may be printed when anything is wrong"
+    );
 
     let expected_path = workspace().join("examples/invalid/expected-errors.txt");
     if std::env::var_os("TALLY_BLESS").is_some() {
@@ -102,14 +170,25 @@ fn render_lists_every_problem_with_object_and_field_and_fails() {
     }
     let expected = std::fs::read_to_string(&expected_path).unwrap();
     let expected: Vec<String> = expected.lines().map(String::from).collect();
-    assert_eq!(problems, expected, "stderr of `tally render` differs from {}", expected_path.display());
+    assert_eq!(
+        problems,
+        expected,
+        "stderr of `tally render` differs from {}",
+        expected_path.display()
+    );
 
     // Each problem names the file and document, then the object and field.
     for line in &problems[1..] {
-        assert!(line.starts_with("examples/invalid/") && line.contains(".invalid (document "), "{line}");
+        assert!(
+            line.starts_with("examples/invalid/") && line.contains(".invalid (document "),
+            "{line}"
+        );
     }
     let header = &problems[0];
-    assert_eq!(*header, format!("tally: {} problems found:", problems.len() - 1));
+    assert_eq!(
+        *header,
+        format!("tally: {} problems found:", problems.len() - 1)
+    );
 }
 
 #[test]
@@ -164,7 +243,10 @@ fn render_covers_every_validation_rule() {
         "broken.yaml.invalid (document 1): invalid YAML: ",
     ];
     for needle in must_report {
-        assert!(reported.contains(needle), "`tally render` does not report {needle:?}");
+        assert!(
+            reported.contains(needle),
+            "`tally render` does not report {needle:?}"
+        );
     }
 }
 

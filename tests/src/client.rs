@@ -8,7 +8,9 @@ use aws_sdk_bedrockruntime::config::interceptors::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
 };
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockruntime::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_bedrockruntime::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
 use aws_sdk_bedrockruntime::error::BoxError;
 
 /// The attribution headers a client sends (`x-team-id`, `x-tenant-id`, `x-workflow-id`); `None` = not sent.
@@ -21,11 +23,18 @@ pub struct Attribution {
 
 impl Attribution {
     pub fn new(team: &str, tenant: &str, workflow: &str) -> Attribution {
-        Attribution { team: Some(team.into()), tenant: Some(tenant.into()), workflow: Some(workflow.into()) }
+        Attribution {
+            team: Some(team.into()),
+            tenant: Some(tenant.into()),
+            workflow: Some(workflow.into()),
+        }
     }
 
     pub fn team(team: &str) -> Attribution {
-        Attribution { team: Some(team.into()), ..Attribution::default() }
+        Attribution {
+            team: Some(team.into()),
+            ..Attribution::default()
+        }
     }
 
     pub fn none() -> Attribution {
@@ -49,9 +58,11 @@ impl Intercept for AttributionHeaders {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let headers = context.request_mut().headers_mut();
-        for (name, value) in
-            [("x-team-id", &self.0.team), ("x-tenant-id", &self.0.tenant), ("x-workflow-id", &self.0.workflow)]
-        {
+        for (name, value) in [
+            ("x-team-id", &self.0.team),
+            ("x-tenant-id", &self.0.tenant),
+            ("x-workflow-id", &self.0.workflow),
+        ] {
             if let Some(v) = value {
                 headers.insert(name, v.clone());
             }
@@ -67,7 +78,12 @@ pub struct ResponseLog(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
 impl ResponseLog {
     /// Headers of the last response; panics when there was none.
     pub fn last(&self) -> BTreeMap<String, String> {
-        self.0.lock().expect("log lock").last().cloned().expect("the client received a response")
+        self.0
+            .lock()
+            .expect("log lock")
+            .last()
+            .cloned()
+            .expect("the client received a response")
     }
 
     pub fn len(&self) -> usize {
@@ -93,8 +109,13 @@ impl Intercept for RecordResponses {
         _rc: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let headers = context.response().headers().iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
-        self.0 .0.lock().expect("log lock").push(headers);
+        let headers = context
+            .response()
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        self.0.0.lock().expect("log lock").push(headers);
         Ok(())
     }
 }
@@ -113,17 +134,30 @@ pub const CLIENT_SECRET_KEY: &str = "application-secret";
 /// A Bedrock Runtime client for `endpoint_url`, us-east-1, with `attribution`; retries off when `retries` is false.
 pub fn bedrock_client(endpoint_url: &str, attribution: Attribution, retries: bool) -> AppClient {
     let responses = ResponseLog::default();
-    let retry = if retries { RetryConfig::standard() } else { RetryConfig::disabled() };
+    let retry = if retries {
+        RetryConfig::standard()
+    } else {
+        RetryConfig::disabled()
+    };
     let config = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, None, None, "tally-e2e"))
+        .credentials_provider(Credentials::new(
+            CLIENT_ACCESS_KEY,
+            CLIENT_SECRET_KEY,
+            None,
+            None,
+            "tally-e2e",
+        ))
         .endpoint_url(endpoint_url)
         .retry_config(retry)
         .interceptor(AttributionHeaders(attribution))
         .interceptor(RecordResponses(responses.clone()))
         .build();
-    AppClient { sdk: aws_sdk_bedrockruntime::Client::from_conf(config), responses }
+    AppClient {
+        sdk: aws_sdk_bedrockruntime::Client::from_conf(config),
+        responses,
+    }
 }
 
 /// A Converse user message with one text block.
@@ -165,10 +199,19 @@ pub fn llama_body(text: &str) -> aws_sdk_bedrockruntime::primitives::Blob {
 /// Runs `tests/fixtures/e2e/boto3_client.py` with the cached Python (boto3) against
 /// `endpoint_url`; `args` are its flags. Returns one JSON value per call.
 pub async fn boto3_calls(endpoint_url: &str, args: &[&str]) -> Vec<serde_json::Value> {
-    let script = crate::fixtures::tools::workspace_root().join("tests/fixtures/e2e/boto3_client.py");
+    let script =
+        crate::fixtures::tools::workspace_root().join("tests/fixtures/e2e/boto3_client.py");
     let mut cmd = tokio::process::Command::new(crate::fixtures::tools::python());
-    cmd.arg(&script).args(["--endpoint", endpoint_url]).args(args);
-    for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_BEARER_TOKEN_BEDROCK"] {
+    cmd.arg(&script)
+        .args(["--endpoint", endpoint_url])
+        .args(args);
+    for var in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_BEARER_TOKEN_BEDROCK",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("AWS_ACCESS_KEY_ID", CLIENT_ACCESS_KEY)
@@ -188,5 +231,10 @@ pub async fn boto3_calls(endpoint_url: &str, args: &[&str]) -> Vec<serde_json::V
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("boto3 script printed {l:?}: {e}"))).collect()
+    stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("boto3 script printed {l:?}: {e}"))
+        })
+        .collect()
 }

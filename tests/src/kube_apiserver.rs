@@ -1,7 +1,7 @@
 //! A real Kubernetes control plane for tests: `etcd` + `kube-apiserver`, like envtest.
 //!
 //! [`KubeApiServer::start`] runs both from `$TALLY_CACHE/bin` (built by `scripts/tools/kube.sh`) on
-//! free loopback ports with a temp data dir, a self-signed serving cert (openssl CLI), a static admin
+//! free loopback ports with a temp data dir, a serving cert from a throwaway CA (openssl CLI), a static admin
 //! token (group `system:masters`) and service-account signing keys, with `--authorization-mode=RBAC`.
 //! So a client for a ServiceAccount ([`KubeApiServer::service_account_client`]) has exactly the
 //! permissions RBAC objects grant it, and nothing else. Both processes are killed on drop; their logs
@@ -27,12 +27,9 @@ const ADMIN_TOKEN: &str = "tally-test-admin-token";
 
 /// Where the cached kube binaries live (`$TALLY_CACHE/bin`, default `~/.cache/tally/bin`).
 pub fn tool_bin(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TALLY_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/tally")
-        });
+    let cache = std::env::var_os("TALLY_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/tally")
+    });
     cache.join("bin").join(name)
 }
 
@@ -74,47 +71,64 @@ impl KubeApiServer {
         let dir = tempfile::Builder::new().prefix("tally-kube-").tempdir()?;
         let d = dir.path();
 
-        // Serving cert (for 127.0.0.1) and the service-account signing key.
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "serving.key",
-                "-out",
-                "serving.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            ],
+        // A CA and a serving cert for 127.0.0.1 signed by it (rustls refuses a self-signed CA
+        // certificate as the server's own), and the service-account signing key.
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca = [
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tally-test-ca",
+        ];
+        openssl(d, &[&["req", "-x509"][..], &ec, &ca].concat())?;
+        let csr = [
+            "-keyout",
+            "serving.key",
+            "-out",
+            "serving.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ];
+        openssl(d, &[&["req"][..], &ec, &csr].concat())?;
+        std::fs::write(
+            d.join("serving.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
         )?;
+        let sign = [
+            "x509",
+            "-req",
+            "-in",
+            "serving.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+        ];
+        let out = [
+            "-CAcreateserial",
+            "-out",
+            "serving.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "serving.ext",
+        ];
+        openssl(d, &[&sign[..], &out].concat())?;
         openssl(
             d,
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "sa.key",
-            ],
+            &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key"],
         )?;
         openssl(d, &["ec", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
         std::fs::write(
             d.join("tokens.csv"),
             format!("{ADMIN_TOKEN},tally-admin,tally-admin,\"system:masters\"\n"),
         )?;
-        let ca_pem = std::fs::read_to_string(d.join("serving.crt"))?;
+        let ca_pem = std::fs::read_to_string(d.join("ca.crt"))?;
 
         let etcd_port = free_port();
         let peer_port = free_port();
@@ -181,18 +195,14 @@ impl KubeApiServer {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = server.apiserver.try_wait()? {
-                bail!(
-                    "kube-apiserver exited early ({status}); log:\n{}",
-                    server.logs()
-                );
+                bail!("kube-apiserver exited early ({status}); log:\n{}", server.logs());
             }
             let req = http::Request::get("/readyz").body(Vec::new())?;
             match admin.request_text(req).await {
                 Ok(body) if body.trim() == "ok" => break,
-                _ if Instant::now() > deadline => bail!(
-                    "kube-apiserver not ready after 120 s; log:\n{}",
-                    server.logs()
-                ),
+                _ if Instant::now() > deadline => {
+                    bail!("kube-apiserver not ready after 120 s; log:\n{}", server.logs())
+                }
                 _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
@@ -226,9 +236,7 @@ impl KubeApiServer {
 
     /// A client in group `system:masters` (bypasses RBAC).
     pub async fn admin_client(&self) -> Result<Client> {
-        Ok(Client::try_from(
-            self.config_with_token(ADMIN_TOKEN).await?,
-        )?)
+        Ok(Client::try_from(self.config_with_token(ADMIN_TOKEN).await?)?)
     }
 
     /// A client authenticated as ServiceAccount `namespace/name` (which must exist) through a
@@ -285,10 +293,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
         .output()
         .context("running openssl (install it: `apt-get install -y openssl`)")?;
     if !out.status.success() {
-        bail!(
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
@@ -302,10 +307,7 @@ fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
 
 async fn wait_tcp(port: u16, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if Instant::now() > deadline {
             bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
         }

@@ -5,8 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod bedrock_sim;
-pub mod kube_apiserver;
 pub mod client;
-pub mod fixtures;
-pub mod scenarios;
 pub mod expect;
+pub mod fixtures;
+pub mod kube_apiserver;
+pub mod scenarios;

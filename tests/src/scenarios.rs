@@ -4,7 +4,10 @@
 //! compute expected costs from their own literals, never from this module or
 //! from the code under test.
 
-use tally_extproc::config::{Alias, BudgetConfig, Catalog, CompiledConfig, Enforcement, PriceEntry, Prices, TeamConfig, TenantConfig, WorkflowConfig, CONFIG_VERSION};
+use tally_extproc::config::{
+    Alias, BudgetConfig, CONFIG_VERSION, Catalog, CompiledConfig, Enforcement, PriceEntry, Prices,
+    TeamConfig, TenantConfig, WorkflowConfig,
+};
 use tally_extproc::money::{Nanos, NanosPerMillion};
 use tally_extproc::period::Period;
 
@@ -14,7 +17,8 @@ pub const OPUS: &str = "anthropic.claude-opus-4-5-20251101-v1:0";
 pub const NOVA_LITE: &str = "amazon.nova-lite-v1:0";
 pub const LLAMA_8B: &str = "meta.llama3-1-8b-instruct-v1:0";
 /// An application inference profile, aliased to [`US_HAIKU`] in the catalog.
-pub const APP_PROFILE_ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/tally-e2e";
+pub const APP_PROFILE_ARN: &str =
+    "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/tally-e2e";
 /// Output tokens reserved per call before the usage is known.
 pub const MAX_OUTPUT_TOKENS: u32 = 1024;
 
@@ -26,7 +30,13 @@ fn entry(pattern: &str, [i, o, cr, w5, w1]: [&str; 5]) -> PriceEntry {
     PriceEntry {
         pattern: pattern.to_string(),
         regions: vec![],
-        prices: Prices { input: usd(i), output: usd(o), cache_read: usd(cr), cache_write_5m: usd(w5), cache_write_1h: usd(w1) },
+        prices: Prices {
+            input: usd(i),
+            output: usd(o),
+            cache_read: usd(cr),
+            cache_write_5m: usd(w5),
+            cache_write_1h: usd(w1),
+        },
         max_output_tokens: MAX_OUTPUT_TOKENS,
         source: "e2e (LiteLLM 1.110.2 on-demand)".to_string(),
     }
@@ -42,7 +52,10 @@ pub fn catalog() -> Catalog {
             entry(NOVA_LITE, ["0.06", "0.24", "0.015", "0", "0"]),
             entry(LLAMA_8B, ["0.22", "0.22", "0", "0", "0"]),
         ],
-        aliases: vec![Alias { id: APP_PROFILE_ARN.to_string(), model: US_HAIKU.to_string() }],
+        aliases: vec![Alias {
+            id: APP_PROFILE_ARN.to_string(),
+            model: US_HAIKU.to_string(),
+        }],
     }
 }
 
@@ -52,7 +65,13 @@ pub fn team(name: &str, limit_usd: &str, tenants: &[&str], workflows: &[&str]) -
         team: name.to_string(),
         source: format!("e2e/{name}"),
         cost_center: None,
-        tenants: tenants.iter().map(|t| TenantConfig { id: t.to_string(), limit: None }).collect(),
+        tenants: tenants
+            .iter()
+            .map(|t| TenantConfig {
+                id: t.to_string(),
+                limit: None,
+            })
+            .collect(),
         budget: Some(BudgetConfig {
             limit: Nanos::parse_usd(limit_usd).expect("valid limit"),
             period: Period::Monthly,
@@ -60,7 +79,14 @@ pub fn team(name: &str, limit_usd: &str, tenants: &[&str], workflows: &[&str]) -
             enforcement: Enforcement::Block,
             alert_thresholds: vec![],
         }),
-        workflows: workflows.iter().map(|w| WorkflowConfig { id: w.to_string(), limit: None, allowed_models: vec![] }).collect(),
+        workflows: workflows
+            .iter()
+            .map(|w| WorkflowConfig {
+                id: w.to_string(),
+                limit: None,
+                allowed_models: vec![],
+            })
+            .collect(),
         allowed_models: vec![],
         principals: vec![],
     }
@@ -69,7 +95,12 @@ pub fn team(name: &str, limit_usd: &str, tenants: &[&str], workflows: &[&str]) -
 /// The config the ext_proc gets: `teams` (sorted) and [`catalog`].
 pub fn config(mut teams: Vec<TeamConfig>) -> CompiledConfig {
     teams.sort_by(|a, b| a.team.cmp(&b.team));
-    CompiledConfig { version: CONFIG_VERSION, generation: "e2e".to_string(), teams, catalog: catalog() }
+    CompiledConfig {
+        version: CONFIG_VERSION,
+        generation: "e2e".to_string(),
+        teams,
+        catalog: catalog(),
+    }
 }
 
 /// The default e2e config: `search` ($100, tenants acme/globex, workflow rag) and
@@ -77,5 +108,8 @@ pub fn config(mut teams: Vec<TeamConfig>) -> CompiledConfig {
 pub fn default_config() -> CompiledConfig {
     let mut ads = team("ads", "100", &[], &["banners"]);
     ads.allowed_models = vec!["amazon.nova-*".to_string()];
-    config(vec![team("search", "100", &["acme", "globex"], &["rag"]), ads])
+    config(vec![
+        team("search", "100", &["acme", "globex"], &["rag"]),
+        ads,
+    ])
 }

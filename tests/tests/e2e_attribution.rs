@@ -10,27 +10,54 @@
 
 use std::time::Duration;
 
-use aws_sdk_bedrockruntime::types::{ConverseStreamOutput, ConverseTokensRequest, CountTokensInput, ResponseStream};
+use aws_sdk_bedrockruntime::types::{
+    ConverseStreamOutput, ConverseTokensRequest, CountTokensInput, ResponseStream,
+};
 use serde_json::Value;
 use tally_tests::bedrock_sim::SimOptions;
-use tally_tests::client::{AppClient, Attribution, anthropic_body, boto3_calls, llama_body, nova_body, user_message};
-use tally_tests::expect::{PricesNanos, Tokens, cost_nanos, hash_field, metric_sum, monthly_utc_key, record_for, usd_to_nanos};
+use tally_tests::client::{
+    AppClient, Attribution, anthropic_body, boto3_calls, llama_body, nova_body, user_message,
+};
+use tally_tests::expect::{
+    PricesNanos, Tokens, cost_nanos, hash_field, metric_sum, monthly_utc_key, record_for,
+    usd_to_nanos,
+};
 use tally_tests::fixtures::stack::{Stack, StackOptions};
-use tally_tests::scenarios::{APP_PROFILE_ARN, HAIKU, LLAMA_8B, NOVA_LITE, US_HAIKU, default_config};
+use tally_tests::scenarios::{
+    APP_PROFILE_ARN, HAIKU, LLAMA_8B, NOVA_LITE, US_HAIKU, default_config,
+};
 
 /// Nano-USD per 1M tokens: input, output, cache read, cache write 5m, cache write 1h.
-const HAIKU_PRICES: PricesNanos = [1_000_000_000, 5_000_000_000, 100_000_000, 1_250_000_000, 2_000_000_000];
-const US_HAIKU_PRICES: PricesNanos = [1_100_000_000, 5_500_000_000, 110_000_000, 1_375_000_000, 2_200_000_000];
+const HAIKU_PRICES: PricesNanos = [
+    1_000_000_000,
+    5_000_000_000,
+    100_000_000,
+    1_250_000_000,
+    2_000_000_000,
+];
+const US_HAIKU_PRICES: PricesNanos = [
+    1_100_000_000,
+    5_500_000_000,
+    110_000_000,
+    1_375_000_000,
+    2_200_000_000,
+];
 const NOVA_LITE_PRICES: PricesNanos = [60_000_000, 240_000_000, 15_000_000, 0, 0];
 const LLAMA_8B_PRICES: PricesNanos = [220_000_000, 220_000_000, 0, 0, 0];
 /// The `search` team's monthly limit: $100.
 const SEARCH_LIMIT_NANOS: i64 = 100_000_000_000;
 
-const DIRECTIVE: &str = "Summarise the quarterly report [[usage in=1200 out=300 cr=4000 cw5m=500 cw1h=100]]";
+const DIRECTIVE: &str =
+    "Summarise the quarterly report [[usage in=1200 out=300 cr=4000 cw5m=500 cw1h=100]]";
 const TOKENS: Tokens = [1200, 300, 4000, 500, 100];
 
 fn header(client: &AppClient, name: &str) -> String {
-    client.responses.last().get(name).cloned().unwrap_or_else(|| panic!("response has no {name}: {:?}", client.responses.last()))
+    client
+        .responses
+        .last()
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("response has no {name}: {:?}", client.responses.last()))
 }
 
 async fn drain_invoke_stream(
@@ -55,18 +82,46 @@ async fn drain_converse_stream(
     usage
 }
 
-fn assert_record(record: &Value, operation: &str, model_id: &str, model: &str, tokens: Tokens, cost: i64) {
+fn assert_record(
+    record: &Value,
+    operation: &str,
+    model_id: &str,
+    model: &str,
+    tokens: Tokens,
+    cost: i64,
+) {
     let got = (
         record["operation"].as_str(),
         record["modelId"].as_str(),
         record["model"].as_str(),
-        [&record["inputTokens"], &record["outputTokens"], &record["cacheReadTokens"], &record["cacheWrite5mTokens"], &record["cacheWrite1hTokens"]]
-            .map(|v| v.as_u64().unwrap_or(0)),
+        [
+            &record["inputTokens"],
+            &record["outputTokens"],
+            &record["cacheReadTokens"],
+            &record["cacheWrite5mTokens"],
+            &record["cacheWrite1hTokens"],
+        ]
+        .map(|v| v.as_u64().unwrap_or(0)),
         record["costNanos"].as_i64(),
         record["outcome"].as_str(),
     );
-    assert_eq!(got, (Some(operation), Some(model_id), Some(model), tokens, Some(cost), Some("ok")), "{record:#}");
-    assert_eq!(usd_to_nanos(record["costUsd"].as_str().expect("costUsd")), cost, "{record:#}");
+    assert_eq!(
+        got,
+        (
+            Some(operation),
+            Some(model_id),
+            Some(model),
+            tokens,
+            Some(cost),
+            Some("ok")
+        ),
+        "{record:#}"
+    );
+    assert_eq!(
+        usd_to_nanos(record["costUsd"].as_str().expect("costUsd")),
+        cost,
+        "{record:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,45 +129,117 @@ async fn every_operation_is_attributed_and_charged_exactly() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
     let cost = cost_nanos(TOKENS, US_HAIKU_PRICES);
-    assert_eq!(cost, 4_317_500, "1200×1.1 + 300×5.5 + 4000×0.11 + 500×1.375 + 100×2.2 µ$");
+    assert_eq!(
+        cost, 4_317_500,
+        "1200×1.1 + 300×5.5 + 4000×0.11 + 500×1.375 + 100×2.2 µ$"
+    );
     let mut ids = Vec::new();
     let mut spent = 0;
 
-    client.sdk.invoke_model().model_id(US_HAIKU).body(anthropic_body(DIRECTIVE)).send().await.expect("InvokeModel");
+    client
+        .sdk
+        .invoke_model()
+        .model_id(US_HAIKU)
+        .body(anthropic_body(DIRECTIVE))
+        .send()
+        .await
+        .expect("InvokeModel");
     spent += cost;
     assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), cost);
-    assert_eq!(usd_to_nanos(&header(&client, "x-tally-budget-remaining-usd")), SEARCH_LIMIT_NANOS - spent);
+    assert_eq!(
+        usd_to_nanos(&header(&client, "x-tally-budget-remaining-usd")),
+        SEARCH_LIMIT_NANOS - spent
+    );
     ids.push(("InvokeModel", header(&client, "x-tally-request-id"), cost));
 
-    let out = client.sdk.invoke_model_with_response_stream().model_id(US_HAIKU).body(anthropic_body(DIRECTIVE)).send().await.unwrap();
-    ids.push(("InvokeModelWithResponseStream", header(&client, "x-tally-request-id"), cost));
-    assert!(drain_invoke_stream(out).await >= 5, "the whole stream reached the client");
+    let out = client
+        .sdk
+        .invoke_model_with_response_stream()
+        .model_id(US_HAIKU)
+        .body(anthropic_body(DIRECTIVE))
+        .send()
+        .await
+        .unwrap();
+    ids.push((
+        "InvokeModelWithResponseStream",
+        header(&client, "x-tally-request-id"),
+        cost,
+    ));
+    assert!(
+        drain_invoke_stream(out).await >= 5,
+        "the whole stream reached the client"
+    );
     spent += cost;
 
-    let out = client.sdk.converse().model_id(US_HAIKU).messages(user_message(DIRECTIVE)).send().await.expect("Converse");
-    assert_eq!(out.usage().map(|u| u.cache_read_input_tokens()), Some(Some(4000)), "the body reached the client unchanged");
+    let out = client
+        .sdk
+        .converse()
+        .model_id(US_HAIKU)
+        .messages(user_message(DIRECTIVE))
+        .send()
+        .await
+        .expect("Converse");
+    assert_eq!(
+        out.usage().map(|u| u.cache_read_input_tokens()),
+        Some(Some(4000)),
+        "the body reached the client unchanged"
+    );
     spent += cost;
     assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), cost);
-    assert_eq!(usd_to_nanos(&header(&client, "x-tally-budget-remaining-usd")), SEARCH_LIMIT_NANOS - spent);
+    assert_eq!(
+        usd_to_nanos(&header(&client, "x-tally-budget-remaining-usd")),
+        SEARCH_LIMIT_NANOS - spent
+    );
     ids.push(("Converse", header(&client, "x-tally-request-id"), cost));
 
-    let out = client.sdk.converse_stream().model_id(US_HAIKU).messages(user_message(DIRECTIVE)).send().await.unwrap();
-    ids.push(("ConverseStream", header(&client, "x-tally-request-id"), cost));
+    let out = client
+        .sdk
+        .converse_stream()
+        .model_id(US_HAIKU)
+        .messages(user_message(DIRECTIVE))
+        .send()
+        .await
+        .unwrap();
+    ids.push((
+        "ConverseStream",
+        header(&client, "x-tally-request-id"),
+        cost,
+    ));
     assert_eq!(drain_converse_stream(out).await, Some((1200, 300)));
     spent += cost;
 
-    let input = CountTokensInput::Converse(ConverseTokensRequest::builder().messages(user_message("one two three")).build());
-    let out = client.sdk.count_tokens().model_id(US_HAIKU).input(input).send().await.expect("CountTokens");
+    let input = CountTokensInput::Converse(
+        ConverseTokensRequest::builder()
+            .messages(user_message("one two three"))
+            .build(),
+    );
+    let out = client
+        .sdk
+        .count_tokens()
+        .model_id(US_HAIKU)
+        .input(input)
+        .send()
+        .await
+        .expect("CountTokens");
     assert_eq!(out.input_tokens(), 3);
     ids.push(("CountTokens", header(&client, "x-tally-request-id"), 0));
 
     let ledger = stack.extproc.wait_ledger(5, Duration::from_secs(15)).await;
     for (operation, id, expected) in &ids {
         let record = record_for(&ledger, id);
-        let tokens = if *operation == "CountTokens" { record_tokens(record) } else { TOKENS };
+        let tokens = if *operation == "CountTokens" {
+            record_tokens(record)
+        } else {
+            TOKENS
+        };
         assert_record(record, operation, US_HAIKU, US_HAIKU, tokens, *expected);
         assert_eq!(
-            (record["team"].as_str(), record["tenant"].as_str(), record["workflow"].as_str(), record["region"].as_str()),
+            (
+                record["team"].as_str(),
+                record["tenant"].as_str(),
+                record["workflow"].as_str(),
+                record["region"].as_str()
+            ),
             (Some("search"), Some("acme"), Some("rag"), Some("us-east-1")),
             "{record:#}"
         );
@@ -123,25 +250,50 @@ async fn every_operation_is_attributed_and_charged_exactly() {
     for scope in ["team", "wf/rag", "tn/acme"] {
         let key = format!("tally:{{search}}:c:{period}:{scope}");
         assert_eq!(hash_field(&mut redis, &key, "spent").await, spent, "{key}");
-        assert_eq!(hash_field(&mut redis, &key, "reserved").await, 0, "{key}: every reservation settled");
+        assert_eq!(
+            hash_field(&mut redis, &key, "reserved").await,
+            0,
+            "{key}: every reservation settled"
+        );
     }
-    let len: i64 = redis::cmd("XLEN").arg("tally:{search}:ledger").query_async(&mut redis).await.unwrap();
+    let len: i64 = redis::cmd("XLEN")
+        .arg("tally:{search}:ledger")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(len, 5, "one ledger stream entry per call");
 
     let metrics = stack.extproc.metrics().await;
     let labels = [("team", "search"), ("workflow", "rag")];
-    assert_eq!(metric_sum(&metrics, "tally_spend_nanos_total", &labels), spent as f64, "{metrics}");
     assert_eq!(
-        metric_sum(&metrics, "tally_tokens_total", &[("team", "search"), ("class", "output")]),
+        metric_sum(&metrics, "tally_spend_nanos_total", &labels),
+        spent as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "tally_tokens_total",
+            &[("team", "search"), ("class", "output")]
+        ),
         4.0 * 300.0,
         "{metrics}"
     );
-    assert!(metric_sum(&metrics, "tally_decisions_total", &[("outcome", "ok")]) >= 4.0, "{metrics}");
+    assert!(
+        metric_sum(&metrics, "tally_decisions_total", &[("outcome", "ok")]) >= 4.0,
+        "{metrics}"
+    );
 }
 
 fn record_tokens(record: &Value) -> Tokens {
-    [&record["inputTokens"], &record["outputTokens"], &record["cacheReadTokens"], &record["cacheWrite5mTokens"], &record["cacheWrite1hTokens"]]
-        .map(|v| v.as_u64().unwrap_or(0))
+    [
+        &record["inputTokens"],
+        &record["outputTokens"],
+        &record["cacheReadTokens"],
+        &record["cacheWrite5mTokens"],
+        &record["cacheWrite1hTokens"],
+    ]
+    .map(|v| v.as_u64().unwrap_or(0))
 }
 
 /// Nova and Llama bodies (invoke and invoke stream), with Bedrock's token-count
@@ -149,7 +301,10 @@ fn record_tokens(record: &Value) -> Tokens {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nova_and_llama_bodies_are_priced_without_token_headers() {
     let mut opts = StackOptions::new(default_config());
-    opts.sim = SimOptions { token_headers: false, ..SimOptions::default() };
+    opts.sim = SimOptions {
+        token_headers: false,
+        ..SimOptions::default()
+    };
     let stack = Stack::start(opts).await;
     let client = stack.client(Attribution::new("search", "globex", "rag"));
     let nova_tokens = [1000, 200, 400, 0, 0];
@@ -161,17 +316,75 @@ async fn nova_and_llama_bodies_are_priced_without_token_headers() {
     let llama_text = "[[usage in=1000 out=200]]";
 
     let mut expected = Vec::new();
-    client.sdk.invoke_model().model_id(NOVA_LITE).body(nova_body(nova_text)).send().await.expect("nova invoke");
-    assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), nova_cost);
-    expected.push(("InvokeModel", NOVA_LITE, header(&client, "x-tally-request-id"), nova_tokens, nova_cost));
-    client.sdk.invoke_model().model_id(LLAMA_8B).body(llama_body(llama_text)).send().await.expect("llama invoke");
-    assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), llama_cost);
-    expected.push(("InvokeModel", LLAMA_8B, header(&client, "x-tally-request-id"), llama_tokens, llama_cost));
-    let out = client.sdk.invoke_model_with_response_stream().model_id(NOVA_LITE).body(nova_body(nova_text)).send().await.unwrap();
-    expected.push(("InvokeModelWithResponseStream", NOVA_LITE, header(&client, "x-tally-request-id"), nova_tokens, nova_cost));
+    client
+        .sdk
+        .invoke_model()
+        .model_id(NOVA_LITE)
+        .body(nova_body(nova_text))
+        .send()
+        .await
+        .expect("nova invoke");
+    assert_eq!(
+        usd_to_nanos(&header(&client, "x-tally-cost-usd")),
+        nova_cost
+    );
+    expected.push((
+        "InvokeModel",
+        NOVA_LITE,
+        header(&client, "x-tally-request-id"),
+        nova_tokens,
+        nova_cost,
+    ));
+    client
+        .sdk
+        .invoke_model()
+        .model_id(LLAMA_8B)
+        .body(llama_body(llama_text))
+        .send()
+        .await
+        .expect("llama invoke");
+    assert_eq!(
+        usd_to_nanos(&header(&client, "x-tally-cost-usd")),
+        llama_cost
+    );
+    expected.push((
+        "InvokeModel",
+        LLAMA_8B,
+        header(&client, "x-tally-request-id"),
+        llama_tokens,
+        llama_cost,
+    ));
+    let out = client
+        .sdk
+        .invoke_model_with_response_stream()
+        .model_id(NOVA_LITE)
+        .body(nova_body(nova_text))
+        .send()
+        .await
+        .unwrap();
+    expected.push((
+        "InvokeModelWithResponseStream",
+        NOVA_LITE,
+        header(&client, "x-tally-request-id"),
+        nova_tokens,
+        nova_cost,
+    ));
     drain_invoke_stream(out).await;
-    let out = client.sdk.invoke_model_with_response_stream().model_id(LLAMA_8B).body(llama_body(llama_text)).send().await.unwrap();
-    expected.push(("InvokeModelWithResponseStream", LLAMA_8B, header(&client, "x-tally-request-id"), llama_tokens, llama_cost));
+    let out = client
+        .sdk
+        .invoke_model_with_response_stream()
+        .model_id(LLAMA_8B)
+        .body(llama_body(llama_text))
+        .send()
+        .await
+        .unwrap();
+    expected.push((
+        "InvokeModelWithResponseStream",
+        LLAMA_8B,
+        header(&client, "x-tally-request-id"),
+        llama_tokens,
+        llama_cost,
+    ));
     drain_invoke_stream(out).await;
 
     let ledger = stack.extproc.wait_ledger(4, Duration::from_secs(15)).await;
@@ -182,7 +395,10 @@ async fn nova_and_llama_bodies_are_priced_without_token_headers() {
     }
     let mut redis = stack.redis.connection().await;
     let key = format!("tally:{{search}}:c:{}:tn/globex", monthly_utc_key());
-    assert_eq!(hash_field(&mut redis, &key, "spent").await, 2 * (nova_cost + llama_cost));
+    assert_eq!(
+        hash_field(&mut redis, &key, "spent").await,
+        2 * (nova_cost + llama_cost)
+    );
 }
 
 /// No attribution headers: the call still succeeds and is charged to `unknown`.
@@ -190,7 +406,13 @@ async fn nova_and_llama_bodies_are_priced_without_token_headers() {
 async fn missing_attribution_headers_are_charged_to_unknown() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
     let client = stack.client(Attribution::none());
-    let out = client.sdk.converse().model_id(HAIKU).messages(user_message("[[usage in=2000 out=100]]")).send().await;
+    let out = client
+        .sdk
+        .converse()
+        .model_id(HAIKU)
+        .messages(user_message("[[usage in=2000 out=100]]"))
+        .send()
+        .await;
     out.expect("an unattributed call is never broken");
     let id = header(&client, "x-tally-request-id");
     let cost = cost_nanos([2000, 100, 0, 0, 0], HAIKU_PRICES);
@@ -199,10 +421,18 @@ async fn missing_attribution_headers_are_charged_to_unknown() {
     assert_eq!(record["team"], "unknown", "{record:#}");
     assert_record(record, "Converse", HAIKU, HAIKU, [2000, 100, 0, 0, 0], cost);
     let mut redis = stack.redis.connection().await;
-    let len: i64 = redis::cmd("XLEN").arg("tally:{unknown}:ledger").query_async(&mut redis).await.unwrap();
+    let len: i64 = redis::cmd("XLEN")
+        .arg("tally:{unknown}:ledger")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(len, 1);
     let metrics = stack.extproc.metrics().await;
-    assert_eq!(metric_sum(&metrics, "tally_spend_nanos_total", &[("team", "unknown")]), cost as f64, "{metrics}");
+    assert_eq!(
+        metric_sum(&metrics, "tally_spend_nanos_total", &[("team", "unknown")]),
+        cost as f64,
+        "{metrics}"
+    );
 }
 
 /// Model ids as SDKs send them: percent-encoded (`:` → `%3A`), geo and global
@@ -224,32 +454,95 @@ async fn model_ids_as_sdks_send_them_are_resolved_and_priced() {
     ];
     let mut expected = Vec::new();
     for (model_id, model, prices) in &cases {
-        client.sdk.converse().model_id(*model_id).messages(user_message(text)).send().await.expect(model_id);
-        expected.push(("Converse", *model_id, *model, header(&client, "x-tally-request-id"), cost_nanos(tokens, *prices)));
+        client
+            .sdk
+            .converse()
+            .model_id(*model_id)
+            .messages(user_message(text))
+            .send()
+            .await
+            .expect(model_id);
+        expected.push((
+            "Converse",
+            *model_id,
+            *model,
+            header(&client, "x-tally-request-id"),
+            cost_nanos(tokens, *prices),
+        ));
     }
     // InvokeModel on the application profile: the body format decides the family.
-    client.sdk.invoke_model().model_id(APP_PROFILE_ARN).body(anthropic_body(text)).send().await.expect("invoke via profile");
-    expected.push(("InvokeModel", APP_PROFILE_ARN, US_HAIKU, header(&client, "x-tally-request-id"), cost_nanos(tokens, US_HAIKU_PRICES)));
+    client
+        .sdk
+        .invoke_model()
+        .model_id(APP_PROFILE_ARN)
+        .body(anthropic_body(text))
+        .send()
+        .await
+        .expect("invoke via profile");
+    expected.push((
+        "InvokeModel",
+        APP_PROFILE_ARN,
+        US_HAIKU,
+        header(&client, "x-tally-request-id"),
+        cost_nanos(tokens, US_HAIKU_PRICES),
+    ));
 
     // A raw ':' in the path (unsigned: the gateway does not need the client's signature).
-    let (status, headers) = raw_converse(stack.envoy.listen_port(), &format!("/model/{US_HAIKU}/converse"), text).await;
+    let (status, headers) = raw_converse(
+        stack.envoy.listen_port(),
+        &format!("/model/{US_HAIKU}/converse"),
+        text,
+    )
+    .await;
     assert_eq!(status, 200);
-    let raw_id = headers.get("x-tally-request-id").expect("x-tally-request-id").to_str().unwrap().to_string();
-    expected.push(("Converse", US_HAIKU, US_HAIKU, raw_id, cost_nanos(tokens, US_HAIKU_PRICES)));
+    let raw_id = headers
+        .get("x-tally-request-id")
+        .expect("x-tally-request-id")
+        .to_str()
+        .unwrap()
+        .to_string();
+    expected.push((
+        "Converse",
+        US_HAIKU,
+        US_HAIKU,
+        raw_id,
+        cost_nanos(tokens, US_HAIKU_PRICES),
+    ));
 
-    let ledger = stack.extproc.wait_ledger(expected.len(), Duration::from_secs(15)).await;
+    let ledger = stack
+        .extproc
+        .wait_ledger(expected.len(), Duration::from_secs(15))
+        .await;
     for (operation, model_id, model, id, cost) in &expected {
-        assert_record(record_for(&ledger, id), operation, model_id, model, tokens, *cost);
+        assert_record(
+            record_for(&ledger, id),
+            operation,
+            model_id,
+            model,
+            tokens,
+            *cost,
+        );
     }
-    let received: Vec<String> = stack.sim.stats().received.iter().map(|r| r.model_id.clone()).collect();
-    assert!(received.iter().any(|m| m == APP_PROFILE_ARN), "Bedrock got the id as called: {received:?}");
+    let received: Vec<String> = stack
+        .sim
+        .stats()
+        .received
+        .iter()
+        .map(|r| r.model_id.clone())
+        .collect();
+    assert!(
+        received.iter().any(|m| m == APP_PROFILE_ARN),
+        "Bedrock got the id as called: {received:?}"
+    );
 }
 
 async fn raw_converse(port: u16, path: &str, text: &str) -> (u16, http::HeaderMap) {
     use http_body_util::{BodyExt as _, Full};
     use hyper_util::client::legacy::Client;
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-    let body = serde_json::json!({"messages": [{"role": "user", "content": [{"text": text}]}]}).to_string();
+    let client =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let body = serde_json::json!({"messages": [{"role": "user", "content": [{"text": text}]}]})
+        .to_string();
     let request = http::Request::post(format!("http://127.0.0.1:{port}{path}"))
         .header("content-type", "application/json")
         .header("x-team-id", "search")
@@ -271,12 +564,37 @@ async fn gateway_signing_is_verified_by_bedrock() {
     opts.signing = true;
     let stack = Stack::start(opts).await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
-    client.sdk.converse().model_id(US_HAIKU).messages(user_message(DIRECTIVE)).send().await.expect("Converse, re-signed");
-    client.sdk.invoke_model().model_id(US_HAIKU).body(anthropic_body(DIRECTIVE)).send().await.expect("InvokeModel, re-signed");
-    let out = client.sdk.converse_stream().model_id(US_HAIKU).messages(user_message(DIRECTIVE)).send().await.unwrap();
+    client
+        .sdk
+        .converse()
+        .model_id(US_HAIKU)
+        .messages(user_message(DIRECTIVE))
+        .send()
+        .await
+        .expect("Converse, re-signed");
+    client
+        .sdk
+        .invoke_model()
+        .model_id(US_HAIKU)
+        .body(anthropic_body(DIRECTIVE))
+        .send()
+        .await
+        .expect("InvokeModel, re-signed");
+    let out = client
+        .sdk
+        .converse_stream()
+        .model_id(US_HAIKU)
+        .messages(user_message(DIRECTIVE))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(drain_converse_stream(out).await, Some((1200, 300)));
     let stats = stack.sim.stats();
-    assert_eq!((stats.signatures_verified, stats.signatures_failed), (3, 0), "{stats:#?}");
+    assert_eq!(
+        (stats.signatures_verified, stats.signatures_failed),
+        (3, 0),
+        "{stats:#?}"
+    );
     let ledger = stack.extproc.wait_ledger(3, Duration::from_secs(15)).await;
     let cost = cost_nanos(TOKENS, US_HAIKU_PRICES);
     assert!(ledger.iter().all(|r| r["costNanos"] == cost), "{ledger:#?}");
@@ -288,7 +606,20 @@ async fn boto3_calls_are_attributed_and_charged() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
     let lines = boto3_calls(
         &stack.envoy.url(),
-        &["--model", US_HAIKU, "--text", DIRECTIVE, "--team", "search", "--tenant", "globex", "--workflow", "rag", "--repeat", "2"],
+        &[
+            "--model",
+            US_HAIKU,
+            "--text",
+            DIRECTIVE,
+            "--team",
+            "search",
+            "--tenant",
+            "globex",
+            "--workflow",
+            "rag",
+            "--repeat",
+            "2",
+        ],
     )
     .await;
     assert_eq!(lines.len(), 2);
@@ -298,9 +629,25 @@ async fn boto3_calls_are_attributed_and_charged() {
         assert_eq!(line["ok"], true, "{line:#}");
         assert_eq!(line["usage"]["inputTokens"], 1200);
         let headers = &line["headers"];
-        assert_eq!(usd_to_nanos(headers["x-tally-cost-usd"].as_str().expect("x-tally-cost-usd")), cost, "{line:#}");
-        let record = record_for(&ledger, headers["x-tally-request-id"].as_str().expect("x-tally-request-id"));
+        assert_eq!(
+            usd_to_nanos(
+                headers["x-tally-cost-usd"]
+                    .as_str()
+                    .expect("x-tally-cost-usd")
+            ),
+            cost,
+            "{line:#}"
+        );
+        let record = record_for(
+            &ledger,
+            headers["x-tally-request-id"]
+                .as_str()
+                .expect("x-tally-request-id"),
+        );
         assert_record(record, "Converse", US_HAIKU, US_HAIKU, TOKENS, cost);
-        assert_eq!((record["team"].as_str(), record["tenant"].as_str()), (Some("search"), Some("globex")));
+        assert_eq!(
+            (record["team"].as_str(), record["tenant"].as_str()),
+            (Some("search"), Some("globex"))
+        );
     }
 }

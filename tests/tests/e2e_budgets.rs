@@ -28,7 +28,14 @@ async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_ov
     let mut refusal = None;
     for _ in 0..MAX_CALLS {
         // 1000 in × $1 + 100 out × $5 per 1M = 1.5 m$
-        match client.sdk.invoke_model().model_id(HAIKU).body(anthropic_body("[[usage in=1000 out=100]]")).send().await {
+        match client
+            .sdk
+            .invoke_model()
+            .model_id(HAIKU)
+            .body(anthropic_body("[[usage in=1000 out=100]]"))
+            .send()
+            .await
+        {
             Ok(_) => ok += 1,
             Err(e) => {
                 refusal = Some(e);
@@ -38,24 +45,52 @@ async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_ov
     }
     let err = refusal.expect("the budget ran out within the loop");
     assert!(ok >= 1, "calls pass while the budget lasts");
-    let service = err.as_service_error().unwrap_or_else(|| panic!("a service error: {err:?}"));
+    let service = err
+        .as_service_error()
+        .unwrap_or_else(|| panic!("a service error: {err:?}"));
     assert!(service.is_service_quota_exceeded_exception(), "{service:?}");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
     let message = service.message().unwrap_or_default();
-    assert!(message.contains("budget") && message.contains("tiny"), "the message names the budget: {message}");
-    assert_eq!(stack.sim.stats().total_requests(), ok, "the refused call never reached Bedrock");
-    let blocked = metric_sum(&stack.extproc.metrics().await, "tally_decisions_total", &[("outcome", "blocked")]);
+    assert!(
+        message.contains("budget") && message.contains("tiny"),
+        "the message names the budget: {message}"
+    );
+    assert_eq!(
+        stack.sim.stats().total_requests(),
+        ok,
+        "the refused call never reached Bedrock"
+    );
+    let blocked = metric_sum(
+        &stack.extproc.metrics().await,
+        "tally_decisions_total",
+        &[("outcome", "blocked")],
+    );
     assert_eq!(blocked, 1.0, "the SDK did not retry the refusal");
 
-    let ledger = stack.extproc.wait_ledger(ok as usize + 1, Duration::from_secs(15)).await;
-    let charged: i64 = ledger.iter().filter(|r| r["outcome"] == "ok").map(|r| r["costNanos"].as_i64().unwrap()).sum();
+    let ledger = stack
+        .extproc
+        .wait_ledger(ok as usize + 1, Duration::from_secs(15))
+        .await;
+    let charged: i64 = ledger
+        .iter()
+        .filter(|r| r["outcome"] == "ok")
+        .map(|r| r["costNanos"].as_i64().unwrap())
+        .sum();
     assert_eq!(charged, ok as i64 * 1_500_000);
-    assert!(ledger.iter().any(|r| r["outcome"] == "blocked" && r["team"] == "tiny"), "{ledger:#?}");
+    assert!(
+        ledger
+            .iter()
+            .any(|r| r["outcome"] == "blocked" && r["team"] == "tiny"),
+        "{ledger:#?}"
+    );
     let mut redis = stack.redis.connection().await;
     let key = format!("tally:{{tiny}}:c:{}:team", monthly_utc_key());
     let spent = hash_field(&mut redis, &key, "spent").await;
     assert_eq!(spent, charged);
-    assert!(spent <= TINY_LIMIT_NANOS, "spend {spent} ≤ limit {TINY_LIMIT_NANOS}");
+    assert!(
+        spent <= TINY_LIMIT_NANOS,
+        "spend {spent} ≤ limit {TINY_LIMIT_NANOS}"
+    );
 }
 
 /// boto3's default retry mode retries any 429: the refusal must be a 400 it does not retry.
@@ -64,18 +99,45 @@ async fn boto3_does_not_retry_a_budget_refusal() {
     let stack = Stack::start(tiny_stack_options()).await;
     let lines = boto3_calls(
         &stack.envoy.url(),
-        &["--model", HAIKU, "--text", "[[usage in=1000 out=100]]", "--team", "tiny", "--repeat", &MAX_CALLS.to_string(), "--until-error"],
+        &[
+            "--model",
+            HAIKU,
+            "--text",
+            "[[usage in=1000 out=100]]",
+            "--team",
+            "tiny",
+            "--repeat",
+            &MAX_CALLS.to_string(),
+            "--until-error",
+        ],
     )
     .await;
     let last = lines.last().expect("boto3 made calls");
-    assert_eq!(last["ok"], false, "the budget ran out within {MAX_CALLS} calls: {lines:#?}");
-    assert_eq!((last["status"].as_u64(), last["code"].as_str()), (Some(400), Some("ServiceQuotaExceededException")), "{last:#}");
+    assert_eq!(
+        last["ok"], false,
+        "the budget ran out within {MAX_CALLS} calls: {lines:#?}"
+    );
+    assert_eq!(
+        (last["status"].as_u64(), last["code"].as_str()),
+        (Some(400), Some("ServiceQuotaExceededException")),
+        "{last:#}"
+    );
     assert_eq!(last["retryAttempts"], 0, "boto3 did not retry: {last:#}");
-    assert!(last["message"].as_str().unwrap_or_default().contains("tiny"), "{last:#}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tiny"),
+        "{last:#}"
+    );
     let ok = lines.iter().filter(|l| l["ok"] == true).count() as u64;
     assert!(ok >= 1);
     assert_eq!(stack.sim.stats().total_requests(), ok);
-    let blocked = metric_sum(&stack.extproc.metrics().await, "tally_decisions_total", &[("outcome", "blocked")]);
+    let blocked = metric_sum(
+        &stack.extproc.metrics().await,
+        "tally_decisions_total",
+        &[("outcome", "blocked")],
+    );
     assert_eq!(blocked, 1.0, "exactly one refused attempt");
 }
 
@@ -83,15 +145,47 @@ async fn boto3_does_not_retry_a_budget_refusal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disallowed_model_is_denied_with_access_denied() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
-    let client = stack.client(Attribution { workflow: Some("banners".into()), ..Attribution::team("ads") });
-    let err = client.sdk.invoke_model().model_id(OPUS).body(anthropic_body("hi")).send().await.expect_err("denied");
-    let service = err.as_service_error().unwrap_or_else(|| panic!("a service error: {err:?}"));
+    let client = stack.client(Attribution {
+        workflow: Some("banners".into()),
+        ..Attribution::team("ads")
+    });
+    let err = client
+        .sdk
+        .invoke_model()
+        .model_id(OPUS)
+        .body(anthropic_body("hi"))
+        .send()
+        .await
+        .expect_err("denied");
+    let service = err
+        .as_service_error()
+        .unwrap_or_else(|| panic!("a service error: {err:?}"));
     assert!(service.is_access_denied_exception(), "{service:?}");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
-    assert!(err.message().unwrap_or_default().contains(OPUS), "the message names the model: {:?}", err.message());
-    assert_eq!(stack.sim.stats().total_requests(), 0, "a denied call never reaches Bedrock");
-    client.sdk.invoke_model().model_id(NOVA_LITE).body(nova_body("hi")).send().await.expect("an allowed model passes");
+    assert!(
+        err.message().unwrap_or_default().contains(OPUS),
+        "the message names the model: {:?}",
+        err.message()
+    );
+    assert_eq!(
+        stack.sim.stats().total_requests(),
+        0,
+        "a denied call never reaches Bedrock"
+    );
+    client
+        .sdk
+        .invoke_model()
+        .model_id(NOVA_LITE)
+        .body(nova_body("hi"))
+        .send()
+        .await
+        .expect("an allowed model passes");
     assert_eq!(stack.sim.stats().total_requests(), 1);
     let ledger = stack.extproc.wait_ledger(2, Duration::from_secs(15)).await;
-    assert!(ledger.iter().any(|r| r["outcome"] == "denied" && r["modelId"] == OPUS), "{ledger:#?}");
+    assert!(
+        ledger
+            .iter()
+            .any(|r| r["outcome"] == "denied" && r["modelId"] == OPUS),
+        "{ledger:#?}"
+    );
 }

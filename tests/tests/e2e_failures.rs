@@ -5,7 +5,7 @@
 //! Each test starts its own stack: simulated Bedrock, redis-server,
 //! `tally-extproc` and Envoy 1.40 with the chart's gateway config.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_bedrockruntime::types::ResponseStream;
 use tally_tests::bedrock_sim::SimOptions;
@@ -20,36 +20,88 @@ use tally_tests::fixtures::stack::{GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY, Stack
 use tally_tests::scenarios::{HAIKU, US_HAIKU, default_config};
 
 /// Nano-USD per 1M tokens (input, output, cache read, cache write 5m, cache write 1h), from bedrock-wire.md.
-const HAIKU_PRICES: PricesNanos = [1_000_000_000, 5_000_000_000, 100_000_000, 1_250_000_000, 2_000_000_000];
-const US_HAIKU_PRICES: PricesNanos = [1_100_000_000, 5_500_000_000, 110_000_000, 1_375_000_000, 2_200_000_000];
+const HAIKU_PRICES: PricesNanos = [
+    1_000_000_000,
+    5_000_000_000,
+    100_000_000,
+    1_250_000_000,
+    2_000_000_000,
+];
+const US_HAIKU_PRICES: PricesNanos = [
+    1_100_000_000,
+    5_500_000_000,
+    110_000_000,
+    1_375_000_000,
+    2_200_000_000,
+];
 
 fn request_id(client: &tally_tests::client::AppClient) -> String {
-    client.responses.last().get("x-tally-request-id").cloned().expect("response carries x-tally-request-id")
+    client
+        .responses
+        .last()
+        .get("x-tally-request-id")
+        .cloned()
+        .expect("response carries x-tally-request-id")
 }
 
 /// The chart's gateway, fail-open, with no ext_proc listening at all: calls pass,
 /// and Bedrock sees them signed by the gateway's identity (not the app's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_gateway_without_ext_proc_fails_open_and_signs_as_the_gateway() {
-    let verifier =
-        SigV4Verifier { access_key: GATEWAY_ACCESS_KEY.into(), secret_key: GATEWAY_SECRET_KEY.into(), region: "us-east-1".into() };
-    let sim = SimServer::start(SimOptions { verify_sigv4: Some(verifier), ..SimOptions::default() }).await;
+    let verifier = SigV4Verifier {
+        access_key: GATEWAY_ACCESS_KEY.into(),
+        secret_key: GATEWAY_SECRET_KEY.into(),
+        region: "us-east-1".into(),
+    };
+    let sim = SimServer::start(SimOptions {
+        verify_sigv4: Some(verifier),
+        ..SimOptions::default()
+    })
+    .await;
     let envoy = Envoy::start(&EnvoyOptions {
         upstream_port: sim.port(),
         ext_proc_port: free_port(),
         fail_open: true,
-        signing: Some(SigningKeys { access_key: GATEWAY_ACCESS_KEY.into(), secret_key: GATEWAY_SECRET_KEY.into() }),
+        signing: Some(SigningKeys {
+            access_key: GATEWAY_ACCESS_KEY.into(),
+            secret_key: GATEWAY_SECRET_KEY.into(),
+        }),
         extra_values: vec![],
     })
     .await;
-    let client = bedrock_client(&envoy.url(), Attribution::new("search", "acme", "rag"), false);
-    let out = client.sdk.converse().model_id(US_HAIKU).messages(user_message("[[usage in=3 out=2]]")).send().await.expect("fail-open call");
+    let client = bedrock_client(
+        &envoy.url(),
+        Attribution::new("search", "acme", "rag"),
+        false,
+    );
+    let out = client
+        .sdk
+        .converse()
+        .model_id(US_HAIKU)
+        .messages(user_message("[[usage in=3 out=2]]"))
+        .send()
+        .await
+        .expect("fail-open call");
     assert_eq!(out.usage().map(|u| u.input_tokens()), Some(3));
-    client.sdk.invoke_model().model_id(US_HAIKU).body(anthropic_body("hi")).send().await.expect("invoke fail-open");
+    client
+        .sdk
+        .invoke_model()
+        .model_id(US_HAIKU)
+        .body(anthropic_body("hi"))
+        .send()
+        .await
+        .expect("invoke fail-open");
     let stats = sim.stats();
-    assert_eq!((stats.signatures_verified, stats.signatures_failed), (2, 0), "{stats:#?}");
+    assert_eq!(
+        (stats.signatures_verified, stats.signatures_failed),
+        (2, 0),
+        "{stats:#?}"
+    );
     let allowed = envoy.stats("failure_mode_allowed").await;
-    assert!(allowed.lines().any(|l| l.ends_with(": 2")), "Envoy counted 2 fail-open passes: {allowed}");
+    assert!(
+        allowed.lines().any(|l| l.ends_with(": 2")),
+        "Envoy counted 2 fail-open passes: {allowed}"
+    );
 }
 
 /// A stream cut after its `message_start` (input usage seen, output 1 so far) is
@@ -62,7 +114,9 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
         .sdk
         .invoke_model_with_response_stream()
         .model_id(US_HAIKU)
-        .body(anthropic_body("[[usage in=500 out=40]] [[chunks 40]] [[chunk-delay-ms 100]]"))
+        .body(anthropic_body(
+            "[[usage in=500 out=40]] [[chunks 40]] [[chunk-delay-ms 100]]",
+        ))
         .send()
         .await
         .expect("stream starts");
@@ -80,12 +134,23 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
     assert_eq!(record["operation"], "InvokeModelWithResponseStream");
     assert_eq!(record["inputTokens"], 500);
     let expected = cost_nanos([500, 1, 0, 0, 0], US_HAIKU_PRICES);
-    assert_eq!(record["costNanos"], expected, "usage seen so far: 500 in + 1 out: {record:#}");
-    assert_eq!(stack.sim.stats().streams_completed, 0, "the simulator never finished the stream");
+    assert_eq!(
+        record["costNanos"], expected,
+        "usage seen so far: 500 in + 1 out: {record:#}"
+    );
+    assert_eq!(
+        stack.sim.stats().streams_completed,
+        0,
+        "the simulator never finished the stream"
+    );
     let mut redis = stack.redis.connection().await;
     let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
     assert_eq!(hash_field(&mut redis, &key, "spent").await, expected);
-    assert_eq!(hash_field(&mut redis, &key, "reserved").await, 0, "the reservation was released");
+    assert_eq!(
+        hash_field(&mut redis, &key, "reserved").await,
+        0,
+        "the reservation was released"
+    );
 }
 
 /// A ConverseStream cut before any usage event is charged its full reservation.
@@ -97,12 +162,18 @@ async fn disconnect_before_any_usage_charges_the_reservation() {
         .sdk
         .converse_stream()
         .model_id(HAIKU)
-        .messages(user_message("[[usage in=500 out=40]] [[chunks 40]] [[chunk-delay-ms 100]]"))
+        .messages(user_message(
+            "[[usage in=500 out=40]] [[chunks 40]] [[chunk-delay-ms 100]]",
+        ))
         .send()
         .await
         .expect("stream starts");
     let id = request_id(&client);
-    out.stream.recv().await.expect("first event").expect("stream open");
+    out.stream
+        .recv()
+        .await
+        .expect("first event")
+        .expect("stream open");
     drop(out);
     drop(client);
     let ledger = stack.extproc.wait_ledger(1, Duration::from_secs(15)).await;
@@ -110,7 +181,10 @@ async fn disconnect_before_any_usage_charges_the_reservation() {
     assert_eq!(record["outcome"], "incomplete", "{record:#}");
     let charged = record["costNanos"].as_i64().expect("costNanos");
     let actual_if_finished = cost_nanos([500, 40, 0, 0, 0], HAIKU_PRICES);
-    assert!(charged > actual_if_finished, "the full reservation ({charged}) exceeds the real usage cost ({actual_if_finished})");
+    assert!(
+        charged > actual_if_finished,
+        "the full reservation ({charged}) exceeds the real usage cost ({actual_if_finished})"
+    );
     let mut redis = stack.redis.connection().await;
     let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
     assert_eq!(hash_field(&mut redis, &key, "spent").await, charged);
@@ -124,9 +198,19 @@ async fn ext_proc_restart(fail_open: bool) {
     let client = stack.client(Attribution::new("search", "acme", "rag"));
     let call = |text: &'static str| {
         let client = client.clone();
-        async move { client.sdk.converse().model_id(HAIKU).messages(user_message(text)).send().await }
+        async move {
+            client
+                .sdk
+                .converse()
+                .model_id(HAIKU)
+                .messages(user_message(text))
+                .send()
+                .await
+        }
     };
-    call("[[usage in=100 out=10]]").await.expect("before the kill");
+    call("[[usage in=100 out=10]]")
+        .await
+        .expect("before the kill");
     let before = request_id(&client);
 
     stack.extproc.kill();
@@ -137,22 +221,36 @@ async fn ext_proc_restart(fail_open: bool) {
         assert_eq!(sim_requests, 2, "the call reached Bedrock");
     } else {
         let err = during.expect_err("fail-closed: Envoy refuses");
-        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500), "{err:?}");
+        assert_eq!(
+            err.raw_response().map(|r| r.status().as_u16()),
+            Some(500),
+            "{err:?}"
+        );
         assert_eq!(sim_requests, 1, "nothing reached Bedrock");
     }
 
     stack.extproc.restart().await;
-    call("[[usage in=100 out=10]]").await.expect("after the restart");
+    call("[[usage in=100 out=10]]")
+        .await
+        .expect("after the restart");
     let after = request_id(&client);
     let ledger = stack.extproc.wait_ledger(2, Duration::from_secs(15)).await;
     let expected = cost_nanos([100, 10, 0, 0, 0], HAIKU_PRICES);
     for id in [&before, &after] {
         let record = record_for(&ledger, id);
-        assert_eq!((record["outcome"].as_str(), record["costNanos"].as_i64()), (Some("ok"), Some(expected)), "{record:#}");
+        assert_eq!(
+            (record["outcome"].as_str(), record["costNanos"].as_i64()),
+            (Some("ok"), Some(expected)),
+            "{record:#}"
+        );
     }
     let mut redis = stack.redis.connection().await;
     let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
-    assert_eq!(hash_field(&mut redis, &key, "spent").await, 2 * expected, "charged before and after the outage");
+    assert_eq!(
+        hash_field(&mut redis, &key, "spent").await,
+        2 * expected,
+        "charged before and after the outage"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,36 +277,70 @@ async fn redis_killed_under_traffic_loses_no_completed_charge() {
     for _ in 0..2 {
         let client = stack.client(Attribution::new("search", "acme", "rag"));
         tasks.push(tokio::spawn(async move {
-            let mut ok = 0u64;
+            // Completion instants of the calls that succeeded.
+            let mut completed = Vec::new();
             for _ in 0..CALLS_PER_CLIENT {
-                let r = client.sdk.converse().model_id(HAIKU).messages(user_message("[[usage in=100 out=10]]")).send().await;
-                ok += u64::from(r.is_ok());
+                let r = client
+                    .sdk
+                    .converse()
+                    .model_id(HAIKU)
+                    .messages(user_message("[[usage in=100 out=10]]"))
+                    .send()
+                    .await;
+                if r.is_ok() {
+                    completed.push(Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            ok
+            completed
         }));
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     stack.redis.kill();
+    let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let restarting = Instant::now();
     stack.redis.restart().await;
-    let mut ok = 0;
+    let mut completed = Vec::new();
     for t in tasks {
-        ok += t.await.expect("traffic task");
+        completed.extend(t.await.expect("traffic task"));
     }
-    assert_eq!(ok, 2 * CALLS_PER_CLIENT as u64, "fail-open: every call succeeded");
+    let ok = completed.len() as u64;
+    assert_eq!(
+        ok,
+        2 * CALLS_PER_CLIENT as u64,
+        "fail-open: every call succeeded"
+    );
+    let during_outage = completed
+        .iter()
+        .filter(|t| **t > killed && **t < restarting)
+        .count();
+    assert!(
+        during_outage >= 5,
+        "calls completed while Redis was down: {during_outage}"
+    );
     let expected = ok as i64 * cost_nanos([100, 10, 0, 0, 0], HAIKU_PRICES);
     let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (spent, ledger_len) = loop {
         let mut redis = stack.redis.connection().await;
         let spent = hash_field(&mut redis, &key, "spent").await;
-        let len: i64 = redis::cmd("XLEN").arg("tally:{search}:ledger").query_async(&mut redis).await.expect("XLEN");
+        let len: i64 = redis::cmd("XLEN")
+            .arg("tally:{search}:ledger")
+            .query_async(&mut redis)
+            .await
+            .expect("XLEN");
         if (spent == expected && len == ok as i64) || std::time::Instant::now() > deadline {
             break (spent, len);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(ledger_len, ok as i64, "every completed call has a ledger entry in Redis");
-    assert_eq!(spent, expected, "every completed call is in the spend counter, exactly once");
+    assert_eq!(
+        ledger_len, ok as i64,
+        "every completed call has a ledger entry in Redis"
+    );
+    assert_eq!(
+        spent, expected,
+        "every completed call is in the spend counter, exactly once"
+    );
 }

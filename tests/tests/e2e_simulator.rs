@@ -4,11 +4,17 @@
 //! test Tally and not the simulator.
 
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata as _;
-use aws_sdk_bedrockruntime::types::{ContentBlockDelta, ConverseStreamOutput, CountTokensInput, ConverseTokensRequest, ResponseStream};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlockDelta, ConverseStreamOutput, ConverseTokensRequest, CountTokensInput,
+    ResponseStream,
+};
 use serde_json::Value;
 use tally_tests::bedrock_sim::SimOptions;
 use tally_tests::bedrock_sim::sigv4::SigV4Verifier;
-use tally_tests::client::{Attribution, CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, anthropic_body, bedrock_client, llama_body, nova_body, user_message};
+use tally_tests::client::{
+    Attribution, CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, anthropic_body, bedrock_client, llama_body,
+    nova_body, user_message,
+};
 use tally_tests::fixtures::sim::SimServer;
 use tally_tests::scenarios::{HAIKU, LLAMA_8B, NOVA_LITE, US_HAIKU};
 
@@ -18,15 +24,42 @@ const USAGE: &str = "hello [[usage in=120 out=7 cr=30 cw5m=5 cw1h=2]]";
 async fn converse_usage_and_cache_details_parse() {
     let sim = SimServer::start(SimOptions::default()).await;
     let client = bedrock_client(&sim.url(), Attribution::none(), false);
-    let out = client.sdk.converse().model_id(US_HAIKU).messages(user_message(USAGE)).send().await.expect("converse");
+    let out = client
+        .sdk
+        .converse()
+        .model_id(US_HAIKU)
+        .messages(user_message(USAGE))
+        .send()
+        .await
+        .expect("converse");
     let usage = out.usage().expect("usage");
-    assert_eq!((usage.input_tokens(), usage.output_tokens(), usage.total_tokens()), (120, 7, 164));
-    assert_eq!((usage.cache_read_input_tokens(), usage.cache_write_input_tokens()), (Some(30), Some(7)));
-    let details: Vec<(String, i32)> =
-        usage.cache_details().iter().map(|d| (d.ttl().as_str().to_string(), d.input_tokens())).collect();
+    assert_eq!(
+        (
+            usage.input_tokens(),
+            usage.output_tokens(),
+            usage.total_tokens()
+        ),
+        (120, 7, 164)
+    );
+    assert_eq!(
+        (
+            usage.cache_read_input_tokens(),
+            usage.cache_write_input_tokens()
+        ),
+        (Some(30), Some(7))
+    );
+    let details: Vec<(String, i32)> = usage
+        .cache_details()
+        .iter()
+        .map(|d| (d.ttl().as_str().to_string(), d.input_tokens()))
+        .collect();
     assert_eq!(details, vec![("5m".to_string(), 5), ("1h".to_string(), 2)]);
     assert_eq!(sim.stats().requests.get("Converse"), Some(&1));
-    assert_eq!(sim.stats().received[0].model_id, US_HAIKU, "the percent-encoded id is decoded");
+    assert_eq!(
+        sim.stats().received[0].model_id,
+        US_HAIKU,
+        "the percent-encoded id is decoded"
+    );
 }
 
 #[tokio::test]
@@ -49,7 +82,9 @@ async fn converse_stream_events_parse() {
                     text.push_str(t);
                 }
             }
-            ConverseStreamOutput::Metadata(m) => usage = m.usage().map(|u| (u.input_tokens(), u.output_tokens())),
+            ConverseStreamOutput::Metadata(m) => {
+                usage = m.usage().map(|u| (u.input_tokens(), u.output_tokens()))
+            }
             _ => {}
         }
     }
@@ -63,46 +98,134 @@ async fn invoke_bodies_and_token_headers_per_family() {
     let sim = SimServer::start(SimOptions::default()).await;
     let client = bedrock_client(&sim.url(), Attribution::none(), false);
     let cases = [
-        (US_HAIKU, anthropic_body(USAGE), "/usage/input_tokens", "/usage/cache_read_input_tokens"),
-        (NOVA_LITE, nova_body(USAGE), "/usage/inputTokens", "/usage/cacheReadInputTokenCount"),
+        (
+            US_HAIKU,
+            anthropic_body(USAGE),
+            "/usage/input_tokens",
+            "/usage/cache_read_input_tokens",
+        ),
+        (
+            NOVA_LITE,
+            nova_body(USAGE),
+            "/usage/inputTokens",
+            "/usage/cacheReadInputTokenCount",
+        ),
         (LLAMA_8B, llama_body(USAGE), "/prompt_token_count", ""),
     ];
     for (model, body, input_ptr, cache_ptr) in cases {
-        let out = client.sdk.invoke_model().model_id(model).body(body).send().await.expect("invoke");
+        let out = client
+            .sdk
+            .invoke_model()
+            .model_id(model)
+            .body(body)
+            .send()
+            .await
+            .expect("invoke");
         let json: Value = serde_json::from_slice(out.body().as_ref()).expect("JSON body");
-        assert_eq!(json.pointer(input_ptr), Some(&Value::from(120)), "{model}: {json}");
+        assert_eq!(
+            json.pointer(input_ptr),
+            Some(&Value::from(120)),
+            "{model}: {json}"
+        );
         if !cache_ptr.is_empty() {
-            assert_eq!(json.pointer(cache_ptr), Some(&Value::from(30)), "{model}: {json}");
+            assert_eq!(
+                json.pointer(cache_ptr),
+                Some(&Value::from(30)),
+                "{model}: {json}"
+            );
         }
         let headers = client.responses.last();
-        assert_eq!(headers.get("x-amzn-bedrock-input-token-count").map(String::as_str), Some("120"));
-        assert_eq!(headers.get("x-amzn-bedrock-output-token-count").map(String::as_str), Some("7"));
-        assert_eq!(headers.get("x-amzn-bedrock-cache-write-input-token-count").map(String::as_str), Some("7"));
+        assert_eq!(
+            headers
+                .get("x-amzn-bedrock-input-token-count")
+                .map(String::as_str),
+            Some("120")
+        );
+        assert_eq!(
+            headers
+                .get("x-amzn-bedrock-output-token-count")
+                .map(String::as_str),
+            Some("7")
+        );
+        assert_eq!(
+            headers
+                .get("x-amzn-bedrock-cache-write-input-token-count")
+                .map(String::as_str),
+            Some("7")
+        );
     }
-    let anthropic = client.sdk.invoke_model().model_id(HAIKU).body(anthropic_body(USAGE)).send().await.unwrap();
+    let anthropic = client
+        .sdk
+        .invoke_model()
+        .model_id(HAIKU)
+        .body(anthropic_body(USAGE))
+        .send()
+        .await
+        .unwrap();
     let json: Value = serde_json::from_slice(anthropic.body().as_ref()).unwrap();
-    assert_eq!(json["usage"]["cache_creation"]["ephemeral_1h_input_tokens"], 2);
+    assert_eq!(
+        json["usage"]["cache_creation"]["ephemeral_1h_input_tokens"],
+        2
+    );
 
-    let quiet = SimServer::start(SimOptions { token_headers: false, ..SimOptions::default() }).await;
+    let quiet = SimServer::start(SimOptions {
+        token_headers: false,
+        ..SimOptions::default()
+    })
+    .await;
     let client = bedrock_client(&quiet.url(), Attribution::none(), false);
-    client.sdk.invoke_model().model_id(HAIKU).body(anthropic_body(USAGE)).send().await.unwrap();
-    assert!(!client.responses.last().contains_key("x-amzn-bedrock-input-token-count"), "--no-token-headers");
+    client
+        .sdk
+        .invoke_model()
+        .model_id(HAIKU)
+        .body(anthropic_body(USAGE))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !client
+            .responses
+            .last()
+            .contains_key("x-amzn-bedrock-input-token-count"),
+        "--no-token-headers"
+    );
 }
 
 #[tokio::test]
 async fn invoke_streams_carry_invocation_metrics_last() {
     let sim = SimServer::start(SimOptions::default()).await;
     let client = bedrock_client(&sim.url(), Attribution::none(), false);
-    for (model, body) in [(US_HAIKU, anthropic_body(USAGE)), (NOVA_LITE, nova_body(USAGE)), (LLAMA_8B, llama_body(USAGE))] {
-        let mut out = client.sdk.invoke_model_with_response_stream().model_id(model).body(body).send().await.unwrap();
+    for (model, body) in [
+        (US_HAIKU, anthropic_body(USAGE)),
+        (NOVA_LITE, nova_body(USAGE)),
+        (LLAMA_8B, llama_body(USAGE)),
+    ] {
+        let mut out = client
+            .sdk
+            .invoke_model_with_response_stream()
+            .model_id(model)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let mut chunks = Vec::new();
         while let Some(event) = out.body.recv().await.expect("stream event") {
             if let ResponseStream::Chunk(part) = event {
-                chunks.push(serde_json::from_slice::<Value>(part.bytes().expect("bytes").as_ref()).expect("chunk JSON"));
+                chunks.push(
+                    serde_json::from_slice::<Value>(part.bytes().expect("bytes").as_ref())
+                        .expect("chunk JSON"),
+                );
             }
         }
         let metrics = &chunks.last().expect("chunks")["amazon-bedrock-invocationMetrics"];
-        assert_eq!((metrics["inputTokenCount"].as_u64(), metrics["outputTokenCount"].as_u64()), (Some(120), Some(7)), "{model}");
+        assert_eq!(
+            (
+                metrics["inputTokenCount"].as_u64(),
+                metrics["outputTokenCount"].as_u64()
+            ),
+            (Some(120), Some(7)),
+            "{model}"
+        );
     }
 }
 
@@ -111,9 +234,18 @@ async fn count_tokens_and_modeled_errors() {
     let sim = SimServer::start(SimOptions::default()).await;
     let client = bedrock_client(&sim.url(), Attribution::none(), false);
     let input = CountTokensInput::Converse(
-        ConverseTokensRequest::builder().messages(user_message("one two three four five")).build(),
+        ConverseTokensRequest::builder()
+            .messages(user_message("one two three four five"))
+            .build(),
     );
-    let out = client.sdk.count_tokens().model_id(HAIKU).input(input).send().await.expect("count-tokens");
+    let out = client
+        .sdk
+        .count_tokens()
+        .model_id(HAIKU)
+        .input(input)
+        .send()
+        .await
+        .expect("count-tokens");
     assert_eq!(out.input_tokens(), 5);
 
     let err = client
@@ -124,7 +256,11 @@ async fn count_tokens_and_modeled_errors() {
         .send()
         .await
         .expect_err("throttled");
-    assert!(err.as_service_error().is_some_and(|e| e.is_throttling_exception()), "{err:?}");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_throttling_exception()),
+        "{err:?}"
+    );
     let err = client
         .sdk
         .converse()
@@ -139,20 +275,63 @@ async fn count_tokens_and_modeled_errors() {
 
 #[tokio::test]
 async fn sigv4_mode_accepts_the_right_key_and_refuses_others() {
-    let verifier = SigV4Verifier { access_key: CLIENT_ACCESS_KEY.into(), secret_key: CLIENT_SECRET_KEY.into(), region: "us-east-1".into() };
-    let sim = SimServer::start(SimOptions { verify_sigv4: Some(verifier), ..SimOptions::default() }).await;
+    let verifier = SigV4Verifier {
+        access_key: CLIENT_ACCESS_KEY.into(),
+        secret_key: CLIENT_SECRET_KEY.into(),
+        region: "us-east-1".into(),
+    };
+    let sim = SimServer::start(SimOptions {
+        verify_sigv4: Some(verifier),
+        ..SimOptions::default()
+    })
+    .await;
     let client = bedrock_client(&sim.url(), Attribution::new("search", "acme", "rag"), false);
-    client.sdk.converse().model_id(US_HAIKU).messages(user_message("hi")).send().await.expect("signed by the client key");
+    client
+        .sdk
+        .converse()
+        .model_id(US_HAIKU)
+        .messages(user_message("hi"))
+        .send()
+        .await
+        .expect("signed by the client key");
     let body = anthropic_body("hi");
-    client.sdk.invoke_model().model_id(US_HAIKU).body(body).send().await.expect("invoke with a body hash");
+    client
+        .sdk
+        .invoke_model()
+        .model_id(US_HAIKU)
+        .body(body)
+        .send()
+        .await
+        .expect("invoke with a body hash");
     let stats = sim.stats();
     assert_eq!((stats.signatures_verified, stats.signatures_failed), (2, 0));
-    assert_eq!(stats.received[0].headers.get("x-team-id").map(String::as_str), Some("search"));
+    assert_eq!(
+        stats.received[0]
+            .headers
+            .get("x-team-id")
+            .map(String::as_str),
+        Some("search")
+    );
 
-    let wrong = SigV4Verifier { access_key: CLIENT_ACCESS_KEY.into(), secret_key: "other".into(), region: "us-east-1".into() };
-    let strict = SimServer::start(SimOptions { verify_sigv4: Some(wrong), ..SimOptions::default() }).await;
+    let wrong = SigV4Verifier {
+        access_key: CLIENT_ACCESS_KEY.into(),
+        secret_key: "other".into(),
+        region: "us-east-1".into(),
+    };
+    let strict = SimServer::start(SimOptions {
+        verify_sigv4: Some(wrong),
+        ..SimOptions::default()
+    })
+    .await;
     let client = bedrock_client(&strict.url(), Attribution::none(), false);
-    let err = client.sdk.converse().model_id(US_HAIKU).messages(user_message("hi")).send().await.expect_err("bad signature");
+    let err = client
+        .sdk
+        .converse()
+        .model_id(US_HAIKU)
+        .messages(user_message("hi"))
+        .send()
+        .await
+        .expect_err("bad signature");
     assert_eq!(err.code(), Some("InvalidSignatureException"));
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
     assert_eq!(strict.stats().signatures_failed, 1);

@@ -38,14 +38,26 @@ fn config(team_limit: Option<&str>) -> CompiledConfig {
         PriceEntry {
             pattern: SONNET_US.into(),
             regions: vec![],
-            prices: Prices { input: usd("3.3"), output: usd("16.5"), cache_read: usd("0.33"), cache_write_5m: usd("4.125"), cache_write_1h: usd("6.6") },
+            prices: Prices {
+                input: usd("3.3"),
+                output: usd("16.5"),
+                cache_read: usd("0.33"),
+                cache_write_5m: usd("4.125"),
+                cache_write_1h: usd("6.6"),
+            },
             max_output_tokens: 64_000,
             source: "test catalog".into(),
         },
         PriceEntry {
             pattern: HAIKU.into(),
             regions: vec![],
-            prices: Prices { input: usd("0.8"), output: usd("4"), cache_read: usd("0.08"), cache_write_5m: usd("1"), cache_write_1h: usd("0") },
+            prices: Prices {
+                input: usd("0.8"),
+                output: usd("4"),
+                cache_read: usd("0.08"),
+                cache_write_5m: usd("1"),
+                cache_write_1h: usd("0"),
+            },
             max_output_tokens: 8192,
             source: "test catalog".into(),
         },
@@ -54,7 +66,10 @@ fn config(team_limit: Option<&str>) -> CompiledConfig {
         team: "search".into(),
         source: "search/search".into(),
         cost_center: None,
-        tenants: vec![TenantConfig { id: "acme".into(), limit: None }],
+        tenants: vec![TenantConfig {
+            id: "acme".into(),
+            limit: None,
+        }],
         budget: team_limit.map(|l| BudgetConfig {
             limit: Nanos::parse_usd(l).unwrap(),
             period: Period::Monthly,
@@ -62,7 +77,11 @@ fn config(team_limit: Option<&str>) -> CompiledConfig {
             enforcement: Enforcement::Block,
             alert_thresholds: vec![],
         }),
-        workflows: vec![WorkflowConfig { id: "rag".into(), limit: None, allowed_models: vec![] }],
+        workflows: vec![WorkflowConfig {
+            id: "rag".into(),
+            limit: None,
+            allowed_models: vec![],
+        }],
         allowed_models: vec!["*anthropic.*".into()],
         principals: vec![],
     }];
@@ -111,19 +130,41 @@ impl Service {
         let health = format!("http://{admin_addr}/healthz");
         let up = tally_tests::fixtures::process::wait_until(Duration::from_secs(10), || {
             let health = health.clone();
-            async move { tally_tests::fixtures::admin::get(&health).await.is_ok_and(|(code, _)| code == 200) }
+            async move {
+                tally_tests::fixtures::admin::get(&health)
+                    .await
+                    .is_ok_and(|(code, _)| code == 200)
+            }
         })
         .await;
-        assert!(up, "tally-extproc did not come up: {:?}", if task.is_finished() { Some(task.await) } else { None });
-        let channel = Channel::from_shared(format!("http://{grpc_addr}")).unwrap().connect().await.unwrap();
-        Service { client: ExternalProcessorClient::new(channel), admin: format!("http://{admin_addr}"), stop: Some(tx), task, _dir: dir }
+        assert!(
+            up,
+            "tally-extproc did not come up: {:?}",
+            if task.is_finished() { Some(task.await) } else { None }
+        );
+        let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Service {
+            client: ExternalProcessorClient::new(channel),
+            admin: format!("http://{admin_addr}"),
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        }
     }
 
     /// Sends the messages of one exchange, in order, each after the previous answer.
     async fn exchange(&self, msgs: Vec<ProcessingRequest>) -> Vec<ProcessingResponse> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let mut client = self.client.clone();
-        let mut inbound = client.process(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut inbound = client
+            .process(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         let mut out = Vec::new();
         for m in msgs {
             tx.send(m).await.unwrap();
@@ -155,7 +196,11 @@ async fn reqwest_get(url: &str) -> String {
 }
 
 fn hv(name: &str, value: &[u8]) -> HeaderValue {
-    HeaderValue { key: name.into(), raw_value: value.to_vec(), ..Default::default() }
+    HeaderValue {
+        key: name.into(),
+        raw_value: value.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn req_headers(path: &str, extra: &[(&str, &str)], eos: bool) -> ProcessingRequest {
@@ -167,14 +212,22 @@ fn req_headers(path: &str, extra: &[(&str, &str)], eos: bool) -> ProcessingReque
     ];
     headers.extend(extra.iter().map(|(n, v)| hv(n, v.as_bytes())));
     ProcessingRequest {
-        request: Some(processing_request::Request::RequestHeaders(HttpHeaders { headers: Some(HeaderMap { headers }), end_of_stream: eos, ..Default::default() })),
+        request: Some(processing_request::Request::RequestHeaders(HttpHeaders {
+            headers: Some(HeaderMap { headers }),
+            end_of_stream: eos,
+            ..Default::default()
+        })),
         ..Default::default()
     }
 }
 
 fn req_body(body: &[u8]) -> ProcessingRequest {
     ProcessingRequest {
-        request: Some(processing_request::Request::RequestBody(HttpBody { body: body.to_vec(), end_of_stream: true, ..Default::default() })),
+        request: Some(processing_request::Request::RequestBody(HttpBody {
+            body: body.to_vec(),
+            end_of_stream: true,
+            ..Default::default()
+        })),
         ..Default::default()
     }
 }
@@ -183,14 +236,21 @@ fn resp_headers(status: u16, extra: &[(&str, &str)]) -> ProcessingRequest {
     let mut headers = vec![hv(":status", status.to_string().as_bytes())];
     headers.extend(extra.iter().map(|(n, v)| hv(n, v.as_bytes())));
     ProcessingRequest {
-        request: Some(processing_request::Request::ResponseHeaders(HttpHeaders { headers: Some(HeaderMap { headers }), ..Default::default() })),
+        request: Some(processing_request::Request::ResponseHeaders(HttpHeaders {
+            headers: Some(HeaderMap { headers }),
+            ..Default::default()
+        })),
         ..Default::default()
     }
 }
 
 fn resp_body(body: &[u8], eos: bool) -> ProcessingRequest {
     ProcessingRequest {
-        request: Some(processing_request::Request::ResponseBody(HttpBody { body: body.to_vec(), end_of_stream: eos, ..Default::default() })),
+        request: Some(processing_request::Request::ResponseBody(HttpBody {
+            body: body.to_vec(),
+            end_of_stream: eos,
+            ..Default::default()
+        })),
         ..Default::default()
     }
 }
@@ -202,13 +262,25 @@ fn set_headers(resp: &ProcessingResponse) -> Vec<(String, String)> {
         Some(R::RequestHeaders(h) | R::ResponseHeaders(h)) => h.response.as_ref(),
         Some(R::RequestBody(b) | R::ResponseBody(b)) => b.response.as_ref(),
         Some(R::ImmediateResponse(i)) => {
-            return i.headers.iter().flat_map(|m| &m.set_headers).filter_map(|h| h.header.as_ref()).map(|h| (h.key.clone(), String::from_utf8_lossy(&h.raw_value).into_owned())).collect();
+            return i
+                .headers
+                .iter()
+                .flat_map(|m| &m.set_headers)
+                .filter_map(|h| h.header.as_ref())
+                .map(|h| (h.key.clone(), String::from_utf8_lossy(&h.raw_value).into_owned()))
+                .collect();
         }
         _ => None,
     };
     common
         .and_then(|c| c.header_mutation.as_ref())
-        .map(|m| m.set_headers.iter().filter_map(|h| h.header.as_ref()).map(|h| (h.key.clone(), String::from_utf8_lossy(&h.raw_value).into_owned())).collect())
+        .map(|m| {
+            m.set_headers
+                .iter()
+                .filter_map(|h| h.header.as_ref())
+                .map(|h| (h.key.clone(), String::from_utf8_lossy(&h.raw_value).into_owned()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -249,10 +321,22 @@ const CONVERSE_COST_NANOS: i64 = 109_131_660;
 async fn converse_is_priced_to_the_nano_dollar_settled_and_ledgered() {
     let redis = RedisServer::start(false).await;
     let svc = Service::start(&config(Some("100")), &redis, FailMode::Open).await;
-    let body = json!({"messages": [{"role": "user", "content": [{"text": "hello"}]}], "inferenceConfig": {"maxTokens": 1000}}).to_string();
+    let body =
+        json!({"messages": [{"role": "user", "content": [{"text": "hello"}]}], "inferenceConfig": {"maxTokens": 1000}})
+            .to_string();
     let out = svc
         .exchange(vec![
-            req_headers(&converse_path(SONNET_US), &[("x-team-id", "search"), ("x-workflow-id", "rag"), ("x-tenant-id", "acme"), ("amz-sdk-invocation-id", "inv-1"), ("x-tally-cost-usd", "spoofed")], false),
+            req_headers(
+                &converse_path(SONNET_US),
+                &[
+                    ("x-team-id", "search"),
+                    ("x-workflow-id", "rag"),
+                    ("x-tenant-id", "acme"),
+                    ("amz-sdk-invocation-id", "inv-1"),
+                    ("x-tally-cost-usd", "spoofed"),
+                ],
+                false,
+            ),
             req_body(body.as_bytes()),
             resp_headers(200, &[("content-type", "application/json")]),
             resp_body(CONVERSE_USAGE.as_bytes(), true),
@@ -264,7 +348,13 @@ async fn converse_is_priced_to_the_nano_dollar_settled_and_ledgered() {
         Some(processing_response::Response::RequestHeaders(h)) => h.response.clone().unwrap(),
         other => panic!("{other:?}"),
     };
-    assert!(first.header_mutation.unwrap().remove_headers.contains(&"x-tally-cost-usd".to_string()));
+    assert!(
+        first
+            .header_mutation
+            .unwrap()
+            .remove_headers
+            .contains(&"x-tally-cost-usd".to_string())
+    );
     // Usage is in the body: the response headers are held (BUFFERED) and the cost goes on the body reply.
     let mode = out[2].mode_override.expect("a mode override on response headers");
     assert_eq!(mode.response_body_mode, 2 /* BUFFERED */);
@@ -277,8 +367,18 @@ async fn converse_is_priced_to_the_nano_dollar_settled_and_ledgered() {
     assert_eq!(records.len(), 1);
     let r = &records[0];
     assert_eq!(r["costNanos"], CONVERSE_COST_NANOS);
-    assert_eq!((r["team"].as_str(), r["tenant"].as_str(), r["workflow"].as_str()), (Some("search"), Some("acme"), Some("rag")));
-    assert_eq!((r["inputTokens"].as_u64(), r["cacheWrite5mTokens"].as_u64(), r["cacheWrite1hTokens"].as_u64()), (Some(1234), Some(3456), Some(7890)));
+    assert_eq!(
+        (r["team"].as_str(), r["tenant"].as_str(), r["workflow"].as_str()),
+        (Some("search"), Some("acme"), Some("rag"))
+    );
+    assert_eq!(
+        (
+            r["inputTokens"].as_u64(),
+            r["cacheWrite5mTokens"].as_u64(),
+            r["cacheWrite1hTokens"].as_u64()
+        ),
+        (Some(1234), Some(3456), Some(7890))
+    );
     assert_eq!(r["operation"], "Converse");
     assert_eq!(r["modelId"], SONNET_US);
     assert_eq!(r["outcome"], "ok");
@@ -287,7 +387,12 @@ async fn converse_is_priced_to_the_nano_dollar_settled_and_ledgered() {
     assert_eq!(counter(&redis, "search", "reserved").await, 0);
     assert_eq!(counter(&redis, "search", "requests").await, 1);
     let metrics = svc.metrics().await;
-    assert!(metrics.contains(&format!("tally_spend_nanos_total{{team=\"search\",workflow=\"rag\",model=\"{SONNET_US}\"}} {CONVERSE_COST_NANOS}")), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "tally_spend_nanos_total{{team=\"search\",workflow=\"rag\",model=\"{SONNET_US}\"}} {CONVERSE_COST_NANOS}"
+        )),
+        "{metrics}"
+    );
     svc.stop().await;
 }
 
@@ -300,7 +405,15 @@ async fn invoke_model_priced_from_token_headers_without_reading_the_body() {
         .exchange(vec![
             req_headers(&path, &[("x-team-id", "search")], false),
             req_body(br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":100,"messages":[]}"#),
-            resp_headers(200, &[("x-amzn-bedrock-input-token-count", "1000"), ("x-amzn-bedrock-output-token-count", "100"), ("x-amzn-bedrock-cache-read-input-token-count", "0"), ("x-amzn-bedrock-cache-write-input-token-count", "0")]),
+            resp_headers(
+                200,
+                &[
+                    ("x-amzn-bedrock-input-token-count", "1000"),
+                    ("x-amzn-bedrock-output-token-count", "100"),
+                    ("x-amzn-bedrock-cache-read-input-token-count", "0"),
+                    ("x-amzn-bedrock-cache-write-input-token-count", "0"),
+                ],
+            ),
         ])
         .await;
     // 1000 × 0.8 + 100 × 4 = 0.0012 USD, decided on the headers: no body mode requested.
@@ -313,7 +426,10 @@ async fn invoke_model_priced_from_token_headers_without_reading_the_body() {
 fn es_event(event_type: &str, payload: &[u8]) -> Vec<u8> {
     let msg = Message::new(payload.to_vec())
         .add_header(Header::new(":message-type", EsValue::String("event".into())))
-        .add_header(Header::new(":event-type", EsValue::String(event_type.to_string().into())))
+        .add_header(Header::new(
+            ":event-type",
+            EsValue::String(event_type.to_string().into()),
+        ))
         .add_header(Header::new(":content-type", EsValue::String("application/json".into())));
     let mut out = Vec::new();
     write_message_to(&msg, &mut out).unwrap();
@@ -356,7 +472,14 @@ async fn invoke_stream_split_at_every_byte_boundary_is_charged_exactly() {
             for split in part {
                 let out = svc
                     .exchange(vec![
-                        req_headers(&path, &[("x-team-id", "search"), ("amz-sdk-invocation-id", &format!("split-{split}"))], false),
+                        req_headers(
+                            &path,
+                            &[
+                                ("x-team-id", "search"),
+                                ("amz-sdk-invocation-id", &format!("split-{split}")),
+                            ],
+                            false,
+                        ),
                         req_body(br#"{"max_tokens":50,"messages":[]}"#),
                         resp_headers(200, &[("content-type", "application/vnd.amazon.eventstream")]),
                         resp_body(&stream[..split], false),
@@ -364,7 +487,10 @@ async fn invoke_stream_split_at_every_byte_boundary_is_charged_exactly() {
                         resp_body(b"", true),
                     ])
                     .await;
-                assert_eq!(out[2].mode_override.expect("streamed mode").response_body_mode, 1 /* STREAMED */);
+                assert_eq!(
+                    out[2].mode_override.expect("streamed mode").response_body_mode,
+                    1 /* STREAMED */
+                );
             }
         }));
     }
@@ -374,10 +500,17 @@ async fn invoke_stream_split_at_every_byte_boundary_is_charged_exactly() {
     let records = ledger(&redis, "search").await;
     assert_eq!(records.len(), stream.len() + 1);
     for r in &records {
-        assert_eq!((r["costNanos"].as_i64(), r["outcome"].as_str()), (Some(STREAM_COST_NANOS), Some("ok")), "{r}");
+        assert_eq!(
+            (r["costNanos"].as_i64(), r["outcome"].as_str()),
+            (Some(STREAM_COST_NANOS), Some("ok")),
+            "{r}"
+        );
         assert_eq!(r["operation"], "InvokeModelWithResponseStream");
     }
-    assert_eq!(counter(&redis, "search", "spent").await, STREAM_COST_NANOS * (stream.len() as i64 + 1));
+    assert_eq!(
+        counter(&redis, "search", "spent").await,
+        STREAM_COST_NANOS * (stream.len() as i64 + 1)
+    );
     assert_eq!(counter(&redis, "search", "reserved").await, 0);
 }
 
@@ -403,8 +536,18 @@ async fn concurrent_calls_are_admitted_only_while_the_budget_covers_them() {
         pending.push(tokio::spawn(async move {
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             let mut client = svc.client.clone();
-            let mut inbound = client.process(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
-            tx.send(req_headers(&path, &[("x-team-id", "search"), ("amz-sdk-invocation-id", &format!("c-{i}"))], false)).await.unwrap();
+            let mut inbound = client
+                .process(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner();
+            tx.send(req_headers(
+                &path,
+                &[("x-team-id", "search"), ("amz-sdk-invocation-id", &format!("c-{i}"))],
+                false,
+            ))
+            .await
+            .unwrap();
             inbound.message().await.unwrap().unwrap();
             tx.send(req_body(body)).await.unwrap();
             let resp = inbound.message().await.unwrap().unwrap();
@@ -417,7 +560,10 @@ async fn concurrent_calls_are_admitted_only_while_the_budget_covers_them() {
             Some(processing_response::Response::ImmediateResponse(i)) => {
                 assert_eq!(i.status.unwrap().code, 400);
                 let headers = set_headers(&resp);
-                assert_eq!(header(&headers, "x-amzn-errortype"), Some("ServiceQuotaExceededException"));
+                assert_eq!(
+                    header(&headers, "x-amzn-errortype"),
+                    Some("ServiceQuotaExceededException")
+                );
                 refused_messages.push(String::from_utf8(i.body.clone()).unwrap());
             }
             _ => {
@@ -427,14 +573,29 @@ async fn concurrent_calls_are_admitted_only_while_the_budget_covers_them() {
         }
     }
     assert_eq!(admitted, k, "exactly the calls the budget covers are admitted");
-    assert!(refused_messages[0].contains("team \\\"search\\\"") && refused_messages[0].contains("resets at"), "{}", refused_messages[0]);
+    assert!(
+        refused_messages[0].contains("team \\\"search\\\"") && refused_messages[0].contains("resets at"),
+        "{}",
+        refused_messages[0]
+    );
     // Phase 2: the admitted calls complete with real usage (500 in, 200 out = 0.0012 USD).
     for (tx, mut inbound) in streams {
-        tx.send(resp_headers(200, &[("x-amzn-bedrock-input-token-count", "500"), ("x-amzn-bedrock-output-token-count", "200")])).await.unwrap();
+        tx.send(resp_headers(
+            200,
+            &[
+                ("x-amzn-bedrock-input-token-count", "500"),
+                ("x-amzn-bedrock-output-token-count", "200"),
+            ],
+        ))
+        .await
+        .unwrap();
         inbound.message().await.unwrap().unwrap();
         drop(tx);
     }
-    tally_tests::fixtures::process::wait_until(Duration::from_secs(5), || async { counter(&redis, "search", "requests").await == k }).await;
+    tally_tests::fixtures::process::wait_until(Duration::from_secs(5), || async {
+        counter(&redis, "search", "requests").await == k
+    })
+    .await;
     let spent = counter(&redis, "search", "spent").await;
     assert_eq!(spent, k * 1_200_000);
     assert!(spent <= limit.0);
@@ -442,13 +603,20 @@ async fn concurrent_calls_are_admitted_only_while_the_budget_covers_them() {
     let records = ledger(&redis, "search").await;
     let ledger_sum: i64 = records.iter().map(|r| r["costNanos"].as_i64().unwrap()).sum();
     assert_eq!(ledger_sum, spent, "counters equal the sum of ledger records");
-    assert_eq!(records.iter().filter(|r| r["outcome"] == "blocked").count(), (n - k) as usize);
+    assert_eq!(
+        records.iter().filter(|r| r["outcome"] == "blocked").count(),
+        (n - k) as usize
+    );
     assert_eq!(counter(&redis, "search", "blocked").await, n - k);
 }
 
 async fn one_converse(svc: &Service, id: &str) -> Vec<ProcessingResponse> {
     svc.exchange(vec![
-        req_headers(&converse_path(SONNET_US), &[("x-team-id", "search"), ("amz-sdk-invocation-id", id)], false),
+        req_headers(
+            &converse_path(SONNET_US),
+            &[("x-team-id", "search"), ("amz-sdk-invocation-id", id)],
+            false,
+        ),
         req_body(br#"{"messages":[],"inferenceConfig":{"maxTokens":100}}"#),
         resp_headers(200, &[]),
         resp_body(CONVERSE_USAGE.as_bytes(), true),
@@ -518,18 +686,35 @@ async fn disallowed_models_and_foreign_identities_are_denied() {
         principals: vec!["spiffe://cluster.local/ns/secure/sa/app".into()],
     });
     let svc = Service::start(&cfg, &redis, FailMode::Open).await;
-    let out = svc.exchange(vec![req_headers("/model/amazon.nova-pro-v1%3A0/converse", &[("x-team-id", "search")], false)]).await;
+    let out = svc
+        .exchange(vec![req_headers(
+            "/model/amazon.nova-pro-v1%3A0/converse",
+            &[("x-team-id", "search")],
+            false,
+        )])
+        .await;
     match &out[0].response {
         Some(processing_response::Response::ImmediateResponse(i)) => {
             assert_eq!(i.status.unwrap().code, 403);
-            assert_eq!(header(&set_headers(&out[0]), "x-amzn-errortype"), Some("AccessDeniedException"));
+            assert_eq!(
+                header(&set_headers(&out[0]), "x-amzn-errortype"),
+                Some("AccessDeniedException")
+            );
             assert!(String::from_utf8_lossy(&i.body).contains("amazon.nova-pro-v1:0"));
         }
         other => panic!("expected 403, got {other:?}"),
     }
     // A header claiming "secure" without the workload identity Envoy vouches for.
-    let out = svc.exchange(vec![req_headers(&converse_path(HAIKU), &[("x-team-id", "secure")], false)]).await;
-    assert!(matches!(&out[0].response, Some(processing_response::Response::ImmediateResponse(i)) if i.status.unwrap().code == 403));
+    let out = svc
+        .exchange(vec![req_headers(
+            &converse_path(HAIKU),
+            &[("x-team-id", "secure")],
+            false,
+        )])
+        .await;
+    assert!(
+        matches!(&out[0].response, Some(processing_response::Response::ImmediateResponse(i)) if i.status.unwrap().code == 403)
+    );
     let records = ledger(&redis, "search").await;
     assert_eq!(records[0]["outcome"], "denied");
     svc.stop().await;
@@ -547,35 +732,101 @@ async fn malformed_input_never_crashes_and_never_blocks_a_paying_call() {
     let mut corrupt = anthropic_stream();
     corrupt[20] ^= 0xff;
     let cases: Vec<(&str, Vec<ProcessingRequest>)> = vec![
-        ("garbage request body", vec![req_headers(&converse_path(SONNET_US), &[("x-team-id", "search")], false), req_body(b"\xff\xfe{{{not json"), resp_headers(200, &[]), resp_body(b"also not json \x00", true)]),
-        ("huge frame length", vec![req_headers(&stream_path, &[("x-team-id", "search")], false), req_body(b"{}"), resp_headers(200, &[]), resp_body(&huge, false), resp_body(b"", true)]),
-        ("corrupt frame", vec![req_headers(&stream_path, &[("x-team-id", "search")], false), req_body(b"{}"), resp_headers(200, &[]), resp_body(&corrupt, false), resp_body(b"", true)]),
-        ("unknown model", vec![req_headers("/model/anthropic.mystery-model-v9/converse", &[("x-team-id", "search")], false), req_body(b"{}"), resp_headers(200, &[]), resp_body(CONVERSE_USAGE.as_bytes(), true)]),
-        ("non-UTF-8 header", vec![non_utf8_headers(&converse_path(HAIKU)), req_body(b"{}"), resp_headers(200, &[]), resp_body(CONVERSE_USAGE.as_bytes(), true)]),
+        (
+            "garbage request body",
+            vec![
+                req_headers(&converse_path(SONNET_US), &[("x-team-id", "search")], false),
+                req_body(b"\xff\xfe{{{not json"),
+                resp_headers(200, &[]),
+                resp_body(b"also not json \x00", true),
+            ],
+        ),
+        (
+            "huge frame length",
+            vec![
+                req_headers(&stream_path, &[("x-team-id", "search")], false),
+                req_body(b"{}"),
+                resp_headers(200, &[]),
+                resp_body(&huge, false),
+                resp_body(b"", true),
+            ],
+        ),
+        (
+            "corrupt frame",
+            vec![
+                req_headers(&stream_path, &[("x-team-id", "search")], false),
+                req_body(b"{}"),
+                resp_headers(200, &[]),
+                resp_body(&corrupt, false),
+                resp_body(b"", true),
+            ],
+        ),
+        (
+            "unknown model",
+            vec![
+                req_headers(
+                    "/model/anthropic.mystery-model-v9/converse",
+                    &[("x-team-id", "search")],
+                    false,
+                ),
+                req_body(b"{}"),
+                resp_headers(200, &[]),
+                resp_body(CONVERSE_USAGE.as_bytes(), true),
+            ],
+        ),
+        (
+            "non-UTF-8 header",
+            vec![
+                non_utf8_headers(&converse_path(HAIKU)),
+                req_body(b"{}"),
+                resp_headers(200, &[]),
+                resp_body(CONVERSE_USAGE.as_bytes(), true),
+            ],
+        ),
     ];
     for (name, msgs) in cases {
         let n = msgs.len();
         let out = svc.exchange(msgs).await;
         assert_eq!(out.len(), n, "{name}: every message answered, none refused");
-        assert!(out.iter().all(|r| !matches!(r.response, Some(processing_response::Response::ImmediateResponse(_)))), "{name}");
+        assert!(
+            out.iter()
+                .all(|r| !matches!(r.response, Some(processing_response::Response::ImmediateResponse(_)))),
+            "{name}"
+        );
     }
     let records = ledger(&redis, "search").await;
     let unknown = ledger(&redis, "unknown").await;
     assert_eq!(records.len() + unknown.len(), 5);
-    let mystery = records.iter().find(|r| r["modelId"] == "anthropic.mystery-model-v9").expect("unknown model recorded");
-    assert_eq!((mystery["unpriced"].as_bool(), mystery["costNanos"].as_i64()), (Some(true), Some(0)));
+    let mystery = records
+        .iter()
+        .find(|r| r["modelId"] == "anthropic.mystery-model-v9")
+        .expect("unknown model recorded");
+    assert_eq!(
+        (mystery["unpriced"].as_bool(), mystery["costNanos"].as_i64()),
+        (Some(true), Some(0))
+    );
     let metrics = svc.metrics().await;
-    assert!(metrics.contains("tally_unpriced_calls_total{model=\"anthropic.mystery-model-v9\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("tally_unpriced_calls_total{model=\"anthropic.mystery-model-v9\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("tally_stream_decode_errors_total 2"), "{metrics}");
     // A header that is not a configured team is charged to `unknown`, with the claim kept.
-    assert_eq!(unknown[0]["claimedTeam"].as_str().map(|s| s.starts_with("search")), Some(true));
+    assert_eq!(
+        unknown[0]["claimedTeam"].as_str().map(|s| s.starts_with("search")),
+        Some(true)
+    );
     svc.stop().await;
 }
 
 fn non_utf8_headers(path: &str) -> ProcessingRequest {
     let mut r = req_headers(path, &[("x-tenant-id", "\u{1}")], false);
     if let Some(processing_request::Request::RequestHeaders(h)) = &mut r.request {
-        h.headers.as_mut().unwrap().headers.push(hv("x-team-id", b"search\xff\xfe"));
+        h.headers
+            .as_mut()
+            .unwrap()
+            .headers
+            .push(hv("x-team-id", b"search\xff\xfe"));
     }
     r
 }
@@ -596,7 +847,11 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
     // The stream ends (Envoy resets it) after the message_start chunk: charged what was seen.
     let first_frame_len = u32::from_be_bytes(stream[0..4].try_into().unwrap()) as usize;
     svc.exchange(vec![
-        req_headers(&path, &[("x-team-id", "search"), ("amz-sdk-invocation-id", "cut-1")], false),
+        req_headers(
+            &path,
+            &[("x-team-id", "search"), ("amz-sdk-invocation-id", "cut-1")],
+            false,
+        ),
         req_body(br#"{"max_tokens":50,"messages":[]}"#),
         resp_headers(200, &[]),
         resp_body(&stream[..first_frame_len], false),
@@ -604,20 +859,33 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
     .await;
     // Cut before any usage: charged the whole reservation (body bytes × 6.6 + 50 × 16.5, USD/1M).
     svc.exchange(vec![
-        req_headers(&path, &[("x-team-id", "search"), ("amz-sdk-invocation-id", "cut-2")], false),
+        req_headers(
+            &path,
+            &[("x-team-id", "search"), ("amz-sdk-invocation-id", "cut-2")],
+            false,
+        ),
         req_body(br#"{"max_tokens":50,"messages":[]}"#),
     ])
     .await;
-    let ok = tally_tests::fixtures::process::wait_until(Duration::from_secs(5), || async { ledger(&redis, "search").await.len() == 2 }).await;
+    let ok = tally_tests::fixtures::process::wait_until(Duration::from_secs(5), || async {
+        ledger(&redis, "search").await.len() == 2
+    })
+    .await;
     assert!(ok, "both cut calls recorded");
     let records = ledger(&redis, "search").await;
     let by_id = |id: &str| records.iter().find(|r| r["requestId"] == id).unwrap().clone();
     let seen = by_id("cut-1");
     // input 21 × 3.3 + output 1 × 16.5 + cache read 5 × 0.33 + writes 1 × 4.125 + 3 × 6.6 = 0.000111375 USD
-    assert_eq!((seen["outcome"].as_str(), seen["costNanos"].as_i64()), (Some("incomplete"), Some(111_375)));
+    assert_eq!(
+        (seen["outcome"].as_str(), seen["costNanos"].as_i64()),
+        (Some("incomplete"), Some(111_375))
+    );
     let none = by_id("cut-2");
     let body_len = br#"{"max_tokens":50,"messages":[]}"#.len() as i64;
-    assert_eq!((none["outcome"].as_str(), none["costNanos"].as_i64()), (Some("incomplete"), Some(body_len * 6_600 + 50 * 16_500)));
+    assert_eq!(
+        (none["outcome"].as_str(), none["costNanos"].as_i64()),
+        (Some("incomplete"), Some(body_len * 6_600 + 50 * 16_500))
+    );
     assert_eq!(counter(&redis, "search", "reserved").await, 0);
     svc.stop().await;
 }

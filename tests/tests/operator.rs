@@ -365,7 +365,11 @@ async fn published(admin: &Client) -> Result<Option<(String, CompiledConfig)>> {
 async fn events_of(admin: &Client, ns: &str, name: &str) -> Result<BTreeMap<String, usize>> {
     let api: Api<Event> = Api::namespaced(admin.clone(), ns);
     let mut counts = BTreeMap::new();
-    for e in api.list(&ListParams::default()).await? {
+    let list = api.list(&ListParams::default()).await?;
+    if list.items.is_empty() {
+        bail!("no events in namespace {ns}");
+    }
+    for e in list {
         if e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) {
             let reason = e.reason.unwrap_or_default();
             let note = e.note.unwrap_or_default();
@@ -459,7 +463,7 @@ impl Replica {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Result<()> {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("tally_operator=debug,kube=warn")
+        .with_env_filter("tally_operator=debug,kube=warn,kube_client::client::builder=off")
         .with_test_writer()
         .try_init();
     let kube = KubeApiServer::start().await?;
@@ -624,7 +628,10 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     assert_eq!(condition(&tb, "BudgetExceeded").unwrap().0, "False");
     let events = eventually("threshold events", Duration::from_secs(20), || async {
         let e = events_of(&admin, "search", "search").await?;
-        Ok((e.len() >= 2).then_some(e))
+        if e.len() < 2 {
+            bail!("events so far: {e:?}");
+        }
+        Ok(Some(e))
     })
     .await;
     assert_eq!(

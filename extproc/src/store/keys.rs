@@ -70,9 +70,18 @@ mod tests {
 
     #[test]
     fn keys_share_the_team_hash_tag() {
-        assert_eq!(counter("search", "2026-11", &Scope::Team), "tally:{search}:c:2026-11:team");
-        assert_eq!(counter("search", "2026-11", &Scope::Workflow("rag".into())), "tally:{search}:c:2026-11:wf/rag");
-        assert_eq!(counter("search", "2026-11", &Scope::Tenant("acme".into())), "tally:{search}:c:2026-11:tn/acme");
+        assert_eq!(
+            counter("search", "2026-11", &Scope::Team),
+            "tally:{search}:c:2026-11:team"
+        );
+        assert_eq!(
+            counter("search", "2026-11", &Scope::Workflow("rag".into())),
+            "tally:{search}:c:2026-11:wf/rag"
+        );
+        assert_eq!(
+            counter("search", "2026-11", &Scope::Tenant("acme".into())),
+            "tally:{search}:c:2026-11:tn/acme"
+        );
         assert_eq!(ledger("search"), "tally:{search}:ledger");
         assert_eq!(settled("search", "r1/1"), "tally:{search}:done:r1/1");
     }

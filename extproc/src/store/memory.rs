@@ -33,8 +33,12 @@ impl State {
     }
 
     fn purge_expired(&mut self, now_ms: i64) {
-        let expired: Vec<String> =
-            self.reservations.iter().filter(|(_, (exp, _, _))| *exp <= now_ms).map(|(id, _)| id.clone()).collect();
+        let expired: Vec<String> = self
+            .reservations
+            .iter()
+            .filter(|(_, (exp, _, _))| *exp <= now_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in expired {
             self.release(&id);
         }
@@ -42,7 +46,9 @@ impl State {
     }
 
     fn used(&self, key: &str) -> Nanos {
-        self.counters.get(key).map_or(Nanos::ZERO, |c| c.spent.saturating_add(c.reserved))
+        self.counters
+            .get(key)
+            .map_or(Nanos::ZERO, |c| c.spent.saturating_add(c.reserved))
     }
 }
 
@@ -76,7 +82,11 @@ impl MemoryStore {
                     if let Some(first) = r.budgets.first() {
                         s.counters.entry(first.key.clone()).or_default().blocked += 1;
                     }
-                    return ReserveOutcome::Refused { label: b.label.clone(), limit, remaining: limit.saturating_sub(used) };
+                    return ReserveOutcome::Refused {
+                        label: b.label.clone(),
+                        limit,
+                        remaining: limit.saturating_sub(used),
+                    };
                 }
                 over.push(b.label.clone());
             }
@@ -109,7 +119,8 @@ impl MemoryStore {
         while s.ledger.len() as u64 > ledger_max_len.max(1) {
             s.ledger.pop_front();
         }
-        s.settled.insert(st.charge_id.clone(), now_ms() + super::SETTLED_TTL.as_millis() as i64);
+        s.settled
+            .insert(st.charge_id.clone(), now_ms() + super::SETTLED_TTL.as_millis() as i64);
         let team_used = st.counters.first().map_or(Nanos::ZERO, |k| s.used(k));
         SettleOutcome::Settled { team_used }
     }

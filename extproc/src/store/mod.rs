@@ -40,7 +40,11 @@ pub enum ReserveOutcome {
     /// `over` lists `Warn` budgets it goes beyond.
     Reserved { team_used: Nanos, over: Vec<String> },
     /// An enforcing budget cannot cover it; nothing was held.
-    Refused { label: String, limit: Nanos, remaining: Nanos },
+    Refused {
+        label: String,
+        limit: Nanos,
+        remaining: Nanos,
+    },
     /// This charge id is already reserved or settled.
     Duplicate,
 }
@@ -62,7 +66,9 @@ pub struct Settlement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettleOutcome {
     /// `team_used` = team spent + reserved after settling.
-    Settled { team_used: Nanos },
+    Settled {
+        team_used: Nanos,
+    },
     AlreadySettled,
 }
 

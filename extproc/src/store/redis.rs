@@ -102,7 +102,12 @@ impl ConnectionLike for Connection {
         }
     }
 
-    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
             Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
@@ -135,7 +140,7 @@ impl RedisStore {
                 .connection_timeout(Duration::from_secs(1))
                 .response_timeout(OP_TIMEOUT);
             if let Some(p) = password {
-                b = b.password(p.to_string());
+                b = b.password(p);
             }
             Connection::Cluster(b.build()?.get_async_connection().await?)
         } else {
@@ -160,13 +165,19 @@ impl RedisStore {
 
     pub async fn reserve(&self, r: &ReserveRequest) -> Result<ReserveOutcome> {
         let mut inv = self.reserve.prepare_invoke();
-        inv.key(keys::reservations(&r.team)).key(keys::reservation_data(&r.team)).key(keys::settled(&r.team, &r.charge_id));
+        inv.key(keys::reservations(&r.team))
+            .key(keys::reservation_data(&r.team))
+            .key(keys::settled(&r.team, &r.charge_id));
         for b in &r.budgets {
             inv.key(&b.key);
         }
-        inv.arg(r.now_ms).arg(r.now_ms + r.ttl.as_millis() as i64).arg(&r.charge_id).arg(r.amount.0);
+        inv.arg(r.now_ms)
+            .arg(r.now_ms + r.ttl.as_millis() as i64)
+            .arg(&r.charge_id)
+            .arg(r.amount.0);
         for b in &r.budgets {
-            inv.arg(b.limit.map_or(-1, |l| l.0)).arg(if b.enforce { "1" } else { "0" });
+            inv.arg(b.limit.map_or(-1, |l| l.0))
+                .arg(if b.enforce { "1" } else { "0" });
         }
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.first().map(String::as_str) {
@@ -177,10 +188,16 @@ impl RedisStore {
                     .filter_map(|i| i.parse::<usize>().ok())
                     .filter_map(|i| r.budgets.get(i - 1).map(|b| b.label.clone()))
                     .collect();
-                Ok(ReserveOutcome::Reserved { team_used: parse_nanos(reply.get(1))?, over })
+                Ok(ReserveOutcome::Reserved {
+                    team_used: parse_nanos(reply.get(1))?,
+                    over,
+                })
             }
             Some("refused") => {
-                let idx: usize = reply.get(1).and_then(|i| i.parse().ok()).ok_or_else(|| protocol(&reply))?;
+                let idx: usize = reply
+                    .get(1)
+                    .and_then(|i| i.parse().ok())
+                    .ok_or_else(|| protocol(&reply))?;
                 let b = r.budgets.get(idx - 1).ok_or_else(|| protocol(&reply))?;
                 Ok(ReserveOutcome::Refused {
                     label: b.label.clone(),
@@ -211,7 +228,9 @@ impl RedisStore {
             .arg(record);
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.first().map(String::as_str) {
-            Some("ok") => Ok(SettleOutcome::Settled { team_used: parse_nanos(reply.get(1))? }),
+            Some("ok") => Ok(SettleOutcome::Settled {
+                team_used: parse_nanos(reply.get(1))?,
+            }),
             Some("dup") => Ok(SettleOutcome::AlreadySettled),
             _ => Err(protocol(&reply)),
         }
@@ -221,13 +240,19 @@ impl RedisStore {
         let mut out = Vec::new();
         let mut conn = self.conn.clone();
         for team in teams {
-            let reply: redis::streams::StreamRangeReply =
-                redis::cmd("XREVRANGE").arg(keys::ledger(team)).arg("+").arg("-").arg("COUNT").arg(limit).query_async(&mut conn).await?;
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+                .arg(keys::ledger(team))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut conn)
+                .await?;
             for entry in reply.ids {
-                if let Some(Value::BulkString(b)) = entry.map.get("record") {
-                    if let Ok(r) = serde_json::from_slice::<LedgerRecord>(b) {
-                        out.push(r);
-                    }
+                if let Some(Value::BulkString(b)) = entry.map.get("record")
+                    && let Ok(r) = serde_json::from_slice::<LedgerRecord>(b)
+                {
+                    out.push(r);
                 }
             }
         }
@@ -237,14 +262,15 @@ impl RedisStore {
     }
 
     pub async fn counters(&self, key: &str) -> Result<Counters> {
-        let (spent, reserved, requests, blocked): (Option<i64>, Option<i64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
-            .arg(key)
-            .arg(keys::field::SPENT)
-            .arg(keys::field::RESERVED)
-            .arg(keys::field::REQUESTS)
-            .arg(keys::field::BLOCKED)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let (spent, reserved, requests, blocked): (Option<i64>, Option<i64>, Option<u64>, Option<u64>) =
+            redis::cmd("HMGET")
+                .arg(key)
+                .arg(keys::field::SPENT)
+                .arg(keys::field::RESERVED)
+                .arg(keys::field::REQUESTS)
+                .arg(keys::field::BLOCKED)
+                .query_async(&mut self.conn.clone())
+                .await?;
         Ok(Counters {
             spent: Nanos(spent.unwrap_or(0)),
             reserved: Nanos(reserved.unwrap_or(0)),
@@ -260,7 +286,9 @@ impl RedisStore {
 }
 
 fn parse_nanos(v: Option<&String>) -> Result<Nanos> {
-    v.and_then(|s| s.parse::<i64>().ok()).map(Nanos).ok_or_else(|| StoreError::Protocol(format!("expected an integer, got {v:?}")))
+    v.and_then(|s| s.parse::<i64>().ok())
+        .map(Nanos)
+        .ok_or_else(|| StoreError::Protocol(format!("expected an integer, got {v:?}")))
 }
 
 fn protocol(reply: &[String]) -> StoreError {

@@ -29,7 +29,11 @@ impl Spool {
         fs::create_dir_all(dir).map_err(|e| StoreError::Spool(format!("create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let depth = read_all(&path)?.len() as u64;
-        Ok(Spool { path, max_bytes, depth: Mutex::new(depth) })
+        Ok(Spool {
+            path,
+            max_bytes,
+            depth: Mutex::new(depth),
+        })
     }
 
     pub fn depth(&self) -> u64 {
@@ -43,14 +47,19 @@ impl Spool {
         line.push(b'\n');
         let size = fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         if size + line.len() as u64 > self.max_bytes {
-            return Err(StoreError::Spool(format!("spool {} is full ({size} bytes)", self.path.display())));
+            return Err(StoreError::Spool(format!(
+                "spool {} is full ({size} bytes)",
+                self.path.display()
+            )));
         }
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| StoreError::Spool(format!("open {}: {e}", self.path.display())))?;
-        f.write_all(&line).and_then(|_| f.sync_data()).map_err(|e| StoreError::Spool(format!("write {}: {e}", self.path.display())))?;
+        f.write_all(&line)
+            .and_then(|_| f.sync_data())
+            .map_err(|e| StoreError::Spool(format!("write {}: {e}", self.path.display())))?;
         *depth += 1;
         Ok(())
     }
@@ -174,7 +183,13 @@ mod tests {
             .replay(|s| {
                 seen.push(s.charge_id.clone());
                 let fail = s.charge_id == "b";
-                async move { if fail { Err(StoreError::Spool("down".into())) } else { Ok(()) } }
+                async move {
+                    if fail {
+                        Err(StoreError::Spool("down".into()))
+                    } else {
+                        Ok(())
+                    }
+                }
             })
             .await
             .unwrap();

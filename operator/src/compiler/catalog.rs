@@ -81,14 +81,20 @@ pub(super) fn compile_catalogs(pricings: &[ModelPricing]) -> (Catalog, BTreeMap<
                 part_errors.push(CompileError::new(
                     &part.object,
                     format!("spec.aliases[{i}].model"),
-                    format!("{:?} is itself an alias (in {owner}); an alias must name a priced model", alias.model),
+                    format!(
+                        "{:?} is itself an alias (in {owner}); an alias must name a priced model",
+                        alias.model
+                    ),
                 ));
             }
             if let Some((_, (_, _, owner))) = alias_owner.iter().find(|(_, (model, _, _))| *model == alias.id) {
                 part_errors.push(CompileError::new(
                     &part.object,
                     format!("spec.aliases[{i}].id"),
-                    format!("{:?} is the model of an alias in {owner}; aliases are followed only once", alias.id),
+                    format!(
+                        "{:?} is the model of an alias in {owner}; aliases are followed only once",
+                        alias.id
+                    ),
                 ));
             }
         }
@@ -109,16 +115,26 @@ pub(super) fn compile_catalogs(pricings: &[ModelPricing]) -> (Catalog, BTreeMap<
     for part in accepted {
         entries_per_catalog.insert(part.name.clone(), part.entries.len());
         for (index, entry) in part.entries.into_iter().enumerate() {
-            let key = (Reverse(part.priority), specificity(&entry.pattern, &entry.regions), part.name.clone(), index);
+            let key = (
+                Reverse(part.priority),
+                specificity(&entry.pattern, &entry.regions),
+                part.name.clone(),
+                index,
+            );
             ranked.push((key, entry));
         }
     }
     ranked.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut aliases: Vec<Alias> =
-        alias_owner.into_iter().map(|(id, (model, _, _))| Alias { id, model }).collect();
+    let mut aliases: Vec<Alias> = alias_owner
+        .into_iter()
+        .map(|(id, (model, _, _))| Alias { id, model })
+        .collect();
     aliases.sort_by(|a, b| a.id.cmp(&b.id));
-    let catalog = Catalog { entries: ranked.into_iter().map(|(_, e)| e).collect(), aliases };
+    let catalog = Catalog {
+        entries: ranked.into_iter().map(|(_, e)| e).collect(),
+        aliases,
+    };
     (catalog, entries_per_catalog, errors)
 }
 
@@ -176,9 +192,14 @@ pub fn compile_pricing(mp: &ModelPricing) -> Result<CatalogPart, Vec<CompileErro
         let cache_write_5m = price("cacheWrite5mPerMillion", m.cache_write5m_per_million.as_ref());
         let cache_write_1h = price("cacheWrite1hPerMillion", m.cache_write1h_per_million.as_ref());
         if !(1..=MAX_OUTPUT_TOKENS).contains(&m.max_output_tokens) {
-            push(format!("{field}.maxOutputTokens"), format!("{} is not from 1 to {MAX_OUTPUT_TOKENS}", m.max_output_tokens));
+            push(
+                format!("{field}.maxOutputTokens"),
+                format!("{} is not from 1 to {MAX_OUTPUT_TOKENS}", m.max_output_tokens),
+            );
         }
-        let (Some(input), Some(output)) = (input, output) else { continue };
+        let (Some(input), Some(output)) = (input, output) else {
+            continue;
+        };
         let cache_write_5m = cache_write_5m.unwrap_or_default();
         entries.push(PriceEntry {
             pattern: m.pattern.clone(),
@@ -201,21 +222,36 @@ pub fn compile_pricing(mp: &ModelPricing) -> Result<CatalogPart, Vec<CompileErro
     for (i, a) in spec.aliases.iter().enumerate() {
         let field = format!("spec.aliases[{i}]");
         if a.id.is_empty() || a.id.chars().any(char::is_whitespace) {
-            push(format!("{field}.id"), format!("{:?} is not a model id (empty or with whitespace)", a.id));
+            push(
+                format!("{field}.id"),
+                format!("{:?} is not a model id (empty or with whitespace)", a.id),
+            );
         }
         if let Some(j) = seen.insert(&a.id, i) {
-            push(format!("{field}.id"), format!("duplicate alias id {:?} (also spec.aliases[{j}])", a.id));
+            push(
+                format!("{field}.id"),
+                format!("duplicate alias id {:?} (also spec.aliases[{j}])", a.id),
+            );
         }
         if a.model.is_empty() || a.model.contains('*') || a.model.chars().any(char::is_whitespace) {
-            push(format!("{field}.model"), format!("{:?} is not a model id (empty, a glob or with whitespace)", a.model));
+            push(
+                format!("{field}.model"),
+                format!("{:?} is not a model id (empty, a glob or with whitespace)", a.model),
+            );
         }
-        aliases.push(Alias { id: a.id.clone(), model: a.model.clone() });
+        aliases.push(Alias {
+            id: a.id.clone(),
+            model: a.model.clone(),
+        });
     }
     for (i, a) in spec.aliases.iter().enumerate() {
         if let Some(j) = spec.aliases.iter().position(|b| b.id == a.model) {
             push(
                 format!("spec.aliases[{i}].model"),
-                format!("{:?} is itself an alias (spec.aliases[{j}]); an alias must name a priced model", a.model),
+                format!(
+                    "{:?} is itself an alias (spec.aliases[{j}]); an alias must name a priced model",
+                    a.model
+                ),
             );
         }
     }
@@ -223,7 +259,13 @@ pub fn compile_pricing(mp: &ModelPricing) -> Result<CatalogPart, Vec<CompileErro
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(CatalogPart { object, name, priority: spec.priority, entries, aliases })
+    Ok(CatalogPart {
+        object,
+        name,
+        priority: spec.priority,
+        entries,
+        aliases,
+    })
 }
 
 #[cfg(test)]
@@ -239,7 +281,13 @@ mod tests {
         catalog
             .entries
             .iter()
-            .map(|e| if e.regions.is_empty() { e.pattern.clone() } else { format!("{}@{}", e.pattern, e.regions.join(",")) })
+            .map(|e| {
+                if e.regions.is_empty() {
+                    e.pattern.clone()
+                } else {
+                    format!("{}@{}", e.pattern, e.regions.join(","))
+                }
+            })
             .collect()
     }
 
@@ -252,14 +300,25 @@ mod tests {
         let p = pricing(
             "default",
             0,
-            vec![price("*", "100"), price("anthropic.*", "50"), price("anthropic.claude-*", "20"), price(SONNET, "3")],
+            vec![
+                price("*", "100"),
+                price("anthropic.*", "50"),
+                price("anthropic.claude-*", "20"),
+                price(SONNET, "3"),
+            ],
             vec![],
         );
         let config = compile(&[], &[p]).unwrap();
-        assert_eq!(patterns(&config.catalog), [SONNET, "anthropic.claude-*", "anthropic.*", "*"]);
+        assert_eq!(
+            patterns(&config.catalog),
+            [SONNET, "anthropic.claude-*", "anthropic.*", "*"]
+        );
         let book = PriceBook::new(&config.catalog);
         assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(3_000_000_000));
-        assert_eq!(input_price(&book, "anthropic.claude-3-opus-20240229-v1:0", "us-east-1"), Some(20_000_000_000));
+        assert_eq!(
+            input_price(&book, "anthropic.claude-3-opus-20240229-v1:0", "us-east-1"),
+            Some(20_000_000_000)
+        );
         assert_eq!(input_price(&book, "anthropic.other", "us-east-1"), Some(50_000_000_000));
         assert_eq!(input_price(&book, "meta.llama", "us-east-1"), Some(100_000_000_000));
     }
@@ -268,8 +327,15 @@ mod tests {
     fn region_specific_beats_all_regions() {
         let mut regional = price(SONNET, "4");
         regional.regions = vec!["eu-central-2".into()];
-        let config = compile(&[], &[pricing("default", 0, vec![price(SONNET, "3"), regional], vec![])]).unwrap();
-        assert_eq!(patterns(&config.catalog), [format!("{SONNET}@eu-central-2"), SONNET.to_string()]);
+        let config = compile(
+            &[],
+            &[pricing("default", 0, vec![price(SONNET, "3"), regional], vec![])],
+        )
+        .unwrap();
+        assert_eq!(
+            patterns(&config.catalog),
+            [format!("{SONNET}@eu-central-2"), SONNET.to_string()]
+        );
         let book = PriceBook::new(&config.catalog);
         assert_eq!(input_price(&book, SONNET, "eu-central-2"), Some(4_000_000_000));
         assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(3_000_000_000));
@@ -283,7 +349,13 @@ mod tests {
         assert_eq!(patterns(&config.catalog), ["anthropic.*", SONNET]);
         let book = PriceBook::new(&config.catalog);
         assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(2_500_000_000));
-        assert!(book.lookup(SONNET, "us-east-1").unwrap().entry.source.starts_with("negotiated: "));
+        assert!(
+            book.lookup(SONNET, "us-east-1")
+                .unwrap()
+                .entry
+                .source
+                .starts_with("negotiated: ")
+        );
     }
 
     #[test]
@@ -300,20 +372,51 @@ mod tests {
         let p = pricing(
             "default",
             0,
-            vec![price(SONNET, "3"), price(&format!("us.{SONNET}"), "3.3"), price(&format!("global.{SONNET}"), "3")],
+            vec![
+                price(SONNET, "3"),
+                price(&format!("us.{SONNET}"), "3.3"),
+                price(&format!("global.{SONNET}"), "3"),
+            ],
             vec![],
         );
         let config = compile(&[], &[p]).unwrap();
         // The longer (prefixed) exact ids come first; the order does not change which matches.
         assert_eq!(config.catalog.entries[0].pattern, format!("global.{SONNET}"));
         let book = PriceBook::new(&config.catalog);
-        assert_eq!(input_price(&book, &format!("us.{SONNET}"), "us-east-1"), Some(3_300_000_000));
-        assert_eq!(input_price(&book, &format!("global.{SONNET}"), "us-east-1"), Some(3_000_000_000));
+        assert_eq!(
+            input_price(&book, &format!("us.{SONNET}"), "us-east-1"),
+            Some(3_300_000_000)
+        );
+        assert_eq!(
+            input_price(&book, &format!("global.{SONNET}"), "us-east-1"),
+            Some(3_000_000_000)
+        );
         // No eu. entry: priced as the base model.
         let eu = format!("eu.{SONNET}");
         let priced = book.lookup(&eu, "eu-west-1").unwrap();
         assert_eq!(priced.model, SONNET);
         assert_eq!(priced.entry.prices.input.0, 3_000_000_000);
+    }
+
+    #[test]
+    fn an_override_of_a_base_id_leaves_listed_cross_region_ids_alone_unless_it_matches_them() {
+        let default = pricing(
+            "default",
+            0,
+            vec![price(SONNET, "3"), price(&format!("us.{SONNET}"), "3.3")],
+            vec![],
+        );
+        let us = format!("us.{SONNET}");
+        // Overriding only the base id: `us.X` still has its own (default) entry.
+        let base_only = pricing("negotiated", 10, vec![price(SONNET, "2")], vec![]);
+        let book = PriceBook::new(&compile(&[], &[default.clone(), base_only]).unwrap().catalog);
+        assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(2_000_000_000));
+        assert_eq!(input_price(&book, &us, "us-east-1"), Some(3_300_000_000));
+        // A leading `*` overrides the base id and every cross-region id at once.
+        let all = pricing("negotiated", 10, vec![price(&format!("*{SONNET}"), "2")], vec![]);
+        let book = PriceBook::new(&compile(&[], &[default, all]).unwrap().catalog);
+        assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(2_000_000_000));
+        assert_eq!(input_price(&book, &us, "us-east-1"), Some(2_000_000_000));
     }
 
     #[test]
@@ -327,14 +430,40 @@ mod tests {
         micro.output_per_million = "0.14".into();
         micro.cache_read_per_million = Some("0.00875".into());
         let config = compile(&[], &[pricing("p", 0, vec![m, micro], vec![])]).unwrap();
-        let sonnet = &config.catalog.entries.iter().find(|e| e.pattern == SONNET).unwrap().prices;
+        let sonnet = &config
+            .catalog
+            .entries
+            .iter()
+            .find(|e| e.pattern == SONNET)
+            .unwrap()
+            .prices;
         assert_eq!(
-            [sonnet.input, sonnet.output, sonnet.cache_read, sonnet.cache_write_5m, sonnet.cache_write_1h].map(|p| p.0),
+            [
+                sonnet.input,
+                sonnet.output,
+                sonnet.cache_read,
+                sonnet.cache_write_5m,
+                sonnet.cache_write_1h
+            ]
+            .map(|p| p.0),
             [3_300_000_000, 16_500_000_000, 330_000_000, 4_125_000_000, 6_600_000_000]
         );
-        let micro = &config.catalog.entries.iter().find(|e| e.pattern.starts_with("amazon")).unwrap().prices;
+        let micro = &config
+            .catalog
+            .entries
+            .iter()
+            .find(|e| e.pattern.starts_with("amazon"))
+            .unwrap()
+            .prices;
         assert_eq!(
-            [micro.input, micro.output, micro.cache_read, micro.cache_write_5m, micro.cache_write_1h].map(|p| p.0),
+            [
+                micro.input,
+                micro.output,
+                micro.cache_read,
+                micro.cache_write_5m,
+                micro.cache_write_1h
+            ]
+            .map(|p| p.0),
             [35_000_000, 140_000_000, 8_750_000, 0, 0]
         );
     }
@@ -364,7 +493,13 @@ mod tests {
             vec![alias(arn, &format!("us.{SONNET}"))],
         );
         let config = compile(&[], &[p]).unwrap();
-        assert_eq!(config.catalog.aliases, vec![Alias { id: arn.into(), model: format!("us.{SONNET}") }]);
+        assert_eq!(
+            config.catalog.aliases,
+            vec![Alias {
+                id: arn.into(),
+                model: format!("us.{SONNET}")
+            }]
+        );
         let book = PriceBook::new(&config.catalog);
         assert_eq!(input_price(&book, arn, "us-east-1"), Some(3_300_000_000));
     }
@@ -376,10 +511,22 @@ mod tests {
         let high = pricing("high", 5, vec![], vec![alias("p", "m3")]);
         // Higher priority wins silently.
         let config = compile(&[], &[a.clone(), high]).unwrap();
-        assert_eq!(config.catalog.aliases, vec![Alias { id: "p".into(), model: "m3".into() }]);
+        assert_eq!(
+            config.catalog.aliases,
+            vec![Alias {
+                id: "p".into(),
+                model: "m3".into()
+            }]
+        );
         // Equal priority, different models: the later catalog (by name) is refused, naming the other.
         let compiled = compile_lenient(&[], &[b, a.clone()]);
-        assert_eq!(compiled.config.catalog.aliases, vec![Alias { id: "p".into(), model: "m1".into() }]);
+        assert_eq!(
+            compiled.config.catalog.aliases,
+            vec![Alias {
+                id: "p".into(),
+                model: "m1".into()
+            }]
+        );
         assert_eq!(compiled.errors.len(), 1);
         assert_eq!(
             compiled.errors[0].to_string(),
@@ -392,7 +539,11 @@ mod tests {
         let chain = pricing("z", 0, vec![], vec![alias("q", "p")]);
         let errors = compile(&[], &[a, chain]).unwrap_err();
         assert_eq!(errors[0].field, "spec.aliases[0].model");
-        assert!(errors[0].message.contains("is itself an alias (in ModelPricing a)"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("is itself an alias (in ModelPricing a)"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -408,7 +559,13 @@ mod tests {
         let mut p = pricing(
             "bad",
             0,
-            vec![price("anthropic.claude-?", "1"), bad_region, bad_prices, price("x", "1"), price("x", "2")],
+            vec![
+                price("anthropic.claude-?", "1"),
+                bad_region,
+                bad_prices,
+                price("x", "1"),
+                price("x", "2"),
+            ],
             vec![alias("a", "b*"), alias("a", "m"), alias("c", "a")],
         );
         p.spec.source = " ".into();
@@ -435,7 +592,12 @@ mod tests {
                 "spec.aliases[2].model",
             ]
         );
-        assert!(compiled.errors.iter().all(|e| e.object.to_string() == "ModelPricing bad"));
+        assert!(
+            compiled
+                .errors
+                .iter()
+                .all(|e| e.object.to_string() == "ModelPricing bad")
+        );
         assert_eq!(compiled.entries_per_catalog, BTreeMap::from([("good".to_string(), 1)]));
         assert_eq!(compiled.config.catalog.entries.len(), 1);
     }

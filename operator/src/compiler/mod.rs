@@ -52,7 +52,9 @@ impl ObjectRef {
     }
 
     pub fn model_pricing(mp: &ModelPricing) -> Self {
-        ObjectRef::ModelPricing { name: mp.metadata.name.clone().unwrap_or_default() }
+        ObjectRef::ModelPricing {
+            name: mp.metadata.name.clone().unwrap_or_default(),
+        }
     }
 }
 
@@ -78,7 +80,11 @@ pub struct CompileError {
 
 impl CompileError {
     pub fn new(object: &ObjectRef, field: impl Into<String>, message: impl Into<String>) -> Self {
-        CompileError { object: object.clone(), field: field.into(), message: message.into() }
+        CompileError {
+            object: object.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -101,7 +107,11 @@ impl Compiled {
 
     /// The config when nothing was wrong, every error otherwise.
     pub fn into_result(self) -> Result<CompiledConfig, Vec<CompileError>> {
-        if self.errors.is_empty() { Ok(self.config) } else { Err(self.errors) }
+        if self.errors.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(self.errors)
+        }
     }
 }
 
@@ -126,7 +136,11 @@ pub fn compile_lenient(teams: &[TeamBudget], pricings: &[ModelPricing]) -> Compi
         teams: team_configs,
         catalog,
     });
-    Compiled { config, errors, entries_per_catalog }
+    Compiled {
+        config,
+        errors,
+        entries_per_catalog,
+    }
 }
 
 /// Per-object checks of one `TeamBudget` (no cross-object checks): what makes
@@ -202,7 +216,10 @@ pub(crate) mod test_objects {
 
     pub fn pricing(name: &str, priority: i32, models: Vec<ModelPrice>, aliases: Vec<ModelAlias>) -> ModelPricing {
         ModelPricing {
-            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
             spec: ModelPricingSpec {
                 source: "test".into(),
                 effective_from: "2025-11-20".into(),
@@ -215,7 +232,10 @@ pub(crate) mod test_objects {
     }
 
     pub fn alias(id: &str, model: &str) -> ModelAlias {
-        ModelAlias { id: id.into(), model: model.into() }
+        ModelAlias {
+            id: id.into(),
+            model: model.into(),
+        }
     }
 }
 
@@ -261,7 +281,13 @@ mod tests {
         let errs: Vec<_> = compiled.errors_of(&bad_ref).collect();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec.team");
-        assert!(errs[0].to_string().starts_with("TeamBudget b/bad: spec.team: \"Not A Team\""), "{}", errs[0]);
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("TeamBudget b/bad: spec.team: \"Not A Team\""),
+            "{}",
+            errs[0]
+        );
         assert!(compiled.into_result().is_err());
     }
 }

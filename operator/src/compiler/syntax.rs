@@ -6,7 +6,13 @@
 
 /// Why `s` is not a team id, if it is not.
 pub fn check_team_id(s: &str) -> Result<(), String> {
-    check_id(s, 63, |b| b.is_ascii_lowercase() || b.is_ascii_digit(), b"._-", "lowercase letters, digits")
+    check_id(
+        s,
+        63,
+        |b| b.is_ascii_lowercase() || b.is_ascii_digit(),
+        b"._-",
+        "lowercase letters, digits",
+    )
 }
 
 /// Checks an id made of `alnum` characters with `inner_punct` allowed inside.
@@ -17,10 +23,13 @@ fn check_id(
     inner_punct: &[u8],
     alnum_name: &str,
 ) -> Result<(), String> {
-    let punct: String = inner_punct.iter().map(|b| format!("'{}'", *b as char)).collect::<Vec<_>>().join(", ");
-    let rule = || {
-        format!("{s:?} is not a valid id: use {alnum_name} and {punct}, starting and ending with a letter or digit")
-    };
+    let punct: String = inner_punct
+        .iter()
+        .map(|b| format!("'{}'", *b as char))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rule =
+        || format!("{s:?} is not a valid id: use {alnum_name} and {punct}, starting and ending with a letter or digit");
     let bytes = s.as_bytes();
     if bytes.is_empty() {
         return Err("must not be empty".to_string());
@@ -51,7 +60,10 @@ pub fn check_model_glob(s: &str) -> Result<(), String> {
     if s.len() > 2048 {
         return Err(format!("pattern is longer than 2048 characters ({})", s.len()));
     }
-    if let Some(c) = s.chars().find(|c| matches!(c, '?' | '[' | ']' | '{' | '}') || c.is_whitespace()) {
+    if let Some(c) = s
+        .chars()
+        .find(|c| matches!(c, '?' | '[' | ']' | '{' | '}') || c.is_whitespace())
+    {
         return Err(format!(
             "{s:?} is not a valid model glob: {c:?} is not allowed (only `*`, matching any run of characters, is special)"
         ));
@@ -68,17 +80,21 @@ pub fn check_region(s: &str) -> Result<(), String> {
     }
     let (last, words) = parts.split_last().expect("at least 3 parts");
     let lower = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
-    let ok = words[0].len() >= 2
-        && words.iter().all(lower)
-        && !last.is_empty()
-        && last.bytes().all(|b| b.is_ascii_digit());
+    let ok =
+        words[0].len() >= 2 && words.iter().all(lower) && !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit());
     if ok { Ok(()) } else { Err(bad()) }
 }
 
 /// Why `s` is not a calendar date `YYYY-MM-DD`, if it is not.
 pub fn check_date(s: &str) -> Result<(), String> {
     let shape_ok = s.len() == 10
-        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if shape_ok && s.parse::<jiff::civil::Date>().is_ok() {
         Ok(())
     } else {
@@ -112,7 +128,12 @@ mod tests {
         let re = regex::Regex::new(pattern).unwrap();
         for s in samples {
             let by_schema = re.is_match(s) && s.chars().count() <= max_len;
-            assert_eq!(by_schema, check(s).is_ok(), "{pattern} vs check on {s:?}: {:?}", check(s));
+            assert_eq!(
+                by_schema,
+                check(s).is_ok(),
+                "{pattern} vs check on {s:?}: {:?}",
+                check(s)
+            );
         }
     }
 
@@ -120,8 +141,22 @@ mod tests {
     fn team_ids() {
         let long = "a".repeat(64);
         let max = "a".repeat(63);
-        let samples =
-            ["search", "unknown", "a", "0", "data-science", "a.b_c", "Search", "-a", "a-", "a b", "{a}", "", &long, &max];
+        let samples = [
+            "search",
+            "unknown",
+            "a",
+            "0",
+            "data-science",
+            "a.b_c",
+            "Search",
+            "-a",
+            "a-",
+            "a b",
+            "{a}",
+            "",
+            &long,
+            &max,
+        ];
         agree(TEAM_ID_PATTERN, 63, check_team_id, &samples);
         assert!(check_team_id("Search").unwrap_err().contains("lowercase"));
     }
@@ -129,7 +164,19 @@ mod tests {
     #[test]
     fn tenant_and_workflow_ids() {
         let long = "a".repeat(129);
-        let samples = ["acme", "Acme-Corp", "t:123", "a.b_c", "-a", "a:", "a/b", "a{b}", "", "ü", &long];
+        let samples = [
+            "acme",
+            "Acme-Corp",
+            "t:123",
+            "a.b_c",
+            "-a",
+            "a:",
+            "a/b",
+            "a{b}",
+            "",
+            "ü",
+            &long,
+        ];
         agree(ID_PATTERN, 128, check_tenant_or_workflow_id, &samples);
     }
 
@@ -173,7 +220,14 @@ mod tests {
         for ok in ["2025-11-20", "2028-02-29"] {
             assert!(check_date(ok).is_ok(), "{ok}");
         }
-        for bad in ["2025-13-01", "2025-02-30", "20251120", "2025-1-20", "2025-11-20T00:00:00Z", ""] {
+        for bad in [
+            "2025-13-01",
+            "2025-02-30",
+            "20251120",
+            "2025-1-20",
+            "2025-11-20T00:00:00Z",
+            "",
+        ] {
             assert!(check_date(bad).is_err(), "{bad}");
         }
         // The shape is what the schema pattern checks; the calendar is on top.

@@ -115,10 +115,23 @@ pub fn compile_team(tb: &TeamBudget) -> Result<TeamConfig, Vec<CompileError>> {
         let field = format!("spec.tenants[{i}]");
         p.check(format!("{field}.id"), check_tenant_or_workflow_id(&tenant.id));
         if let Some(j) = seen.insert(&tenant.id, i) {
-            p.push(format!("{field}.id"), format!("duplicate tenant id {:?} (also spec.tenants[{j}])", tenant.id));
+            p.push(
+                format!("{field}.id"),
+                format!("duplicate tenant id {:?} (also spec.tenants[{j}])", tenant.id),
+            );
         }
-        let limit = sub_limit(tenant.limit_usd.as_ref(), &format!("{field}.limitUSD"), "tenant", has_budget, team_limit, &mut p);
-        tenants.push(TenantConfig { id: tenant.id.clone(), limit });
+        let limit = sub_limit(
+            tenant.limit_usd.as_ref(),
+            &format!("{field}.limitUSD"),
+            "tenant",
+            has_budget,
+            team_limit,
+            &mut p,
+        );
+        tenants.push(TenantConfig {
+            id: tenant.id.clone(),
+            limit,
+        });
     }
 
     let mut workflows = Vec::with_capacity(spec.workflows.len());
@@ -127,13 +140,27 @@ pub fn compile_team(tb: &TeamBudget) -> Result<TeamConfig, Vec<CompileError>> {
         let field = format!("spec.workflows[{i}]");
         p.check(format!("{field}.id"), check_tenant_or_workflow_id(&wf.id));
         if let Some(j) = seen.insert(&wf.id, i) {
-            p.push(format!("{field}.id"), format!("duplicate workflow id {:?} (also spec.workflows[{j}])", wf.id));
+            p.push(
+                format!("{field}.id"),
+                format!("duplicate workflow id {:?} (also spec.workflows[{j}])", wf.id),
+            );
         }
-        let limit = sub_limit(wf.limit_usd.as_ref(), &format!("{field}.limitUSD"), "workflow", has_budget, team_limit, &mut p);
+        let limit = sub_limit(
+            wf.limit_usd.as_ref(),
+            &format!("{field}.limitUSD"),
+            "workflow",
+            has_budget,
+            team_limit,
+            &mut p,
+        );
         for (j, glob) in wf.allowed_models.iter().enumerate() {
             p.check(format!("{field}.allowedModels[{j}]"), check_model_glob(glob));
         }
-        workflows.push(WorkflowConfig { id: wf.id.clone(), limit, allowed_models: wf.allowed_models.clone() });
+        workflows.push(WorkflowConfig {
+            id: wf.id.clone(),
+            limit,
+            allowed_models: wf.allowed_models.clone(),
+        });
     }
 
     for (j, glob) in spec.allowed_models.iter().enumerate() {
@@ -170,7 +197,10 @@ fn compile_budget(b: &Budget, p: &mut Problems) -> Option<BudgetConfig> {
     }
     for (i, t) in b.alert_thresholds.iter().enumerate() {
         if !(1..=100).contains(t) {
-            p.push(format!("spec.budget.alertThresholds[{i}]"), format!("{t} is not a percentage from 1 to 100"));
+            p.push(
+                format!("spec.budget.alertThresholds[{i}]"),
+                format!("{t} is not a percentage from 1 to 100"),
+            );
         }
     }
     if let Some(w) = b.alert_thresholds.windows(2).find(|w| w[0] >= w[1]) {
@@ -208,11 +238,17 @@ fn sub_limit(
         }
     };
     if !has_budget {
-        p.push(field, format!("a {what} limit needs spec.budget: the budget's period is the period it applies to"));
+        p.push(
+            field,
+            format!("a {what} limit needs spec.budget: the budget's period is the period it applies to"),
+        );
     } else if let Some(team) = team_limit
         && limit > team
     {
-        p.push(field, format!("{what} limit {limit} USD is above the team's limit {team} USD (spec.budget.limitUSD)"));
+        p.push(
+            field,
+            format!("{what} limit {limit} USD is above the team's limit {team} USD (spec.budget.limitUSD)"),
+        );
     }
     Some(limit)
 }
@@ -230,11 +266,18 @@ mod tests {
     }
 
     fn tenant(id: &str, limit: Option<&str>) -> Tenant {
-        Tenant { id: id.into(), limit_usd: limit.map(Usd::from) }
+        Tenant {
+            id: id.into(),
+            limit_usd: limit.map(Usd::from),
+        }
     }
 
     fn workflow(id: &str, limit: Option<&str>) -> Workflow {
-        Workflow { id: id.into(), limit_usd: limit.map(Usd::from), allowed_models: vec![] }
+        Workflow {
+            id: id.into(),
+            limit_usd: limit.map(Usd::from),
+            allowed_models: vec![],
+        }
     }
 
     #[test]
@@ -270,10 +313,18 @@ mod tests {
         b.timezone = "Mars/Olympus_Mons".into();
         b.alert_thresholds = vec![0, 80, 80, 101];
         tb.spec.budget = Some(b);
-        tb.spec.tenants = vec![tenant("acme", None), tenant("acme", Some("1.0000000001")), tenant("-x", None)];
+        tb.spec.tenants = vec![
+            tenant("acme", None),
+            tenant("acme", Some("1.0000000001")),
+            tenant("-x", None),
+        ];
         tb.spec.workflows = vec![
             workflow("rag", None),
-            Workflow { id: "rag".into(), limit_usd: None, allowed_models: vec!["claude-3-?".into(), "".into()] },
+            Workflow {
+                id: "rag".into(),
+                limit_usd: None,
+                allowed_models: vec!["claude-3-?".into(), "".into()],
+            },
         ];
         tb.spec.allowed_models = vec!["anthropic.[a-z]*".into()];
         tb.spec.principals = vec!["spiffe://a b".into()];
@@ -298,11 +349,23 @@ mod tests {
             ]
         );
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert!(text[0].starts_with("TeamBudget ns/bad: spec.team: \"Bad_Team\""), "{}", text[0]);
+        assert!(
+            text[0].starts_with("TeamBudget ns/bad: spec.team: \"Bad_Team\""),
+            "{}",
+            text[0]
+        );
         assert!(text[1].contains("\"12.x\" is not a decimal number"), "{}", text[1]);
-        assert!(text[2].contains("unknown timezone \"Mars/Olympus_Mons\""), "{}", text[2]);
+        assert!(
+            text[2].contains("unknown timezone \"Mars/Olympus_Mons\""),
+            "{}",
+            text[2]
+        );
         assert!(text[5].contains("80 comes after 80"), "{}", text[5]);
-        assert!(text[6].contains("duplicate tenant id \"acme\" (also spec.tenants[0])"), "{}", text[6]);
+        assert!(
+            text[6].contains("duplicate tenant id \"acme\" (also spec.tenants[0])"),
+            "{}",
+            text[6]
+        );
         assert!(text[7].contains("more than 9 decimal places"), "{}", text[7]);
         assert!(text[10].contains("'?'"), "{}", text[10]);
     }
@@ -314,14 +377,26 @@ mod tests {
         tb.spec.workflows = vec![workflow("ok", Some("100")), workflow("big", Some("100.01"))];
         tb.spec.tenants = vec![tenant("big", Some("250"))];
         let errors = compile_team(&tb).unwrap_err();
-        assert_eq!(fields(&errors), ["spec.tenants[0].limitUSD", "spec.workflows[1].limitUSD"]);
-        assert!(errors[1].message.contains("workflow limit 100.01 USD is above the team's limit 100.00 USD"), "{}", errors[1]);
+        assert_eq!(
+            fields(&errors),
+            ["spec.tenants[0].limitUSD", "spec.workflows[1].limitUSD"]
+        );
+        assert!(
+            errors[1]
+                .message
+                .contains("workflow limit 100.01 USD is above the team's limit 100.00 USD"),
+            "{}",
+            errors[1]
+        );
 
         let mut tb = team("ns", "n", "t");
         tb.spec.workflows = vec![workflow("w", Some("5"))];
         tb.spec.tenants = vec![tenant("x", Some("5"))];
         let errors = compile_team(&tb).unwrap_err();
-        assert_eq!(fields(&errors), ["spec.tenants[0].limitUSD", "spec.workflows[0].limitUSD"]);
+        assert_eq!(
+            fields(&errors),
+            ["spec.tenants[0].limitUSD", "spec.workflows[0].limitUSD"]
+        );
         assert!(errors[0].message.contains("needs spec.budget"), "{}", errors[0]);
     }
 
@@ -349,7 +424,10 @@ mod tests {
         assert!(e.message.contains("already declared by TeamBudget zeta/search"), "{e}");
         // Offline, without timestamps, namespace/name decides.
         let errors = compile(&[team("b", "x", "t"), team("a", "x", "t")], &[]).unwrap_err();
-        assert_eq!(errors[0].to_string(), "TeamBudget b/x: spec.team: team \"t\" is already declared by TeamBudget a/x; a team id is unique across the cluster (the older object keeps it)");
+        assert_eq!(
+            errors[0].to_string(),
+            "TeamBudget b/x: spec.team: team \"t\" is already declared by TeamBudget a/x; a team id is unique across the cluster (the older object keeps it)"
+        );
     }
 
     #[test]
@@ -380,7 +458,11 @@ mod tests {
 
     #[test]
     fn teams_are_sorted_by_id() {
-        let config = compile(&[team("a", "a", "zulu"), team("b", "b", "alpha"), team("c", "c", "mike")], &[]).unwrap();
+        let config = compile(
+            &[team("a", "a", "zulu"), team("b", "b", "alpha"), team("c", "c", "mike")],
+            &[],
+        )
+        .unwrap();
         let ids: Vec<&str> = config.teams.iter().map(|t| t.team.as_str()).collect();
         assert_eq!(ids, ["alpha", "mike", "zulu"]);
     }

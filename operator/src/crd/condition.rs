@@ -108,24 +108,46 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_changes() {
         let mut conditions = vec![];
-        assert!(set_condition(&mut conditions, ready(ConditionStatus::True, "Compiled", "2026-01-01T00:00:00Z")));
+        assert!(set_condition(
+            &mut conditions,
+            ready(ConditionStatus::True, "Compiled", "2026-01-01T00:00:00Z")
+        ));
         // Same status, later time: nothing changes, the old time stays.
-        assert!(!set_condition(&mut conditions, ready(ConditionStatus::True, "Compiled", "2026-01-02T00:00:00Z")));
+        assert!(!set_condition(
+            &mut conditions,
+            ready(ConditionStatus::True, "Compiled", "2026-01-02T00:00:00Z")
+        ));
         assert_eq!(conditions[0].last_transition_time, "2026-01-01T00:00:00Z");
         // Same status, new reason: updated, time kept.
-        assert!(set_condition(&mut conditions, ready(ConditionStatus::True, "Recompiled", "2026-01-03T00:00:00Z")));
+        assert!(set_condition(
+            &mut conditions,
+            ready(ConditionStatus::True, "Recompiled", "2026-01-03T00:00:00Z")
+        ));
         assert_eq!(conditions[0].reason, "Recompiled");
         assert_eq!(conditions[0].last_transition_time, "2026-01-01T00:00:00Z");
         // Status flips: time moves.
-        assert!(set_condition(&mut conditions, ready(ConditionStatus::False, "InvalidSpec", "2026-01-04T00:00:00Z")));
+        assert!(set_condition(
+            &mut conditions,
+            ready(ConditionStatus::False, "InvalidSpec", "2026-01-04T00:00:00Z")
+        ));
         assert_eq!(conditions.len(), 1);
-        assert_eq!(find_condition(&conditions, types::READY).unwrap().last_transition_time, "2026-01-04T00:00:00Z");
+        assert_eq!(
+            find_condition(&conditions, types::READY).unwrap().last_transition_time,
+            "2026-01-04T00:00:00Z"
+        );
         assert!(find_condition(&conditions, types::BUDGET_EXCEEDED).is_none());
     }
 
     #[test]
     fn serializes_like_metav1_condition() {
-        let c = Condition::new(types::BUDGET_EXCEEDED, ConditionStatus::True, "LimitReached", "m", "t", None);
+        let c = Condition::new(
+            types::BUDGET_EXCEEDED,
+            ConditionStatus::True,
+            "LimitReached",
+            "m",
+            "t",
+            None,
+        );
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(
             v,

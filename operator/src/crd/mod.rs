@@ -80,9 +80,42 @@ impl JsonSchema for Usd {
     }
 }
 
-/// Both CRDs, in a stable order (`ModelPricing`, then `TeamBudget`).
+/// Both CRDs, in a stable order (`ModelPricing`, then `TeamBudget`), as
+/// installed: doc-comment line breaks are unwrapped so `kubectl explain` can
+/// wrap descriptions to the terminal.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![ModelPricing::crd(), TeamBudget::crd()]
+        .into_iter()
+        .map(unwrap_descriptions)
+        .collect()
+}
+
+/// Joins the lines of every schema description into paragraphs: a single line
+/// break becomes a space, a blank line stays a paragraph break.
+fn unwrap_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    match child {
+                        serde_json::Value::String(text) if key == "description" => {
+                            *text = text
+                                .split("\n\n")
+                                .map(|p| p.replace('\n', " "))
+                                .collect::<Vec<_>>()
+                                .join("\n\n");
+                        }
+                        _ => walk(child),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("unwrapping descriptions keeps a valid CRD")
 }
 
 /// The file name a CRD is committed under in `crds/`: `<group>_<plural>.yaml`,
@@ -127,9 +160,14 @@ mod tests {
     /// `type` (or `x-kubernetes-int-or-string` / `x-kubernetes-preserve-unknown-fields`),
     /// and `anyOf`/`oneOf`/`allOf` may not carry types, properties or descriptions.
     fn assert_structural(path: &str, schema: &Value) {
-        let obj = schema.as_object().unwrap_or_else(|| panic!("{path}: schema is not an object"));
+        let obj = schema
+            .as_object()
+            .unwrap_or_else(|| panic!("{path}: schema is not an object"));
         for key in ["$ref", "definitions", "$defs", "additionalItems", "const", "$schema"] {
-            assert!(!obj.contains_key(key), "{path}: `{key}` is not allowed in a structural schema");
+            assert!(
+                !obj.contains_key(key),
+                "{path}: `{key}` is not allowed in a structural schema"
+            );
         }
         for key in ["anyOf", "oneOf", "allOf"] {
             assert!(!obj.contains_key(key), "{path}: `{key}` left in the schema");
@@ -139,7 +177,10 @@ mod tests {
             || obj.contains_key("x-kubernetes-preserve-unknown-fields");
         assert!(typed, "{path}: no type");
         if !path.is_empty() && path != ".metadata" {
-            assert!(obj.contains_key("description") || path.ends_with("[]"), "{path}: no description");
+            assert!(
+                obj.contains_key("description") || path.ends_with("[]"),
+                "{path}: no description"
+            );
         }
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
             for (name, sub) in props {
@@ -159,10 +200,29 @@ mod tests {
     }
 
     #[test]
+    fn descriptions_are_paragraphs_not_source_lines() {
+        for crd in crds() {
+            let text = serde_json::to_string(&openapi_schema(&crd)).unwrap();
+            for description in text.split("\"description\":\"").skip(1) {
+                let description = &description[..description.find("\",\"").unwrap_or(description.len())];
+                let without_breaks = description.replace("\\n\\n", "");
+                assert!(
+                    !without_breaks.contains("\\n"),
+                    "single line break left in {description:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn both_kinds_have_a_status_subresource_and_short_names() {
         for (crd, short) in crds().iter().zip(["mp", "tb"]) {
             let v = &crd.spec.versions[0];
-            assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{}", crd.spec.names.kind);
+            assert!(
+                v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+                "{}",
+                crd.spec.names.kind
+            );
             assert_eq!(crd.spec.names.short_names.as_deref(), Some(&[short.to_string()][..]));
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(v.name, VERSION);
@@ -182,8 +242,14 @@ mod tests {
                 .map(|c| c.name.to_uppercase())
                 .collect()
         };
-        assert_eq!(names(TeamBudget::crd()), ["TEAM", "PERIOD", "SPENT", "BUDGET", "REMAINING", "UTIL%", "AGE"]);
-        assert_eq!(names(ModelPricing::crd()), ["SOURCE", "MODELS", "PRIORITY", "EFFECTIVE", "AGE"]);
+        assert_eq!(
+            names(TeamBudget::crd()),
+            ["TEAM", "PERIOD", "SPENT", "BUDGET", "REMAINING", "UTIL%", "AGE"]
+        );
+        assert_eq!(
+            names(ModelPricing::crd()),
+            ["SOURCE", "MODELS", "PRIORITY", "EFFECTIVE", "AGE"]
+        );
     }
 
     #[test]
@@ -216,7 +282,21 @@ mod tests {
         // The schema pattern (what the API server checks) and `parse_decimal_nanos`
         // (what the compiler checks) must accept the same strings.
         let re = regex::Regex::new(USD_PATTERN).unwrap();
-        for s in ["0", "12", "12.5", "0.00875", "1.123456789", "1.1234567890", "", ".5", "5.", "-1", "1e3", " 1", "1,5"] {
+        for s in [
+            "0",
+            "12",
+            "12.5",
+            "0.00875",
+            "1.123456789",
+            "1.1234567890",
+            "",
+            ".5",
+            "5.",
+            "-1",
+            "1e3",
+            " 1",
+            "1,5",
+        ] {
             let parsed = tally_extproc::money::parse_decimal_nanos(s).is_ok();
             assert_eq!(re.is_match(s), parsed, "{s:?}");
         }

@@ -50,7 +50,10 @@ pub struct ModelPricingSpec {
     /// Precedence among catalogs: for a model that several catalogs price, the
     /// entry of the highest priority wins; within a priority, the most specific
     /// entry (exact id before glob, then more literal characters, then
-    /// region-specific before all-regions). Defaults to 0.
+    /// region-specific before all-regions). Defaults to 0. A cross-region id
+    /// `us.X` is priced as `X` only when no entry of any catalog matches `us.X`
+    /// itself: to override the prices of `X` and its cross-region ids at once,
+    /// match them all, e.g. `*anthropic.claude-sonnet-4-5-20250929-v1:0`.
     #[serde(default)]
     pub priority: i32,
     /// The price entries.

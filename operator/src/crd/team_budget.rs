@@ -295,7 +295,11 @@ pub fn utilization_percent(spent: Nanos, limit: Nanos) -> Option<String> {
 impl TeamBudget {
     /// `namespace/name`, how messages and the compiled config name this object.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.metadata.namespace.as_deref().unwrap_or(""), self.metadata.name.as_deref().unwrap_or(""))
+        format!(
+            "{}/{}",
+            self.metadata.namespace.as_deref().unwrap_or(""),
+            self.metadata.name.as_deref().unwrap_or("")
+        )
     }
 }
 
@@ -334,9 +338,16 @@ mod tests {
         let spec = TeamBudgetSpec {
             team: "t".into(),
             cost_center: Some("cc".into()),
-            tenants: vec![Tenant { id: "acme".into(), limit_usd: Some("1".into()) }],
+            tenants: vec![Tenant {
+                id: "acme".into(),
+                limit_usd: Some("1".into()),
+            }],
             budget: None,
-            workflows: vec![Workflow { id: "rag".into(), limit_usd: Some("2".into()), allowed_models: vec![] }],
+            workflows: vec![Workflow {
+                id: "rag".into(),
+                limit_usd: Some("2".into()),
+                allowed_models: vec![],
+            }],
             allowed_models: vec!["*".into()],
             principals: vec![],
         };
@@ -345,7 +356,13 @@ mod tests {
         assert_eq!(v["tenants"][0]["limitUSD"], "1");
         assert_eq!(v["workflows"][0]["limitUSD"], "2");
         assert_eq!(v["allowedModels"][0], "*");
-        let status = TeamBudgetStatus { spent_usd: Some("1.00".into()), ..Default::default() };
-        assert_eq!(serde_json::to_value(&status).unwrap(), serde_json::json!({"spentUSD": "1.00"}));
+        let status = TeamBudgetStatus {
+            spent_usd: Some("1.00".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            serde_json::json!({"spentUSD": "1.00"})
+        );
     }
 }

@@ -51,7 +51,11 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { token_headers: true, latency: Duration::ZERO, verify_sigv4: None }
+        SimOptions {
+            token_headers: true,
+            latency: Duration::ZERO,
+            verify_sigv4: None,
+        }
     }
 }
 
@@ -122,20 +126,33 @@ pub struct BedrockSim {
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves `listener` until `shutdown` resolves (then drops every open connection).
-pub async fn serve(listener: TcpListener, opts: SimOptions, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-    Arc::new(BedrockSim::new(opts)).serve(listener, shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    opts: SimOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    Arc::new(BedrockSim::new(opts))
+        .serve(listener, shutdown)
+        .await
 }
 
 impl BedrockSim {
     pub fn new(opts: SimOptions) -> Self {
-        BedrockSim { opts, stats: Mutex::default() }
+        BedrockSim {
+            opts,
+            stats: Mutex::default(),
+        }
     }
 
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.lock().expect("stats lock").clone()
     }
 
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -163,13 +180,20 @@ impl BedrockSim {
     async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
         let (parts, body) = req.into_parts();
         if parts.method == Method::GET && parts.uri.path() == "/__sim/stats" {
-            return json_response(StatusCode::OK, &serde_json::to_value(self.stats()).expect("stats serialize"), HeaderMap::new());
+            return json_response(
+                StatusCode::OK,
+                &serde_json::to_value(self.stats()).expect("stats serialize"),
+                HeaderMap::new(),
+            );
         }
         let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
             return error_response("ValidationException", "could not read the request body");
         };
         let Some((model_id, operation)) = route(&parts.method, parts.uri.path()) else {
-            return error_response("UnknownOperationException", &format!("no such operation: {} {}", parts.method, parts.uri.path()));
+            return error_response(
+                "UnknownOperationException",
+                &format!("no such operation: {} {}", parts.method, parts.uri.path()),
+            );
         };
         self.record(operation, &model_id, &parts.headers);
         if let Some(verifier) = &self.opts.verify_sigv4 {
@@ -199,7 +223,8 @@ impl BedrockSim {
         let text: String = pieces.concat();
         match operation {
             Operation::InvokeModel => {
-                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json)) else {
+                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json))
+                else {
                     return unknown_family(&model_id);
                 };
                 let mut headers = HeaderMap::new();
@@ -210,13 +235,21 @@ impl BedrockSim {
                     put("x-amzn-bedrock-input-token-count", u.input);
                     put("x-amzn-bedrock-output-token-count", u.output);
                     put("x-amzn-bedrock-cache-read-input-token-count", u.cache_read);
-                    put("x-amzn-bedrock-cache-write-input-token-count", u.cache_write());
+                    put(
+                        "x-amzn-bedrock-cache-write-input-token-count",
+                        u.cache_write(),
+                    );
                     put("x-amzn-bedrock-invocation-latency", latency_ms);
                 }
-                json_response(StatusCode::OK, &wire::invoke_body(family, &model_id, &u, &text), headers)
+                json_response(
+                    StatusCode::OK,
+                    &wire::invoke_body(family, &model_id, &u, &text),
+                    headers,
+                )
             }
             Operation::InvokeModelWithResponseStream => {
-                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json)) else {
+                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json))
+                else {
                     return unknown_family(&model_id);
                 };
                 let frames = wire::invoke_stream_chunks(family, &model_id, &u, &pieces, latency_ms)
@@ -225,13 +258,23 @@ impl BedrockSim {
                     .collect();
                 self.stream_response(frames, scenario.chunk_delay_ms)
             }
-            Operation::Converse => json_response(StatusCode::OK, &wire::converse_body(&u, &text, latency_ms), HeaderMap::new()),
+            Operation::Converse => json_response(
+                StatusCode::OK,
+                &wire::converse_body(&u, &text, latency_ms),
+                HeaderMap::new(),
+            ),
             Operation::ConverseStream => {
-                let frames =
-                    wire::converse_stream_events(&u, &pieces, latency_ms).iter().map(|(t, p)| wire::event_frame(t, p)).collect();
+                let frames = wire::converse_stream_events(&u, &pieces, latency_ms)
+                    .iter()
+                    .map(|(t, p)| wire::event_frame(t, p))
+                    .collect();
                 self.stream_response(frames, scenario.chunk_delay_ms)
             }
-            Operation::CountTokens => json_response(StatusCode::OK, &json!({"inputTokens": u.input}), HeaderMap::new()),
+            Operation::CountTokens => json_response(
+                StatusCode::OK,
+                &json!({"inputTokens": u.input}),
+                HeaderMap::new(),
+            ),
         }
     }
 
@@ -255,18 +298,19 @@ impl BedrockSim {
     fn stream_response(self: Arc<Self>, frames: Vec<Bytes>, delay_ms: u64) -> Response<Body> {
         let count = frames.len();
         let delay = Duration::from_millis(delay_ms);
-        let stream = futures::stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| {
-            let sim = self.clone();
-            async move {
-                if i > 0 && !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+        let stream =
+            futures::stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| {
+                let sim = self.clone();
+                async move {
+                    if i > 0 && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if i + 1 == count {
+                        sim.stats.lock().expect("stats lock").streams_completed += 1;
+                    }
+                    Ok::<_, Infallible>(Frame::data(frame))
                 }
-                if i + 1 == count {
-                    sim.stats.lock().expect("stats lock").streams_completed += 1;
-                }
-                Ok::<_, Infallible>(Frame::data(frame))
-            }
-        });
+            });
         Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream")
@@ -285,7 +329,10 @@ pub fn route(method: &Method, path: &str) -> Option<(String, Operation)> {
     let rest = path.strip_prefix("/model/")?;
     let (encoded, suffix) = rest.rsplit_once('/')?;
     let operation = Operation::from_suffix(suffix)?;
-    let model_id = percent_encoding::percent_decode_str(encoded).decode_utf8().ok()?.into_owned();
+    let model_id = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
     Some((model_id, operation))
 }
 
@@ -308,12 +355,20 @@ fn json_response(status: StatusCode, body: &Value, extra: HeaderMap) -> Response
 pub fn error_response(code: &str, message: &str) -> Response<Body> {
     let status = StatusCode::from_u16(error_status(code)).expect("valid status");
     let mut response = json_response(status, &json!({ "message": message }), HeaderMap::new());
-    response.headers_mut().insert("x-amzn-errortype", code.parse().expect("error code is a header value"));
+    response.headers_mut().insert(
+        "x-amzn-errortype",
+        code.parse().expect("error code is a header value"),
+    );
     response
 }
 
 fn unknown_family(model_id: &str) -> Response<Body> {
-    error_response("ValidationException", &format!("The provided model identifier is invalid (simulator: no body format for {model_id})"))
+    error_response(
+        "ValidationException",
+        &format!(
+            "The provided model identifier is invalid (simulator: no body format for {model_id})"
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -322,11 +377,27 @@ mod tests {
 
     #[test]
     fn routes_percent_encoded_ids() {
-        let (id, op) = route(&Method::POST, "/model/us.anthropic.claude-haiku-4-5-20251001-v1%3A0/converse-stream").unwrap();
-        assert_eq!((id.as_str(), op), ("us.anthropic.claude-haiku-4-5-20251001-v1:0", Operation::ConverseStream));
+        let (id, op) = route(
+            &Method::POST,
+            "/model/us.anthropic.claude-haiku-4-5-20251001-v1%3A0/converse-stream",
+        )
+        .unwrap();
+        assert_eq!(
+            (id.as_str(), op),
+            (
+                "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                Operation::ConverseStream
+            )
+        );
         let arn = "arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Aapplication-inference-profile%2Fabc";
         let (id, op) = route(&Method::POST, &format!("/model/{arn}/invoke")).unwrap();
-        assert_eq!((id.as_str(), op), ("arn:aws:bedrock:us-east-1:1:application-inference-profile/abc", Operation::InvokeModel));
+        assert_eq!(
+            (id.as_str(), op),
+            (
+                "arn:aws:bedrock:us-east-1:1:application-inference-profile/abc",
+                Operation::InvokeModel
+            )
+        );
         assert!(route(&Method::GET, "/model/x/invoke").is_none());
         assert!(route(&Method::POST, "/model/x/unknown").is_none());
     }

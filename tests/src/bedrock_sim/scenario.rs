@@ -55,7 +55,9 @@ pub struct Scenario {
 pub fn error_status(code: &str) -> u16 {
     match code {
         "ThrottlingException" | "ModelNotReadyException" => 429,
-        "AccessDeniedException" | "InvalidSignatureException" | "MissingAuthenticationTokenException" => 403,
+        "AccessDeniedException"
+        | "InvalidSignatureException"
+        | "MissingAuthenticationTokenException" => 403,
         "ResourceNotFoundException" => 404,
         "ModelTimeoutException" => 408,
         "ModelErrorException" => 424,
@@ -73,9 +75,14 @@ impl Scenario {
         let joined = texts.join(" ");
         let (plain, directives) = split_directives(&joined);
         let words = plain.split_whitespace().count() as u64;
-        let output = max_tokens(body).map_or(DEFAULT_OUTPUT_TOKENS, |m| m.min(DEFAULT_OUTPUT_TOKENS));
+        let output =
+            max_tokens(body).map_or(DEFAULT_OUTPUT_TOKENS, |m| m.min(DEFAULT_OUTPUT_TOKENS));
         let mut scenario = Scenario {
-            usage: SimUsage { input: words, output, ..SimUsage::default() },
+            usage: SimUsage {
+                input: words,
+                output,
+                ..SimUsage::default()
+            },
             error: None,
             chunks: DEFAULT_CHUNKS,
             chunk_delay_ms: 0,
@@ -86,7 +93,9 @@ impl Scenario {
                 Some("usage") => {
                     let mut u = SimUsage::default();
                     for kv in parts {
-                        let Some((k, v)) = kv.split_once('=') else { continue };
+                        let Some((k, v)) = kv.split_once('=') else {
+                            continue;
+                        };
                         let Ok(n) = v.parse::<u64>() else { continue };
                         match k {
                             "in" => u.input = n,
@@ -145,7 +154,9 @@ fn split_directives(text: &str) -> (String, Vec<String>) {
     let mut directives = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("[[") {
-        let Some(len) = rest[start..].find("]]") else { break };
+        let Some(len) = rest[start..].find("]]") else {
+            break;
+        };
         plain.push_str(&rest[..start]);
         plain.push(' ');
         directives.push(rest[start + 2..start + len].trim().to_string());
@@ -160,7 +171,11 @@ const MAX_TOKEN_KEYS: &[&str] = &["max_tokens", "maxTokens", "max_gen_len", "max
 fn max_tokens(v: &Value) -> Option<u64> {
     match v {
         Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if MAX_TOKEN_KEYS.contains(&k.as_str()) { v.as_u64() } else { max_tokens(v) }
+            if MAX_TOKEN_KEYS.contains(&k.as_str()) {
+                v.as_u64()
+            } else {
+                max_tokens(v)
+            }
         }),
         Value::Array(items) => items.iter().find_map(max_tokens),
         _ => None,
@@ -181,11 +196,27 @@ mod tests {
             "messages": [{"role": "user", "content": [{"type": "text", "text": "one two three"}]}]
         });
         let s = Scenario::from_body(&body);
-        assert_eq!(s.usage, SimUsage { input: 5, output: 10, ..SimUsage::default() });
-        assert_eq!((s.chunks, s.chunk_delay_ms, s.error), (DEFAULT_CHUNKS, 0, None));
+        assert_eq!(
+            s.usage,
+            SimUsage {
+                input: 5,
+                output: 10,
+                ..SimUsage::default()
+            }
+        );
+        assert_eq!(
+            (s.chunks, s.chunk_delay_ms, s.error),
+            (DEFAULT_CHUNKS, 0, None)
+        );
         let converse = json!({"messages": [{"role": "user", "content": [{"text": "a b"}]}], "inferenceConfig": {"maxTokens": 500}});
-        assert_eq!(Scenario::from_body(&converse).usage.output, DEFAULT_OUTPUT_TOKENS);
-        assert_eq!(Scenario::from_body(&json!({"prompt": "x y z"})).usage.input, 3);
+        assert_eq!(
+            Scenario::from_body(&converse).usage.output,
+            DEFAULT_OUTPUT_TOKENS
+        );
+        assert_eq!(
+            Scenario::from_body(&json!({"prompt": "x y z"})).usage.input,
+            3
+        );
     }
 
     #[test]
@@ -193,7 +224,16 @@ mod tests {
         let body = json!({"messages": [{"role": "user", "content": [{"text":
             "hi [[usage in=10 out=5 cr=3 cw5m=2 cw1h=1]] [[chunks 7]] [[chunk-delay-ms 40]] there"}]}]});
         let s = Scenario::from_body(&body);
-        assert_eq!(s.usage, SimUsage { input: 10, output: 5, cache_read: 3, cache_write_5m: 2, cache_write_1h: 1 });
+        assert_eq!(
+            s.usage,
+            SimUsage {
+                input: 10,
+                output: 5,
+                cache_read: 3,
+                cache_write_5m: 2,
+                cache_write_1h: 1
+            }
+        );
         assert_eq!((s.chunks, s.chunk_delay_ms), (7, 40));
         let err = Scenario::from_body(&json!({"prompt": "[[error ThrottlingException]] a b"}));
         assert_eq!(err.error.as_deref(), Some("ThrottlingException"));
@@ -202,7 +242,8 @@ mod tests {
 
     #[test]
     fn count_tokens_reads_the_wrapped_invoke_body() {
-        let inner = base64::engine::general_purpose::STANDARD.encode(br#"{"prompt":"four words right here"}"#);
+        let inner = base64::engine::general_purpose::STANDARD
+            .encode(br#"{"prompt":"four words right here"}"#);
         let body = json!({"input": {"invokeModel": {"body": inner}}});
         assert_eq!(Scenario::from_body(&body).usage.input, 4);
     }

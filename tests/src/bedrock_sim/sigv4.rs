@@ -41,7 +41,9 @@ impl SignatureError {
     pub fn message(&self) -> String {
         match self {
             SignatureError::Missing => "Missing Authentication Token".into(),
-            SignatureError::Invalid(why) => format!("The request signature we calculated does not match: {why}"),
+            SignatureError::Invalid(why) => {
+                format!("The request signature we calculated does not match: {why}")
+            }
         }
     }
 }
@@ -71,12 +73,22 @@ fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
     let _date = scope.next()?;
     let region = scope.next()?;
     let service = scope.next()?;
-    Some(Authorization { access_key, region, service, signed_headers: signed?.split(';').collect(), signature: signature? })
+    Some(Authorization {
+        access_key,
+        region,
+        service,
+        signed_headers: signed?.split(';').collect(),
+        signature: signature?,
+    })
 }
 
 fn parse_amz_date(value: &str) -> Option<SystemTime> {
     // 20240101T120000Z
-    let ts: jiff::Timestamp = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", value).ok()?.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+    let ts: jiff::Timestamp = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", value)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()?
+        .timestamp();
     Some(SystemTime::from(ts))
 }
 
@@ -86,17 +98,26 @@ impl SigV4Verifier {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let auth_value = header("authorization").ok_or(SignatureError::Missing)?;
         let invalid = |why: &str| SignatureError::Invalid(why.to_string());
-        let auth = parse_authorization(auth_value).ok_or_else(|| invalid("malformed Authorization header"))?;
+        let auth = parse_authorization(auth_value)
+            .ok_or_else(|| invalid("malformed Authorization header"))?;
         if auth.access_key != self.access_key {
             return Err(invalid("unknown access key id"));
         }
         if auth.service != "bedrock" {
-            return Err(SignatureError::Invalid(format!("signed for service {:?}, expected \"bedrock\"", auth.service)));
+            return Err(SignatureError::Invalid(format!(
+                "signed for service {:?}, expected \"bedrock\"",
+                auth.service
+            )));
         }
         if auth.region != self.region {
-            return Err(SignatureError::Invalid(format!("signed for region {:?}, expected {:?}", auth.region, self.region)));
+            return Err(SignatureError::Invalid(format!(
+                "signed for region {:?}, expected {:?}",
+                auth.region, self.region
+            )));
         }
-        let time = header("x-amz-date").and_then(parse_amz_date).ok_or_else(|| invalid("missing or bad X-Amz-Date"))?;
+        let time = header("x-amz-date")
+            .and_then(parse_amz_date)
+            .ok_or_else(|| invalid("missing or bad X-Amz-Date"))?;
         let host = header("host")
             .map(str::to_string)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
@@ -108,7 +129,9 @@ impl SigV4Verifier {
         let body_hash = hex::encode(Sha256::digest(body));
         let signable_body = match declared_hash {
             Some("UNSIGNED-PAYLOAD") => SignableBody::UnsignedPayload,
-            Some(h) if h != body_hash => return Err(invalid("x-amz-content-sha256 does not match the body")),
+            Some(h) if h != body_hash => {
+                return Err(invalid("x-amz-content-sha256 does not match the body"));
+            }
             Some(h) => SignableBody::Precomputed(h.to_string()),
             None => SignableBody::Bytes(body),
         };
@@ -119,14 +142,28 @@ impl SigV4Verifier {
             if *name == "host" || *name == "x-amz-date" {
                 continue;
             }
-            let values: Vec<&str> = parts.headers.get_all(*name).iter().filter_map(|v| v.to_str().ok()).collect();
+            let values: Vec<&str> = parts
+                .headers
+                .get_all(*name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
             if values.is_empty() {
-                return Err(SignatureError::Invalid(format!("signed header {name:?} is missing")));
+                return Err(SignatureError::Invalid(format!(
+                    "signed header {name:?} is missing"
+                )));
             }
             headers.push((*name, values.join(",")));
         }
         let session_token = header("x-amz-security-token").map(str::to_string);
-        let identity = Credentials::new(&self.access_key, &self.secret_key, session_token, None, "bedrock-sim").into();
+        let identity = Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            session_token,
+            None,
+            "bedrock-sim",
+        )
+        .into();
         let mut settings = SigningSettings::default();
         // Sign exactly what the client listed, nothing the default exclusions would drop.
         settings.excluded_headers = Some(vec![]);
@@ -146,7 +183,9 @@ impl SigV4Verifier {
             signable_body,
         )
         .map_err(|e| SignatureError::Invalid(e.to_string()))?;
-        let (_, expected) = sign(request, &params).map_err(|e| SignatureError::Invalid(e.to_string()))?.into_parts();
+        let (_, expected) = sign(request, &params)
+            .map_err(|e| SignatureError::Invalid(e.to_string()))?
+            .into_parts();
         if expected == auth.signature {
             Ok(())
         } else {
@@ -160,7 +199,11 @@ mod tests {
     use super::*;
 
     fn verifier() -> SigV4Verifier {
-        SigV4Verifier { access_key: "AKIDSIM".into(), secret_key: "sim-secret".into(), region: "us-east-1".into() }
+        SigV4Verifier {
+            access_key: "AKIDSIM".into(),
+            secret_key: "sim-secret".into(),
+            region: "us-east-1".into(),
+        }
     }
 
     fn signed(secret: &str, body: &[u8]) -> http::Request<Vec<u8>> {
@@ -179,8 +222,11 @@ mod tests {
             .header("content-type", "application/json")
             .body(body.to_vec())
             .unwrap();
-        let headers: Vec<(String, String)> =
-            req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string())).collect();
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
         let signable = SignableRequest::new(
             "POST",
             req.uri().to_string(),
@@ -199,7 +245,10 @@ mod tests {
         let (parts, b) = signed("sim-secret", body).into_parts();
         assert_eq!(verifier().verify(&parts, &b), Ok(()));
         let (parts, b) = signed("other-secret", body).into_parts();
-        assert_eq!(verifier().verify(&parts, &b), Err(SignatureError::Invalid("signature mismatch".into())));
+        assert_eq!(
+            verifier().verify(&parts, &b),
+            Err(SignatureError::Invalid("signature mismatch".into()))
+        );
         let (parts, _) = signed("sim-secret", body).into_parts();
         assert!(verifier().verify(&parts, b"tampered").is_err());
         let (mut parts, b) = signed("sim-secret", body).into_parts();

@@ -23,7 +23,9 @@ pub enum Family {
 }
 
 /// Geo prefixes of cross-region inference profiles.
-const GEO_PREFIXES: &[&str] = &["us-gov.", "global.", "apac.", "us.", "eu.", "jp.", "au.", "ca."];
+const GEO_PREFIXES: &[&str] = &[
+    "us-gov.", "global.", "apac.", "us.", "eu.", "jp.", "au.", "ca.",
+];
 
 impl Family {
     /// The family of a decoded model id; `None` for opaque ids (application
@@ -34,7 +36,10 @@ impl Family {
         } else {
             model_id
         };
-        let id = GEO_PREFIXES.iter().find_map(|p| id.strip_prefix(p)).unwrap_or(id);
+        let id = GEO_PREFIXES
+            .iter()
+            .find_map(|p| id.strip_prefix(p))
+            .unwrap_or(id);
         if id.starts_with("anthropic.") {
             Some(Family::Anthropic)
         } else if id.starts_with("amazon.nova") {
@@ -124,7 +129,13 @@ pub fn invoke_body(family: Family, model_id: &str, u: &SimUsage, text: &str) -> 
 
 /// The decoded model JSON of every `chunk` of an `InvokeModelWithResponseStream`.
 /// The last one carries `amazon-bedrock-invocationMetrics`.
-pub fn invoke_stream_chunks(family: Family, model_id: &str, u: &SimUsage, pieces: &[String], latency_ms: u64) -> Vec<Value> {
+pub fn invoke_stream_chunks(
+    family: Family,
+    model_id: &str,
+    u: &SimUsage,
+    pieces: &[String],
+    latency_ms: u64,
+) -> Vec<Value> {
     let metrics = invocation_metrics(u, latency_ms);
     let mut out = Vec::new();
     match family {
@@ -149,7 +160,9 @@ pub fn invoke_stream_chunks(family: Family, model_id: &str, u: &SimUsage, pieces
         Family::Nova => {
             out.push(json!({"messageStart": {"role": "assistant"}}));
             for p in pieces {
-                out.push(json!({"contentBlockDelta": {"delta": {"text": p}, "contentBlockIndex": 0}}));
+                out.push(
+                    json!({"contentBlockDelta": {"delta": {"text": p}, "contentBlockIndex": 0}}),
+                );
             }
             out.push(json!({"contentBlockStop": {"contentBlockIndex": 0}}));
             out.push(json!({"messageStop": {"stopReason": "end_turn"}}));
@@ -163,7 +176,11 @@ pub fn invoke_stream_chunks(family: Family, model_id: &str, u: &SimUsage, pieces
             let n = pieces.len().max(1);
             for i in 0..n {
                 let last = i + 1 == n;
-                let generated = if last { u.output } else { (i as u64 + 1).min(u.output) };
+                let generated = if last {
+                    u.output
+                } else {
+                    (i as u64 + 1).min(u.output)
+                };
                 let mut chunk = json!({
                     "generation": pieces.get(i).cloned().unwrap_or_default(),
                     "prompt_token_count": if i == 0 { json!(u.input) } else { Value::Null },
@@ -215,29 +232,49 @@ pub fn converse_body(u: &SimUsage, text: &str, latency_ms: u64) -> Value {
 }
 
 /// `(event type, payload)` of every `ConverseStream` event.
-pub fn converse_stream_events(u: &SimUsage, pieces: &[String], latency_ms: u64) -> Vec<(&'static str, Value)> {
+pub fn converse_stream_events(
+    u: &SimUsage,
+    pieces: &[String],
+    latency_ms: u64,
+) -> Vec<(&'static str, Value)> {
     let mut out = vec![("messageStart", json!({"role": "assistant"}))];
     for p in pieces {
-        out.push(("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": p}})));
+        out.push((
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": p}}),
+        ));
     }
     out.push(("contentBlockStop", json!({"contentBlockIndex": 0})));
     out.push(("messageStop", json!({"stopReason": "end_turn"})));
-    out.push(("metadata", json!({"usage": token_usage(u), "metrics": {"latencyMs": latency_ms}})));
+    out.push((
+        "metadata",
+        json!({"usage": token_usage(u), "metrics": {"latencyMs": latency_ms}}),
+    ));
     out
 }
 
 fn encode(message: &Message) -> Bytes {
     let mut buf = Vec::new();
-    aws_smithy_eventstream::frame::write_message_to(message, &mut buf).expect("event-stream frame encodes");
+    aws_smithy_eventstream::frame::write_message_to(message, &mut buf)
+        .expect("event-stream frame encodes");
     Bytes::from(buf)
 }
 
 /// One `:message-type event` frame with a JSON payload.
 pub fn event_frame(event_type: &'static str, payload: &Value) -> Bytes {
     let message = Message::new(Bytes::from(payload.to_string()))
-        .add_header(Header::new(":event-type", HeaderValue::String(event_type.into())))
-        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
-        .add_header(Header::new(":message-type", HeaderValue::String("event".into())));
+        .add_header(Header::new(
+            ":event-type",
+            HeaderValue::String(event_type.into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ))
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("event".into()),
+        ));
     encode(&message)
 }
 
@@ -254,9 +291,18 @@ pub fn exception_frame(code: &str, message: &str) -> Bytes {
         first.make_ascii_lowercase();
     }
     let m = Message::new(Bytes::from(json!({"message": message}).to_string()))
-        .add_header(Header::new(":exception-type", HeaderValue::String(type_name.into())))
-        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
-        .add_header(Header::new(":message-type", HeaderValue::String("exception".into())));
+        .add_header(Header::new(
+            ":exception-type",
+            HeaderValue::String(type_name.into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ))
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("exception".into()),
+        ));
     encode(&m)
 }
 
@@ -266,34 +312,128 @@ mod tests {
 
     #[test]
     fn families_from_ids_and_bodies() {
-        assert_eq!(Family::of_model("us.anthropic.claude-haiku-4-5-20251001-v1:0"), Some(Family::Anthropic));
+        assert_eq!(
+            Family::of_model("us.anthropic.claude-haiku-4-5-20251001-v1:0"),
+            Some(Family::Anthropic)
+        );
         assert_eq!(
             Family::of_model("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"),
             Some(Family::Nova)
         );
-        assert_eq!(Family::of_model("meta.llama3-1-8b-instruct-v1:0"), Some(Family::Llama));
-        assert_eq!(Family::of_model("arn:aws:bedrock:us-east-1:1:application-inference-profile/x1"), None);
-        assert_eq!(Family::of_body(&json!({"anthropic_version": "x", "messages": []})), Some(Family::Anthropic));
-        assert_eq!(Family::of_body(&json!({"prompt": "x"})), Some(Family::Llama));
+        assert_eq!(
+            Family::of_model("meta.llama3-1-8b-instruct-v1:0"),
+            Some(Family::Llama)
+        );
+        assert_eq!(
+            Family::of_model("arn:aws:bedrock:us-east-1:1:application-inference-profile/x1"),
+            None
+        );
+        assert_eq!(
+            Family::of_body(&json!({"anthropic_version": "x", "messages": []})),
+            Some(Family::Anthropic)
+        );
+        assert_eq!(
+            Family::of_body(&json!({"prompt": "x"})),
+            Some(Family::Llama)
+        );
     }
 
     #[test]
     fn anthropic_stream_reports_cumulative_output_last() {
-        let u = SimUsage { input: 9, output: 4, cache_read: 2, cache_write_5m: 1, cache_write_1h: 3 };
+        let u = SimUsage {
+            input: 9,
+            output: 4,
+            cache_read: 2,
+            cache_write_5m: 1,
+            cache_write_1h: 3,
+        };
         let chunks = invoke_stream_chunks(Family::Anthropic, "anthropic.m", &u, &pieces(2), 5);
         assert_eq!(chunks[0]["message"]["usage"]["input_tokens"], 9);
-        assert_eq!(chunks[0]["message"]["usage"]["cache_creation_input_tokens"], 4);
-        let delta = chunks.iter().find(|c| c["type"] == "message_delta").unwrap();
+        assert_eq!(
+            chunks[0]["message"]["usage"]["cache_creation_input_tokens"],
+            4
+        );
+        let delta = chunks
+            .iter()
+            .find(|c| c["type"] == "message_delta")
+            .unwrap();
         assert_eq!(delta["usage"]["output_tokens"], 4);
-        assert_eq!(chunks.last().unwrap()["amazon-bedrock-invocationMetrics"]["outputTokenCount"], 4);
+        assert_eq!(
+            chunks.last().unwrap()["amazon-bedrock-invocationMetrics"]["outputTokenCount"],
+            4
+        );
     }
 
     #[test]
     fn token_usage_splits_cache_writes_by_ttl() {
-        let u = SimUsage { input: 1, output: 2, cache_read: 3, cache_write_5m: 4, cache_write_1h: 5 };
+        let u = SimUsage {
+            input: 1,
+            output: 2,
+            cache_read: 3,
+            cache_write_5m: 4,
+            cache_write_1h: 5,
+        };
         let t = token_usage(&u);
         assert_eq!(t["cacheWriteInputTokens"], 9);
-        assert_eq!(t["cacheDetails"], json!([{"ttl": "5m", "inputTokens": 4}, {"ttl": "1h", "inputTokens": 5}]));
+        assert_eq!(
+            t["cacheDetails"],
+            json!([{"ttl": "5m", "inputTokens": 4}, {"ttl": "1h", "inputTokens": 5}])
+        );
         assert_eq!(t["totalTokens"], 15);
+    }
+
+    #[test]
+    fn frames_decode_incrementally_with_the_smithy_decoder() {
+        use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+        let u = SimUsage {
+            input: 3,
+            output: 2,
+            ..SimUsage::default()
+        };
+        let frames: Vec<Bytes> = converse_stream_events(&u, &pieces(2), 1)
+            .iter()
+            .map(|(t, p)| event_frame(t, p))
+            .collect();
+        let all: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        // Feed 7 bytes at a time: frames split across body chunks.
+        let (mut decoder, mut buf, mut types) = (
+            MessageFrameDecoder::new(),
+            bytes::BytesMut::new(),
+            Vec::new(),
+        );
+        for piece in all.chunks(7) {
+            buf.extend_from_slice(piece);
+            while let DecodedFrame::Complete(m) =
+                decoder.decode_frame(&mut buf).expect("valid frame")
+            {
+                let t = m
+                    .headers()
+                    .iter()
+                    .find(|h| h.name().as_str() == ":event-type")
+                    .expect(":event-type");
+                types.push(t.value().as_string().expect("string").as_str().to_string());
+            }
+        }
+        assert_eq!(
+            types,
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "messageStop",
+                "metadata"
+            ]
+        );
+        let chunk = chunk_frame(&json!({"type": "message_stop"}));
+        let message = aws_smithy_eventstream::frame::read_message_from(chunk).expect("chunk frame");
+        let payload: Value = serde_json::from_slice(message.payload()).unwrap();
+        let inner = base64::engine::general_purpose::STANDARD
+            .decode(payload["bytes"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&inner).unwrap(),
+            json!({"type": "message_stop"})
+        );
     }
 }

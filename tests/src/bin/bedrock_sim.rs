@@ -32,12 +32,22 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let verify_sigv4 = match (args.verify_sigv4, args.access_key, args.secret_key) {
-        (true, Some(access_key), Some(secret_key)) => Some(SigV4Verifier { access_key, secret_key, region: args.region }),
+        (true, Some(access_key), Some(secret_key)) => Some(SigV4Verifier {
+            access_key,
+            secret_key,
+            region: args.region,
+        }),
         _ => None,
     };
-    let opts = SimOptions { token_headers: !args.no_token_headers, latency: Duration::from_millis(args.latency_ms), verify_sigv4 };
+    let opts = SimOptions {
+        token_headers: !args.no_token_headers,
+        latency: Duration::from_millis(args.latency_ms),
+        verify_sigv4,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "bedrock-sim listening");
     serve(listener, opts, async {

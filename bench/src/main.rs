@@ -1,0 +1,73 @@
+//! `tally-bench`: starts everything it measures on loopback (simulated Bedrock,
+//! Redis, Envoy with the chart's config, `tally-extproc`, LiteLLM), runs the
+//! benchmarks in one invocation so every number has its baseline from the same
+//! run, prints tables and writes `bench/results/latest.json`.
+//!
+//! Benchmarks, not tests: nothing here fails on a slow number.
+#![forbid(unsafe_code)]
+
+mod litellm;
+mod load;
+mod mix;
+mod overhead;
+mod procs;
+mod harness;
+mod scale;
+mod strictness;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    /// Everything below, in this order.
+    All,
+    /// Latency added over plain Envoy at fixed rates, and the highest sustained rate.
+    Overhead,
+    /// LiteLLM measured the same way, and budget strictness for Tally and LiteLLM.
+    Peers,
+    /// Decision latency and memory with 10 / 1,000 / 100,000 teams; memory per stream.
+    Scale,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Tally benchmarks: overhead, throughput, budget strictness and scale, with their baselines in the same run")]
+pub struct Args {
+    #[arg(value_enum, default_value = "all")]
+    pub phase: Phase,
+    /// Shorter runs (about a third of the time); numbers are noisier.
+    #[arg(long)]
+    pub quick: bool,
+    /// Fixed rates (req/s) of the overhead table.
+    #[arg(long, value_delimiter = ',', default_value = "200,1000,3000")]
+    pub rates: Vec<f64>,
+    /// Seconds per fixed-rate run (default 10, 4 with --quick).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// Rate at which LiteLLM and the Tally stack are compared (LiteLLM saturates near 80-90 req/s).
+    #[arg(long, default_value_t = 50.0)]
+    pub peer_rate: f64,
+    /// Budget strictness: the budget fits exactly k calls; 10 × k are sent concurrently.
+    #[arg(long, default_value_t = 20)]
+    pub k: u64,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results/latest.json")]
+    pub out: PathBuf,
+}
+
+impl Args {
+    pub fn run_seconds(&self) -> Duration {
+        Duration::from_secs(self.seconds.unwrap_or(if self.quick { 4 } else { 10 }))
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // One worker thread: the generator must leave the two cores to what it measures.
+    // Its own CPU is reported as `load-generator`.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(harness::run(args))
+}

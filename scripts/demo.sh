@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job: builds Tally and runs the whole data path locally on the example
+# manifests (simulated Bedrock, Envoy with the chart's gateway config,
+# tally-extproc with the embedded memory store), drives traffic from three
+# teams with the AWS SDK and prints the spend. Installs Envoy and Helm if
+# missing (cached under ~/.cache/tally). Pass --once to exit after the traffic.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TALLY_CACHE="${TALLY_CACHE:-$HOME/.cache/tally}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TALLY_CACHE/target}"
+scripts/tools/python.sh
+scripts/tools/helm.sh
+cargo build --quiet --locked -p tally-extproc -p tally-operator -p tally-tests --bins
+exec "$CARGO_TARGET_DIR/debug/tally-demo" "$@"

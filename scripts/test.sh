@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit tests, and the suites that start real
+# Envoy, Redis, kube-apiserver + etcd, Helm and AWS SDK clients. Installs what
+# it needs first (idempotent, cached under ~/.cache/tally, outside the clone).
+# This is the README's test command; .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TALLY_CACHE="${TALLY_CACHE:-$HOME/.cache/tally}"
+# Keep cargo's build output outside the clone so a fresh clone reuses it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TALLY_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test tools (cached)"
+scripts/tools/python.sh
+scripts/tools/redis.sh
+scripts/tools/helm.sh
+scripts/tools/kube.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building binaries the suites start (tally-extproc, tally, bedrock-sim)"
+cargo build --workspace --bins --locked
+
+step "cargo test"
+cargo test --workspace --locked -- --test-threads=2

@@ -1,0 +1,165 @@
+//! `tally-demo`: the whole data path on this machine, with the example manifests.
+//!
+//! Starts the simulated Bedrock, `tally-extproc` with the embedded memory store
+//! (no Redis needed) and the config `tally render examples/` compiles, and Envoy
+//! with the Helm chart's gateway config; drives traffic from three teams with
+//! the AWS SDK; prints spend per team, workflow and model and a budget refusal;
+//! then keeps the stack up for your own SDK until Ctrl-C (or exits with `--once`).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
+use aws_sdk_bedrockruntime::primitives::Blob;
+use clap::Parser;
+use tally_extproc::config::CompiledConfig;
+use tally_extproc::money::Nanos;
+use tally_tests::bedrock_sim::SimOptions;
+use tally_tests::client::{AppClient, Attribution, bedrock_client, user_message};
+use tally_tests::fixtures::envoy::{Envoy, EnvoyOptions};
+use tally_tests::fixtures::extproc::{ExtProc, ExtProcOptions, FailMode};
+use tally_tests::fixtures::sim::SimServer;
+use tally_tests::fixtures::tools;
+
+#[derive(Parser)]
+#[command(about = "Run Tally's data path locally on the example manifests")]
+struct Args {
+    /// Exit after the scripted traffic instead of serving until Ctrl-C.
+    #[arg(long)]
+    once: bool,
+    /// Manifests to compile (files or directories).
+    #[arg(long, default_value = "examples")]
+    manifests: String,
+}
+
+const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+const HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
+const NOVA_MICRO: &str = "amazon.nova-micro-v1:0";
+const LLAMA_70B: &str = "meta.llama3-1-70b-instruct-v1:0";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = tools::workspace_root();
+    println!("==> compiling {} with `tally render`", args.manifests);
+    let out = Command::new(tools::workspace_binary("tally", "tally-operator"))
+        .current_dir(&root)
+        .args(["render", &args.manifests])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "tally render failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let config = CompiledConfig::from_json(&out.stdout)?;
+    println!("    {} teams, {} price entries (generation {})", config.teams.len(), config.catalog.entries.len(), config.generation);
+
+    println!("==> starting simulated Bedrock, tally-extproc (memory store) and Envoy (the chart's gateway config)");
+    let sim = SimServer::start(SimOptions::default()).await;
+    let extproc = ExtProc::start(ExtProcOptions {
+        config,
+        redis_url: None,
+        fail_mode: FailMode::Open,
+        default_region: "us-east-1".into(),
+    })
+    .await;
+    let envoy = Envoy::start(&EnvoyOptions {
+        upstream_port: sim.port(),
+        ext_proc_port: extproc.grpc_port(),
+        fail_open: true,
+        signing: None,
+        extra_values: vec![],
+    })
+    .await;
+    let gateway = envoy.url();
+    println!("    gateway {gateway}  ·  ext_proc admin {}", extproc.admin_url(""));
+
+    println!("==> traffic from three teams through the AWS SDK");
+    let client = |team: &str, tenant: &str, workflow: &str| bedrock_client(&gateway, Attribution::new(team, tenant, workflow), false);
+    let rag = client("search", "help-center", "rag");
+    for i in 0..5 {
+        converse(&rag, SONNET, &format!("question {i}: where is the refund policy? [[usage in=1800 out=350 cr=6000]]")).await?;
+    }
+    let rerank = client("search", "intranet", "rerank");
+    for i in 0..10 {
+        converse(&rerank, NOVA_MICRO, &format!("rank passage {i} [[usage in=900 out=20]]")).await?;
+    }
+    let triage = client("support-bot", "acme", "triage");
+    for i in 0..4 {
+        converse_stream(&triage, HAIKU, &format!("ticket {i}: my invoice is wrong [[usage in=700 out=120 cw1h=2000]]")).await?;
+    }
+    let reply = client("support-bot", "globex", "reply");
+    for i in 0..3 {
+        converse(&reply, SONNET, &format!("draft reply {i} [[usage in=2500 out=600 cw5m=1500]]")).await?;
+    }
+    let unattributed = bedrock_client(&gateway, Attribution::none(), false);
+    converse(&unattributed, NOVA_MICRO, "a call from a service that sends no attribution headers").await?;
+
+    println!("==> data-science has a $0.50 daily budget: large Llama prompts until it refuses");
+    let ds = client("data-science", "", "notebooks");
+    let big_prompt = "lorem ipsum dolor sit amet ".repeat(12_000); // ~320 KB: the worst case counts every byte
+    let mut refusal = None;
+    for i in 0..20 {
+        let body = serde_json::json!({"prompt": format!("{big_prompt} [[usage in=60000 out=400]]"), "max_gen_len": 1024});
+        match ds.sdk.invoke_model().model_id(LLAMA_70B).body(Blob::new(body.to_string())).send().await {
+            Ok(_) => println!("    call {i}: ok"),
+            Err(e) => {
+                let (code, message) = (e.code().unwrap_or("?").to_string(), e.message().unwrap_or("").to_string());
+                println!("    call {i}: refused before reaching Bedrock — {code}");
+                refusal = Some(message);
+                break;
+            }
+        }
+    }
+    match refusal {
+        Some(m) => println!("    message: {m}"),
+        None => anyhow::bail!("data-science was never refused: the budget did not hold"),
+    }
+
+    print_spend(&extproc).await;
+    if args.once {
+        return Ok(());
+    }
+    println!(
+        "\n==> the stack stays up. Point any AWS SDK at it, e.g.\n    aws bedrock-runtime converse --endpoint-url {gateway} --region us-east-1 \\\n      --model-id {NOVA_MICRO} --messages '[{{\"role\":\"user\",\"content\":[{{\"text\":\"hi\"}}]}}]'\n    (add headers x-team-id / x-tenant-id / x-workflow-id from your SDK to attribute calls)\n    ledger:  curl '{}'\n    metrics: curl '{}'\n    Ctrl-C to stop.",
+        extproc.admin_url("/v1/ledger?limit=20"),
+        extproc.admin_url("/metrics")
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn converse(c: &AppClient, model: &str, text: &str) -> anyhow::Result<()> {
+    c.sdk.converse().model_id(model).messages(user_message(text)).send().await.map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?;
+    Ok(())
+}
+
+async fn converse_stream(c: &AppClient, model: &str, text: &str) -> anyhow::Result<()> {
+    let mut out = c.sdk.converse_stream().model_id(model).messages(user_message(text)).send().await.map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?;
+    while out.stream.recv().await.map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?.is_some() {}
+    Ok(())
+}
+
+/// Spend per team / workflow / model, from the ledger the ext_proc keeps.
+async fn print_spend(extproc: &ExtProc) {
+    // Streams are settled as their last chunk passes: give the final ones a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let records = extproc.ledger(10_000).await;
+    let mut rows: BTreeMap<(String, String, String), (u64, i64, u64)> = BTreeMap::new();
+    for r in &records {
+        let key = (
+            r["team"].as_str().unwrap_or("").to_string(),
+            r["workflow"].as_str().unwrap_or("-").to_string(),
+            r["model"].as_str().filter(|m| !m.is_empty()).or(r["modelId"].as_str()).unwrap_or("").to_string(),
+        );
+        let row = rows.entry(key).or_default();
+        row.0 += 1;
+        row.1 += r["costNanos"].as_i64().unwrap_or(0);
+        if r["outcome"] == "blocked" {
+            row.2 += 1;
+        }
+    }
+    println!("\n{:<14} {:<10} {:<46} {:>6} {:>8} {:>14}", "TEAM", "WORKFLOW", "MODEL", "CALLS", "BLOCKED", "SPEND USD");
+    let mut total = 0;
+    for ((team, workflow, model), (calls, nanos, blocked)) in &rows {
+        total += nanos;
+        println!("{team:<14} {workflow:<10} {model:<46} {calls:>6} {blocked:>8} {:>14}", Nanos(*nanos).to_string());
+    }
+    println!("{:<14} {:<10} {:<46} {:>6} {:>8} {:>14}", "total", "", "", records.len(), "", Nanos(total).to_string());
+}
