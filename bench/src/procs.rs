@@ -137,9 +137,11 @@ pub fn wait_ready(p: &mut Proc, timeout: Duration, what: &str, mut ready: impl F
 }
 
 /// A release binary of this workspace; the benchmarks never measure debug builds.
+/// (`TALLY_BENCH_PROFILE=debug` exists only to try the harness itself; its numbers mean nothing.)
 pub fn release_binary(name: &str) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| tools::workspace_root().join("target"));
-    let path = target.join("release").join(name);
+    let profile = std::env::var("TALLY_BENCH_PROFILE").unwrap_or_else(|_| "release".into());
+    let path = target.join(profile).join(name);
     if !path.exists() {
         bail!("{} is missing: run `cargo build --release -p tally-extproc -p tally-tests --bins` (bench/run.sh does)", path.display());
     }

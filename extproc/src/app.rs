@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{CompiledConfig, UNKNOWN_TEAM};
-use crate::metrics::{GenerationLabels, Metrics, OutcomeLabels};
+use crate::metrics::{GenerationLabels, Metrics, OutcomeLabels, TeamLabels};
 use crate::policy::Policy;
 use crate::processor::{FailMode, Options, Shared};
 use crate::server::Processor;
@@ -99,6 +99,16 @@ fn load_config(path: &Path) -> anyhow::Result<(Vec<u8>, CompiledConfig)> {
 
 fn install(shared: &Shared, config: CompiledConfig) {
     shared.metrics.config_info.clear();
+    shared.metrics.budget_limit.clear();
+    for t in &config.teams {
+        if let Some(b) = &t.budget {
+            shared
+                .metrics
+                .budget_limit
+                .get_or_create(&TeamLabels { team: t.team.clone() })
+                .set(b.limit.0);
+        }
+    }
     shared
         .metrics
         .config_info

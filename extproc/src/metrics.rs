@@ -29,6 +29,12 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub team: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TeamLabels {
     pub team: String,
 }
@@ -52,8 +58,9 @@ pub struct Metrics {
     pub registry: Registry,
     pub spend: Family<CallLabels, Counter>,
     pub tokens: Family<TokenLabels, Counter>,
-    pub decisions: Family<OutcomeLabels, Counter>,
+    pub decisions: Family<DecisionLabels, Counter>,
     pub budget_remaining: Family<TeamLabels, Gauge>,
+    pub budget_limit: Family<TeamLabels, Gauge>,
     pub decision_seconds: Histogram,
     pub store_errors: Family<OpLabels, Counter>,
     pub spool_depth: Gauge,
@@ -85,10 +92,10 @@ impl Metrics {
             "Tokens by team, workflow, model and price class",
             tokens.clone(),
         );
-        let decisions = Family::<OutcomeLabels, Counter>::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",
-            "Bedrock calls by outcome (ok, blocked, denied, upstream_error, incomplete)",
+            "Bedrock calls by team and outcome (ok, blocked, denied, upstream_error, incomplete, unavailable)",
             decisions.clone(),
         );
         let budget_remaining = Family::<TeamLabels, Gauge>::default();
@@ -96,6 +103,12 @@ impl Metrics {
             "budget_remaining_nanos",
             "Team budget left in the current period, nano-USD",
             budget_remaining.clone(),
+        );
+        let budget_limit = Family::<TeamLabels, Gauge>::default();
+        registry.register(
+            "budget_limit_nanos",
+            "Team budget limit of the current period, nano-USD",
+            budget_limit.clone(),
         );
         let decision_seconds = Histogram::new([
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -153,6 +166,7 @@ impl Metrics {
             tokens,
             decisions,
             budget_remaining,
+            budget_limit,
             decision_seconds,
             store_errors,
             spool_depth,

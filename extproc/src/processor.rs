@@ -20,7 +20,7 @@ use crate::bedrock::{self, Operation};
 use crate::config::{Enforcement, Prices};
 use crate::eventstream::StreamUsage;
 use crate::ledger::{LedgerRecord, Outcome};
-use crate::metrics::{CallLabels, Metrics, OpLabels, OutcomeLabels, TeamLabels, TokenLabels};
+use crate::metrics::{CallLabels, DecisionLabels, Metrics, OpLabels, TeamLabels, TokenLabels};
 use crate::money::Nanos;
 use crate::policy::{self, Attribution, Claims, Plan, Policy};
 use crate::pricing::{self, Usage};
@@ -568,7 +568,10 @@ impl Exchange {
                         self.shared
                             .metrics
                             .decisions
-                            .get_or_create(&OutcomeLabels { outcome: "unavailable" })
+                            .get_or_create(&DecisionLabels {
+                                team: call.who.team.clone(),
+                                outcome: "unavailable",
+                            })
                             .inc();
                         return self.respond(
                             503,
@@ -863,10 +866,12 @@ impl Exchange {
             record,
         };
         self.shared.settle_or_spool(&settlement).await;
+        let team = settlement.record.team.clone();
         self.shared
             .metrics
             .decisions
-            .get_or_create(&OutcomeLabels {
+            .get_or_create(&DecisionLabels {
+                team,
                 outcome: outcome.as_str(),
             })
             .inc();
@@ -882,7 +887,8 @@ impl Exchange {
         };
         let workflow = r.workflow.clone().unwrap_or_else(|| "none".into());
         m.decisions
-            .get_or_create(&OutcomeLabels {
+            .get_or_create(&DecisionLabels {
+                team: r.team.clone(),
                 outcome: r.outcome.as_str(),
             })
             .inc();

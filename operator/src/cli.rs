@@ -38,6 +38,9 @@ pub enum Command {
     /// Compile TeamBudget and ModelPricing manifests into the ext_proc config, offline;
     /// lists every problem and exits non-zero if there is any.
     Render(RenderArgs),
+    /// Run the operator: reconcile TeamBudgets and ModelPricings into the config ConfigMap and
+    /// keep their status live from Redis (leader-elected; serves /metrics, /healthz, /readyz).
+    Operator(crate::controller::OperatorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,10 +81,11 @@ pub fn init_tracing(format: LogFormat) {
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Crds(args) => crds(&args, &mut stdout),
-        Command::Render(args) => render(&args, &mut stdout),
+        Command::Crds(args) => crds(&args, &mut std::io::stdout().lock()),
+        Command::Render(args) => render(&args, &mut std::io::stdout().lock()),
+        // stdout stays unlocked: the operator's tasks log to it from other threads.
+        Command::Operator(args) => Ok(crate::controller::main(args).await?),
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Error {
     /// Manifests that do not compile; one line per problem, each naming its object and field.
     #[error("{} problem{} found:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n"))]
     Invalid(Vec<String>),
+    /// `tally operator` stopped with an error.
+    #[error(transparent)]
+    Operator(#[from] controller::Error),
 }
 
 /// `Result` with this crate's [`Error`].

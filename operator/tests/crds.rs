@@ -51,21 +51,17 @@ fn crds_dir_holds_nothing_else() {
 
 #[test]
 fn tally_crds_prints_the_committed_files() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .arg("crds")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tally")).arg("crds").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8(out.stdout).unwrap();
     let committed: Vec<String> = crd::crds()
         .iter()
         .map(|c| std::fs::read_to_string(crds_dir().join(crd::crd_file_name(c))).unwrap())
         .collect();
-    assert_eq!(printed, committed.join("---\n"));
+    assert!(
+        printed == committed.join("---\n"),
+        "`tally crds` prints something else than crds/*.yaml"
+    );
 }
 
 #[test]
@@ -76,11 +72,7 @@ fn tally_crds_writes_one_file_per_crd() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for name in ["tally.dev_teambudgets.yaml", "tally.dev_modelpricings.yaml"] {
         let written = std::fs::read_to_string(dir.path().join(name)).unwrap();
         let crd: serde_yaml::Value = serde_yaml::from_str(&written).unwrap();

@@ -5,8 +5,8 @@
 //! from the code under test.
 
 use tally_extproc::config::{
-    Alias, BudgetConfig, CONFIG_VERSION, Catalog, CompiledConfig, Enforcement, PriceEntry, Prices,
-    TeamConfig, TenantConfig, WorkflowConfig,
+    Alias, BudgetConfig, CONFIG_VERSION, Catalog, CompiledConfig, Enforcement, PriceEntry, Prices, TeamConfig,
+    TenantConfig, WorkflowConfig,
 };
 use tally_extproc::money::{Nanos, NanosPerMillion};
 use tally_extproc::period::Period;
@@ -17,8 +17,7 @@ pub const OPUS: &str = "anthropic.claude-opus-4-5-20251101-v1:0";
 pub const NOVA_LITE: &str = "amazon.nova-lite-v1:0";
 pub const LLAMA_8B: &str = "meta.llama3-1-8b-instruct-v1:0";
 /// An application inference profile, aliased to [`US_HAIKU`] in the catalog.
-pub const APP_PROFILE_ARN: &str =
-    "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/tally-e2e";
+pub const APP_PROFILE_ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/tally-e2e";
 /// Output tokens reserved per call before the usage is known.
 pub const MAX_OUTPUT_TOKENS: u32 = 1024;
 
@@ -108,8 +107,27 @@ pub fn config(mut teams: Vec<TeamConfig>) -> CompiledConfig {
 pub fn default_config() -> CompiledConfig {
     let mut ads = team("ads", "100", &[], &["banners"]);
     ads.allowed_models = vec!["amazon.nova-*".to_string()];
-    config(vec![
-        team("search", "100", &["acme", "globex"], &["rag"]),
-        ads,
-    ])
+    config(vec![team("search", "100", &["acme", "globex"], &["rag"]), ads])
+}
+
+/// Compiles TeamBudget and ModelPricing manifests (files or directories) with
+/// the operator's compiler, as the operator would; panics listing every problem.
+pub fn compile_manifests(paths: &[std::path::PathBuf]) -> CompiledConfig {
+    let manifests = tally_operator::manifest::load(paths, "default");
+    assert!(
+        manifests.problems.is_empty(),
+        "manifest problems in {paths:?}:\n{}",
+        manifests
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    tally_operator::compiler::compile(&manifests.teams, &manifests.pricings).unwrap_or_else(|errors| {
+        panic!(
+            "compile errors:\n{}",
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+        )
+    })
 }

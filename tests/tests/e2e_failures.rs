@@ -20,20 +20,8 @@ use tally_tests::fixtures::stack::{GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY, Stack
 use tally_tests::scenarios::{HAIKU, US_HAIKU, default_config};
 
 /// Nano-USD per 1M tokens (input, output, cache read, cache write 5m, cache write 1h), from bedrock-wire.md.
-const HAIKU_PRICES: PricesNanos = [
-    1_000_000_000,
-    5_000_000_000,
-    100_000_000,
-    1_250_000_000,
-    2_000_000_000,
-];
-const US_HAIKU_PRICES: PricesNanos = [
-    1_100_000_000,
-    5_500_000_000,
-    110_000_000,
-    1_375_000_000,
-    2_200_000_000,
-];
+const HAIKU_PRICES: PricesNanos = [1_000_000_000, 5_000_000_000, 100_000_000, 1_250_000_000, 2_000_000_000];
+const US_HAIKU_PRICES: PricesNanos = [1_100_000_000, 5_500_000_000, 110_000_000, 1_375_000_000, 2_200_000_000];
 
 fn request_id(client: &tally_tests::client::AppClient) -> String {
     client
@@ -69,11 +57,7 @@ async fn chart_gateway_without_ext_proc_fails_open_and_signs_as_the_gateway() {
         extra_values: vec![],
     })
     .await;
-    let client = bedrock_client(
-        &envoy.url(),
-        Attribution::new("search", "acme", "rag"),
-        false,
-    );
+    let client = bedrock_client(&envoy.url(), Attribution::new("search", "acme", "rag"), false);
     let out = client
         .sdk
         .converse()
@@ -169,11 +153,7 @@ async fn disconnect_before_any_usage_charges_the_reservation() {
         .await
         .expect("stream starts");
     let id = request_id(&client);
-    out.stream
-        .recv()
-        .await
-        .expect("first event")
-        .expect("stream open");
+    out.stream.recv().await.expect("first event").expect("stream open");
     drop(out);
     drop(client);
     let ledger = stack.extproc.wait_ledger(1, Duration::from_secs(15)).await;
@@ -208,9 +188,7 @@ async fn ext_proc_restart(fail_open: bool) {
                 .await
         }
     };
-    call("[[usage in=100 out=10]]")
-        .await
-        .expect("before the kill");
+    call("[[usage in=100 out=10]]").await.expect("before the kill");
     let before = request_id(&client);
 
     stack.extproc.kill();
@@ -221,18 +199,12 @@ async fn ext_proc_restart(fail_open: bool) {
         assert_eq!(sim_requests, 2, "the call reached Bedrock");
     } else {
         let err = during.expect_err("fail-closed: Envoy refuses");
-        assert_eq!(
-            err.raw_response().map(|r| r.status().as_u16()),
-            Some(500),
-            "{err:?}"
-        );
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500), "{err:?}");
         assert_eq!(sim_requests, 1, "nothing reached Bedrock");
     }
 
     stack.extproc.restart().await;
-    call("[[usage in=100 out=10]]")
-        .await
-        .expect("after the restart");
+    call("[[usage in=100 out=10]]").await.expect("after the restart");
     let after = request_id(&client);
     let ledger = stack.extproc.wait_ledger(2, Duration::from_secs(15)).await;
     let expected = cost_nanos([100, 10, 0, 0, 0], HAIKU_PRICES);
@@ -306,15 +278,8 @@ async fn redis_killed_under_traffic_loses_no_completed_charge() {
         completed.extend(t.await.expect("traffic task"));
     }
     let ok = completed.len() as u64;
-    assert_eq!(
-        ok,
-        2 * CALLS_PER_CLIENT as u64,
-        "fail-open: every call succeeded"
-    );
-    let during_outage = completed
-        .iter()
-        .filter(|t| **t > killed && **t < restarting)
-        .count();
+    assert_eq!(ok, 2 * CALLS_PER_CLIENT as u64, "fail-open: every call succeeded");
+    let during_outage = completed.iter().filter(|t| **t > killed && **t < restarting).count();
     assert!(
         during_outage >= 5,
         "calls completed while Redis was down: {during_outage}"
@@ -342,5 +307,43 @@ async fn redis_killed_under_traffic_loses_no_completed_charge() {
     assert_eq!(
         spent, expected,
         "every completed call is in the spend counter, exactly once"
+    );
+}
+
+/// A Bedrock error reaches the client unchanged (status, code), costs nothing,
+/// releases its reservation, and is recorded `upstream_error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_errors_pass_through_and_release_the_reservation() {
+    let stack = Stack::start(StackOptions::new(default_config())).await;
+    let client = stack.client(Attribution::new("search", "acme", "rag"));
+    let err = client
+        .sdk
+        .invoke_model()
+        .model_id(HAIKU)
+        .body(anthropic_body("[[error ThrottlingException]]"))
+        .send()
+        .await
+        .expect_err("throttled upstream");
+    assert!(
+        err.as_service_error().is_some_and(|e| e.is_throttling_exception()),
+        "{err:?}"
+    );
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(429));
+    let id = request_id(&client);
+    let ledger = stack.extproc.wait_ledger(1, Duration::from_secs(15)).await;
+    let record = record_for(&ledger, &id);
+    assert_eq!(
+        (record["outcome"].as_str(), record["status"].as_u64()),
+        (Some("upstream_error"), Some(429)),
+        "{record:#}"
+    );
+    assert_eq!(record["costNanos"], 0);
+    let mut redis = stack.redis.connection().await;
+    let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
+    assert_eq!(hash_field(&mut redis, &key, "spent").await, 0);
+    assert_eq!(
+        hash_field(&mut redis, &key, "reserved").await,
+        0,
+        "the reservation was released"
     );
 }

@@ -5,15 +5,14 @@
 
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata as _;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlockDelta, ConverseStreamOutput, ConverseTokensRequest, CountTokensInput,
-    ResponseStream,
+    ContentBlockDelta, ConverseStreamOutput, ConverseTokensRequest, CountTokensInput, ResponseStream,
 };
 use serde_json::Value;
 use tally_tests::bedrock_sim::SimOptions;
 use tally_tests::bedrock_sim::sigv4::SigV4Verifier;
 use tally_tests::client::{
-    Attribution, CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, anthropic_body, bedrock_client, llama_body,
-    nova_body, user_message,
+    Attribution, CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, anthropic_body, bedrock_client, llama_body, nova_body,
+    user_message,
 };
 use tally_tests::fixtures::sim::SimServer;
 use tally_tests::scenarios::{HAIKU, LLAMA_8B, NOVA_LITE, US_HAIKU};
@@ -34,18 +33,11 @@ async fn converse_usage_and_cache_details_parse() {
         .expect("converse");
     let usage = out.usage().expect("usage");
     assert_eq!(
-        (
-            usage.input_tokens(),
-            usage.output_tokens(),
-            usage.total_tokens()
-        ),
+        (usage.input_tokens(), usage.output_tokens(), usage.total_tokens()),
         (120, 7, 164)
     );
     assert_eq!(
-        (
-            usage.cache_read_input_tokens(),
-            usage.cache_write_input_tokens()
-        ),
+        (usage.cache_read_input_tokens(), usage.cache_write_input_tokens()),
         (Some(30), Some(7))
     );
     let details: Vec<(String, i32)> = usage
@@ -82,9 +74,7 @@ async fn converse_stream_events_parse() {
                     text.push_str(t);
                 }
             }
-            ConverseStreamOutput::Metadata(m) => {
-                usage = m.usage().map(|u| (u.input_tokens(), u.output_tokens()))
-            }
+            ConverseStreamOutput::Metadata(m) => usage = m.usage().map(|u| (u.input_tokens(), u.output_tokens())),
             _ => {}
         }
     }
@@ -122,29 +112,17 @@ async fn invoke_bodies_and_token_headers_per_family() {
             .await
             .expect("invoke");
         let json: Value = serde_json::from_slice(out.body().as_ref()).expect("JSON body");
-        assert_eq!(
-            json.pointer(input_ptr),
-            Some(&Value::from(120)),
-            "{model}: {json}"
-        );
+        assert_eq!(json.pointer(input_ptr), Some(&Value::from(120)), "{model}: {json}");
         if !cache_ptr.is_empty() {
-            assert_eq!(
-                json.pointer(cache_ptr),
-                Some(&Value::from(30)),
-                "{model}: {json}"
-            );
+            assert_eq!(json.pointer(cache_ptr), Some(&Value::from(30)), "{model}: {json}");
         }
         let headers = client.responses.last();
         assert_eq!(
-            headers
-                .get("x-amzn-bedrock-input-token-count")
-                .map(String::as_str),
+            headers.get("x-amzn-bedrock-input-token-count").map(String::as_str),
             Some("120")
         );
         assert_eq!(
-            headers
-                .get("x-amzn-bedrock-output-token-count")
-                .map(String::as_str),
+            headers.get("x-amzn-bedrock-output-token-count").map(String::as_str),
             Some("7")
         );
         assert_eq!(
@@ -163,10 +141,7 @@ async fn invoke_bodies_and_token_headers_per_family() {
         .await
         .unwrap();
     let json: Value = serde_json::from_slice(anthropic.body().as_ref()).unwrap();
-    assert_eq!(
-        json["usage"]["cache_creation"]["ephemeral_1h_input_tokens"],
-        2
-    );
+    assert_eq!(json["usage"]["cache_creation"]["ephemeral_1h_input_tokens"], 2);
 
     let quiet = SimServer::start(SimOptions {
         token_headers: false,
@@ -183,10 +158,7 @@ async fn invoke_bodies_and_token_headers_per_family() {
         .await
         .unwrap();
     assert!(
-        !client
-            .responses
-            .last()
-            .contains_key("x-amzn-bedrock-input-token-count"),
+        !client.responses.last().contains_key("x-amzn-bedrock-input-token-count"),
         "--no-token-headers"
     );
 }
@@ -211,10 +183,8 @@ async fn invoke_streams_carry_invocation_metrics_last() {
         let mut chunks = Vec::new();
         while let Some(event) = out.body.recv().await.expect("stream event") {
             if let ResponseStream::Chunk(part) = event {
-                chunks.push(
-                    serde_json::from_slice::<Value>(part.bytes().expect("bytes").as_ref())
-                        .expect("chunk JSON"),
-                );
+                chunks
+                    .push(serde_json::from_slice::<Value>(part.bytes().expect("bytes").as_ref()).expect("chunk JSON"));
             }
         }
         let metrics = &chunks.last().expect("chunks")["amazon-bedrock-invocationMetrics"];
@@ -257,8 +227,7 @@ async fn count_tokens_and_modeled_errors() {
         .await
         .expect_err("throttled");
     assert!(
-        err.as_service_error()
-            .is_some_and(|e| e.is_throttling_exception()),
+        err.as_service_error().is_some_and(|e| e.is_throttling_exception()),
         "{err:?}"
     );
     let err = client
@@ -306,10 +275,7 @@ async fn sigv4_mode_accepts_the_right_key_and_refuses_others() {
     let stats = sim.stats();
     assert_eq!((stats.signatures_verified, stats.signatures_failed), (2, 0));
     assert_eq!(
-        stats.received[0]
-            .headers
-            .get("x-team-id")
-            .map(String::as_str),
+        stats.received[0].headers.get("x-team-id").map(String::as_str),
         Some("search")
     );
 
@@ -335,4 +301,32 @@ async fn sigv4_mode_accepts_the_right_key_and_refuses_others() {
     assert_eq!(err.code(), Some("InvalidSignatureException"));
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
     assert_eq!(strict.stats().signatures_failed, 1);
+}
+
+#[tokio::test]
+async fn a_stream_error_arrives_as_an_in_band_exception() {
+    let sim = SimServer::start(SimOptions::default()).await;
+    let client = bedrock_client(&sim.url(), Attribution::none(), false);
+    let mut out = client
+        .sdk
+        .converse_stream()
+        .model_id(HAIKU)
+        .messages(user_message("[[chunks 2]] [[stream-error ModelStreamErrorException]]"))
+        .send()
+        .await
+        .expect("the stream starts with 200");
+    let mut events = 0;
+    let err = loop {
+        match out.stream.recv().await {
+            Ok(Some(_)) => events += 1,
+            Ok(None) => panic!("the stream ended without the exception"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(events, 3, "messageStart and two deltas, then the exception");
+    let service = err
+        .as_service_error()
+        .unwrap_or_else(|| panic!("a modeled stream error: {err:?}"));
+    assert!(service.is_model_stream_error_exception(), "{service:?}");
+    assert_eq!(sim.stats().streams_completed, 1, "the simulator sent its last frame");
 }

@@ -90,6 +90,8 @@ fn config(team_limit: Option<&str>) -> CompiledConfig {
 
 struct Service {
     client: ExternalProcessorClient<Channel>,
+    channel: Channel,
+    config_path: std::path::PathBuf,
     admin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -148,7 +150,9 @@ impl Service {
             .await
             .unwrap();
         Service {
-            client: ExternalProcessorClient::new(channel),
+            client: ExternalProcessorClient::new(channel.clone()),
+            channel,
+            config_path: dir.path().join("config.json"),
             admin: format!("http://{admin_addr}"),
             stop: Some(tx),
             task,
@@ -887,5 +891,55 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
         (Some("incomplete"), Some(body_len * 6_600 + 50 * 16_500))
     );
     assert_eq!(counter(&redis, "search", "reserved").await, 0);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn config_is_hot_reloaded_and_an_invalid_file_keeps_the_old_one() {
+    let redis = RedisServer::start(false).await;
+    let svc = Service::start(&config(None), &redis, FailMode::Open).await;
+    // grpc.health.v1 is served next to the processor.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(svc.channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "envoy.service.ext_proc.v3.ExternalProcessor".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    assert!(svc.metrics().await.contains("tally_config_info{generation=\"test\"} 1"));
+
+    std::fs::write(&svc.config_path, b"{\"version\": 1, \"teams\": [oops").unwrap();
+    let rejected = tally_tests::fixtures::process::wait_until(Duration::from_secs(5), || async {
+        svc.metrics()
+            .await
+            .contains("tally_config_reloads_total{outcome=\"invalid\"} 1")
+    })
+    .await;
+    assert!(rejected, "the invalid file is noticed");
+    assert!(
+        svc.metrics().await.contains("tally_config_info{generation=\"test\"} 1"),
+        "old config kept"
+    );
+    // Calls still work under the old config.
+    assert_eq!(one_converse(&svc, "after-invalid").await.len(), 4);
+
+    let mut next = config(Some("0.000001"));
+    next.generation = "v2".into();
+    std::fs::write(&svc.config_path, next.to_json_pretty()).unwrap();
+    let swapped = tally_tests::fixtures::process::wait_until(Duration::from_secs(5), || async {
+        svc.metrics().await.contains("tally_config_info{generation=\"v2\"} 1")
+    })
+    .await;
+    assert!(swapped, "the new config is swapped in");
+    // The new, tiny budget now applies.
+    let out = one_converse(&svc, "after-v2").await;
+    assert!(
+        matches!(&out.last().unwrap().response, Some(processing_response::Response::ImmediateResponse(i)) if i.status.unwrap().code == 400)
+    );
     svc.stop().await;
 }

@@ -28,9 +28,7 @@ pub fn configmap_needs_update(existing_hash: Option<&str>, new_hash: &str) -> bo
 }
 
 /// The ConfigMap's content for a config: `data` and `annotations`.
-pub fn configmap_content(
-    config: &CompiledConfig,
-) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+pub fn configmap_content(config: &CompiledConfig) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let data = BTreeMap::from([(CONFIG_KEY.to_string(), config.to_json_pretty())]);
     let annotations = BTreeMap::from([(HASH_ANNOTATION.to_string(), config.generation.clone())]);
     (data, annotations)
@@ -49,18 +47,12 @@ pub fn keep_last_good(
         return (compiled, kept);
     };
     let mut config = compiled;
-    for old in published
-        .teams
-        .iter()
-        .filter(|t| invalid_teams.contains(&t.source))
-    {
+    for old in published.teams.iter().filter(|t| invalid_teams.contains(&t.source)) {
         let team_taken = config.teams.iter().any(|t| t.team == old.team);
-        let tenant_taken = old.tenants.iter().any(|o| {
-            config
-                .teams
-                .iter()
-                .any(|t| t.tenants.iter().any(|n| n.id == o.id))
-        });
+        let tenant_taken = old
+            .tenants
+            .iter()
+            .any(|o| config.teams.iter().any(|t| t.tenants.iter().any(|n| n.id == o.id)));
         if team_taken || tenant_taken {
             continue;
         }
@@ -115,10 +107,7 @@ mod tests {
         let c = config(vec![team("a", "ns/a", &[])]);
         let (data, annotations) = configmap_content(&c);
         assert_eq!(annotations[HASH_ANNOTATION], c.generation);
-        assert_eq!(
-            CompiledConfig::from_json(data[CONFIG_KEY].as_bytes()).unwrap(),
-            c
-        );
+        assert_eq!(CompiledConfig::from_json(data[CONFIG_KEY].as_bytes()).unwrap(), c);
     }
 
     #[test]
@@ -143,11 +132,7 @@ mod tests {
         let invalid = BTreeSet::from(["ns/b".to_string(), "ns/c".to_string()]);
         let (out, kept) = keep_last_good(compiled, Some(&published), &invalid);
         assert_eq!(kept, BTreeSet::from(["ns/c".to_string()]));
-        let ids: Vec<_> = out
-            .teams
-            .iter()
-            .map(|t| (t.team.as_str(), t.source.as_str()))
-            .collect();
+        let ids: Vec<_> = out.teams.iter().map(|t| (t.team.as_str(), t.source.as_str())).collect();
         assert_eq!(ids, [("b", "ns/b2"), ("c", "ns/c"), ("d", "ns/d")]);
         assert_eq!(out, with_generation(out.clone()));
     }

@@ -37,11 +37,7 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    pub fn new(
-        namespace: impl Into<String>,
-        name: impl Into<String>,
-        identity: impl Into<String>,
-    ) -> Self {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>, identity: impl Into<String>) -> Self {
         LeaseConfig {
             namespace: namespace.into(),
             name: name.into(),
@@ -141,16 +137,9 @@ impl LeaderElector {
                 at
             }
         };
-        let duration =
-            Duration::from_secs(spec.lease_duration_seconds.unwrap_or(lease_seconds).max(1) as u64);
+        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(lease_seconds).max(1) as u64);
         let expired = first_seen.elapsed() > duration;
-        let Some(new_spec) = next_spec(
-            Some(&spec),
-            &self.config.identity,
-            expired,
-            lease_seconds,
-            now,
-        ) else {
+        let Some(new_spec) = next_spec(Some(&spec), &self.config.identity, expired, lease_seconds, now) else {
             return Ok(false);
         };
         lease.spec = Some(new_spec);
@@ -254,13 +243,7 @@ mod tests {
     #[test]
     fn a_live_lease_of_another_holder_is_left_alone() {
         assert_eq!(
-            next_spec(
-                Some(&held_by("b", 0)),
-                "a",
-                false,
-                15,
-                ts("2026-01-01T00:00:11Z")
-            ),
+            next_spec(Some(&held_by("b", 0)), "a", false, 15, ts("2026-01-01T00:00:11Z")),
             None
         );
     }
@@ -279,10 +262,7 @@ mod tests {
     fn renewing_keeps_acquire_time_and_transitions() {
         let now = ts("2026-01-01T00:00:12Z");
         let spec = next_spec(Some(&held_by("a", 2)), "a", false, 15, now).unwrap();
-        assert_eq!(
-            spec.acquire_time,
-            Some(MicroTime(ts("2026-01-01T00:00:00Z")))
-        );
+        assert_eq!(spec.acquire_time, Some(MicroTime(ts("2026-01-01T00:00:00Z"))));
         assert_eq!(spec.lease_transitions, Some(2));
         assert_eq!(spec.renew_time, Some(MicroTime(now)));
     }
@@ -300,11 +280,6 @@ mod tests {
                 .lease_transitions,
             Some(2)
         );
-        assert_eq!(
-            next_spec(None, "a", false, 15, now)
-                .unwrap()
-                .lease_transitions,
-            Some(0)
-        );
+        assert_eq!(next_spec(None, "a", false, 15, now).unwrap().lease_transitions, Some(0));
     }
 }

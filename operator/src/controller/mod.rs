@@ -17,7 +17,7 @@
 //! RBAC it needs, exactly (shipped in `charts/tally/templates/operator-rbac.yaml`):
 //! - `tally.dev` `teambudgets`, `modelpricings`: `list`, `watch`; their `/status`: `patch`
 //! - `configmaps` (the config namespace): `get`, `create`, `patch`
-//! - `events.k8s.io` `events`: `create`, `patch` (namespaces of TeamBudgets, and `default`)
+//! - `events.k8s.io` `events`: `create` (namespaces of TeamBudgets)
 //! - `coordination.k8s.io` `leases` (the election namespace): `get`, `create`, `update`
 
 pub mod config_map;
@@ -32,9 +32,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -102,10 +103,7 @@ pub enum Error {
     #[error("cannot connect to the Kubernetes API server: {0}")]
     Client(#[source] kube::Error),
     #[error("cannot serve {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("invalid --redis-url: {0}")]
     RedisUrl(#[source] redis::RedisError),
 }
@@ -117,11 +115,7 @@ impl OperatorArgs {
     fn config_namespace(&self) -> String {
         self.config_map_namespace
             .clone()
-            .or_else(|| {
-                std::env::var("POD_NAMESPACE")
-                    .ok()
-                    .filter(|s| !s.is_empty())
-            })
+            .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| "default".to_string())
     }
 
@@ -140,11 +134,7 @@ impl OperatorArgs {
             .map_or(0, |d| d.subsec_nanos());
         format!(
             "{}_{:08x}",
-            if base.is_empty() {
-                "tally-operator"
-            } else {
-                &base
-            },
+            if base.is_empty() { "tally-operator" } else { &base },
             nanos ^ std::process::id()
         )
     }
@@ -167,8 +157,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -205,10 +195,7 @@ pub async fn run(
             let graceful = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(graceful)
-                .await
-            {
+            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
                 tracing::error!(%error, "metrics server failed");
             }
         }
@@ -242,13 +229,7 @@ pub async fn run(
         redis,
         redis_conn: None,
         metrics: metrics.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        identity: identity.clone(),
         readiness: HashMap::new(),
     };
     let mut ctx = ctx;
@@ -289,7 +270,8 @@ struct Ctx {
     redis: Option<redis::Client>,
     redis_conn: Option<redis::aio::MultiplexedConnection>,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    /// This replica's identity, the events' `reportingInstance`.
+    identity: String,
     /// Readiness of each object (`ObjectRef` display) from the last config pass.
     readiness: HashMap<String, Readiness>,
 }
@@ -362,8 +344,13 @@ impl Ctx {
                     }
                 }
                 _ = tick.tick() => {
+                    // The config pass runs too: it retries a failed write and repairs a
+                    // hand-edited ConfigMap, at the cost of one GET when nothing changed.
                     if synced.len() == total {
-                        self.status_pass(&all_teams(&team_stores)).await;
+                        let teams = all_teams(&team_stores);
+                        let pricings: Vec<ModelPricing> = pricing_store.state().iter().map(|p| (**p).clone()).collect();
+                        self.config_pass(&teams, &pricings).await;
+                        self.status_pass(&teams).await;
                     }
                 }
             }
@@ -383,11 +370,7 @@ impl Ctx {
         self.metrics.observe("config", started.elapsed(), ok);
     }
 
-    async fn reconcile_config(
-        &mut self,
-        teams: &[TeamBudget],
-        pricings: &[ModelPricing],
-    ) -> Result<(), kube::Error> {
+    async fn reconcile_config(&mut self, teams: &[TeamBudget], pricings: &[ModelPricing]) -> Result<(), kube::Error> {
         let compiled = compiler::compile_lenient(teams, pricings);
         let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let existing = cms.get_opt(&self.args.config_map_name).await?;
@@ -401,16 +384,10 @@ impl Ctx {
 
         let invalid_teams: BTreeSet<String> = teams
             .iter()
-            .filter(|tb| {
-                compiled
-                    .errors_of(&ObjectRef::team_budget(tb))
-                    .next()
-                    .is_some()
-            })
+            .filter(|tb| compiled.errors_of(&ObjectRef::team_budget(tb)).next().is_some())
             .map(TeamBudget::key)
             .collect();
-        let (config, kept) =
-            config_map::keep_last_good(compiled.config.clone(), published.as_ref(), &invalid_teams);
+        let (config, kept) = config_map::keep_last_good(compiled.config.clone(), published.as_ref(), &invalid_teams);
 
         if config_map::configmap_needs_update(existing_hash.as_deref(), &config.generation) {
             let (data, annotations) = config_map::configmap_content(&config);
@@ -481,13 +458,7 @@ impl Ctx {
             let name = mp.name_any();
             let prev = mp.status.clone().unwrap_or_default();
             let mut desired = ModelPricingStatus {
-                models: Some(
-                    compiled
-                        .entries_per_catalog
-                        .get(&name)
-                        .copied()
-                        .unwrap_or(0) as i64,
-                ),
+                models: Some(compiled.entries_per_catalog.get(&name).copied().unwrap_or(0) as i64),
                 conditions: prev.conditions.clone(),
                 observed_generation: mp.metadata.generation,
             };
@@ -521,10 +492,8 @@ impl Ctx {
             }
             let (desired, events) = status::team_status(tb, &readiness, reading, now);
             if status::status_needs_patch(tb.status.as_ref(), &desired) {
-                let api: Api<TeamBudget> =
-                    Api::namespaced(self.client.clone(), &tb.namespace().unwrap_or_default());
-                if let Err(error) = apply_status(&api, &tb.name_any(), "TeamBudget", &desired).await
-                {
+                let api: Api<TeamBudget> = Api::namespaced(self.client.clone(), &tb.namespace().unwrap_or_default());
+                if let Err(error) = apply_status(&api, &tb.name_any(), "TeamBudget", &desired).await {
                     tracing::warn!(%error, object = %tb.key(), "status patch failed");
                     ok = false;
                     // Events only after the status recording them is stored: at most once.
@@ -533,18 +502,7 @@ impl Ctx {
             }
             let reference = tb.object_ref(&());
             for e in events {
-                let event = KubeEvent {
-                    type_: if e.warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: e.reason.clone(),
-                    note: Some(e.note.clone()),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                };
-                match self.recorder.publish(&event, &reference).await {
+                match self.publish(&reference, &e).await {
                     Ok(()) => {
                         self.metrics.events.inc();
                         tracing::info!(object = %tb.key(), reason = %e.reason, note = %e.note, "event");
@@ -557,6 +515,36 @@ impl Ctx {
             }
         }
         self.metrics.observe("status", started.elapsed(), ok);
+    }
+
+    /// Creates one `events.k8s.io/v1` Event about `regarding`. Each alert is raised once, so
+    /// there is nothing to aggregate into a series (kube's `Recorder` would merge two thresholds'
+    /// events into one, as its key ignores the note) and only `create` is needed.
+    async fn publish(&self, regarding: &ObjectReference, e: &status::EventToEmit) -> Result<(), kube::Error> {
+        let now = jiff::Timestamp::now();
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let event = KubeEvent {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or("tally"),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(if e.warning { "Warning" } else { "Normal" }.into()),
+            reason: Some(e.reason.clone()),
+            note: Some(e.note.clone()),
+            action: Some("ReadCounters".into()),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(format!("tally.dev/{FIELD_MANAGER}")),
+            reporting_instance: Some(self.identity.clone()),
+            ..Default::default()
+        };
+        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), &event).await.map(|_| ())
     }
 
     async fn read_counters(&mut self, tb: &TeamBudget, now: jiff::Timestamp) -> Reading {
@@ -583,11 +571,7 @@ impl Ctx {
             keys::field::REQUESTS,
             keys::field::BLOCKED,
         ];
-        let values: Result<Vec<Option<i64>>, _> = redis::cmd("HMGET")
-            .arg(&key)
-            .arg(&fields)
-            .query_async(conn)
-            .await;
+        let values: Result<Vec<Option<i64>>, _> = redis::cmd("HMGET").arg(&key).arg(&fields).query_async(conn).await;
         match values {
             Ok(v) => {
                 let at = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
@@ -608,32 +592,19 @@ impl Ctx {
 }
 
 /// Server-side apply of `status` on the status subresource.
-async fn apply_status<K, S>(
-    api: &Api<K>,
-    name: &str,
-    kind: &str,
-    status: &S,
-) -> Result<(), kube::Error>
+async fn apply_status<K, S>(api: &Api<K>, name: &str, kind: &str, status: &S) -> Result<(), kube::Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     S: serde::Serialize,
 {
     let patch = serde_json::json!({ "apiVersion": API_VERSION, "kind": kind, "status": status });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map(|_| ())
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
 }
 
 fn all_teams(stores: &[Store<TeamBudget>]) -> Vec<TeamBudget> {
-    let mut teams: Vec<TeamBudget> = stores
-        .iter()
-        .flat_map(|s| s.state())
-        .map(|t| (*t).clone())
-        .collect();
+    let mut teams: Vec<TeamBudget> = stores.iter().flat_map(|s| s.state()).map(|t| (*t).clone()).collect();
     teams.sort_by_key(TeamBudget::key);
     teams
 }
@@ -660,10 +631,7 @@ where
         .map_ok(move |event| match event {
             watcher::Event::Init => Signal::Quiet,
             watcher::Event::InitApply(o) => {
-                seen.insert(
-                    o.meta().uid.clone().unwrap_or_default(),
-                    o.meta().generation,
-                );
+                seen.insert(o.meta().uid.clone().unwrap_or_default(), o.meta().generation);
                 Signal::Quiet
             }
             watcher::Event::InitDone => Signal::Synced(index),
@@ -711,14 +679,7 @@ mod tests {
         assert_eq!(a.metrics_listen.to_string(), "0.0.0.0:8080");
         assert_eq!(a.lease_name, "tally-operator");
         assert!(a.watch_namespaces.is_empty() && a.redis_url.is_none());
-        let cli = Cli::try_parse_from([
-            "tally",
-            "--watch-namespaces",
-            "a,b",
-            "--status-interval",
-            "1m30s",
-        ])
-        .unwrap();
+        let cli = Cli::try_parse_from(["tally", "--watch-namespaces", "a,b", "--status-interval", "1m30s"]).unwrap();
         assert_eq!(cli.args.watch_namespaces, ["a", "b"]);
         assert_eq!(cli.args.status_interval, Duration::from_secs(90));
         assert!(Cli::try_parse_from(["tally", "--status-interval", "soon"]).is_err());

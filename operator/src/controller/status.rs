@@ -102,10 +102,7 @@ pub fn team_status(
         conditions: prev.conditions.clone(),
         ..Default::default()
     };
-    set_condition(
-        &mut status.conditions,
-        ready_condition(readiness, generation, &now_s),
-    );
+    set_condition(&mut status.conditions, ready_condition(readiness, generation, &now_s));
 
     let Some((budget, limit, window)) = budget_window(tb.spec.budget.as_ref(), now) else {
         // No (usable) budget: nothing to measure against.
@@ -239,9 +236,7 @@ pub fn team_status(
         alerts.exhausted = true;
         let what = match budget.enforcement {
             crate::crd::Enforcement::Block => "calls are refused",
-            crate::crd::Enforcement::Warn => {
-                "calls continue (enforcement Warn) and are recorded as over budget"
-            }
+            crate::crd::Enforcement::Warn => "calls continue (enforcement Warn) and are recorded as over budget",
         };
         events.push(EventToEmit {
             warning: true,
@@ -257,18 +252,11 @@ pub fn team_status(
 }
 
 /// The budget, its limit and the current period, when the budget is usable.
-fn budget_window(
-    budget: Option<&Budget>,
-    now: Timestamp,
-) -> Option<(&Budget, Nanos, period::Window)> {
+fn budget_window(budget: Option<&Budget>, now: Timestamp) -> Option<(&Budget, Nanos, period::Window)> {
     let budget = budget?;
     let limit = Nanos::parse_usd(budget.limit_usd.as_str()).ok()?;
     let tz = period::timezone(&budget.timezone).ok()?;
-    Some((
-        budget,
-        limit,
-        period::window(now, budget.period.into(), &tz),
-    ))
+    Some((budget, limit, period::window(now, budget.period.into(), &tz)))
 }
 
 /// The period key of the budget's current window (the Redis counter key part), if usable.
@@ -346,12 +334,7 @@ mod tests {
     #[test]
     fn fields_come_from_counters_in_the_budget_timezone() {
         let tb = team("100", vec![50, 80, 100]);
-        let (s, events) = team_status(
-            &tb,
-            &Readiness::Ready,
-            spend(40 * USD, 2 * USD + USD / 2),
-            now(),
-        );
+        let (s, events) = team_status(&tb, &Readiness::Ready, spend(40 * USD, 2 * USD + USD / 2), now());
         assert_eq!(s.period_start.as_deref(), Some("2026-10-31T23:00:00Z"));
         assert_eq!(s.period_end.as_deref(), Some("2026-11-30T23:00:00Z"));
         assert_eq!(s.spent_usd.as_deref(), Some("40.00"));
@@ -403,14 +386,8 @@ mod tests {
         // Exhaustion: the 100 % threshold and one BudgetExhausted event.
         tb.status = Some(s);
         let (s, events) = team_status(&tb, &Readiness::Ready, spend(99 * USD, USD), now());
-        let reasons: Vec<_> = events
-            .iter()
-            .map(|e| (e.reason.as_str(), e.warning))
-            .collect();
-        assert_eq!(
-            reasons,
-            [("ThresholdCrossed", true), ("BudgetExhausted", true)]
-        );
+        let reasons: Vec<_> = events.iter().map(|e| (e.reason.as_str(), e.warning)).collect();
+        assert_eq!(reasons, [("ThresholdCrossed", true), ("BudgetExhausted", true)]);
         assert_eq!(cond(&s, types::BUDGET_EXCEEDED), ConditionStatus::True);
         assert_eq!(s.remaining_usd.as_deref(), Some("0.00"));
         tb.status = Some(s);
@@ -451,10 +428,7 @@ mod tests {
         assert_eq!(kept, s);
         let (none, _) = team_status(&tb, &Readiness::Ready, Reading::NoStore, now());
         assert_eq!(none.spent_usd, None);
-        assert_eq!(
-            cond(&none, types::BUDGET_EXCEEDED),
-            ConditionStatus::Unknown
-        );
+        assert_eq!(cond(&none, types::BUDGET_EXCEEDED), ConditionStatus::Unknown);
     }
 
     #[test]
@@ -470,10 +444,7 @@ mod tests {
             (ready.status, ready.reason.as_str()),
             (ConditionStatus::False, "InvalidSpec")
         );
-        assert!(
-            ready.message.contains("spec.budget.timezone")
-                && ready.message.contains("previous valid version")
-        );
+        assert!(ready.message.contains("spec.budget.timezone") && ready.message.contains("previous valid version"));
     }
 
     #[test]

@@ -53,11 +53,7 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let invalid_objects = Gauge::default();
         registry.register("reconciles", "Reconcile passes", reconciles.clone());
-        registry.register(
-            "reconcile_errors",
-            "Reconcile passes that failed",
-            errors.clone(),
-        );
+        registry.register("reconcile_errors", "Reconcile passes that failed", errors.clone());
         registry.register(
             "reconcile_duration_seconds",
             "Duration of reconcile passes",
@@ -69,11 +65,7 @@ impl Default for Metrics {
             config_writes.clone(),
         );
         registry.register("events", "Kubernetes events published", events.clone());
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease",
-            leader.clone(),
-        );
+        registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
         registry.register(
             "invalid_objects",
             "TeamBudget and ModelPricing objects with Ready=False",
@@ -97,9 +89,7 @@ impl Metrics {
     pub fn observe(&self, kind: &'static str, took: Duration, ok: bool) {
         let label = KindLabel { kind };
         self.reconciles.get_or_create(&label).inc();
-        self.duration
-            .get_or_create(&label)
-            .observe(took.as_secs_f64());
+        self.duration.get_or_create(&label).observe(took.as_secs_f64());
         if !ok {
             self.errors.get_or_create(&label).inc();
         }
@@ -108,8 +98,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }

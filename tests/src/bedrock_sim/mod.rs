@@ -126,14 +126,8 @@ pub struct BedrockSim {
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves `listener` until `shutdown` resolves (then drops every open connection).
-pub async fn serve(
-    listener: TcpListener,
-    opts: SimOptions,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    Arc::new(BedrockSim::new(opts))
-        .serve(listener, shutdown)
-        .await
+pub async fn serve(listener: TcpListener, opts: SimOptions, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    Arc::new(BedrockSim::new(opts)).serve(listener, shutdown).await
 }
 
 impl BedrockSim {
@@ -223,8 +217,7 @@ impl BedrockSim {
         let text: String = pieces.concat();
         match operation {
             Operation::InvokeModel => {
-                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json))
-                else {
+                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json)) else {
                     return unknown_family(&model_id);
                 };
                 let mut headers = HeaderMap::new();
@@ -235,10 +228,7 @@ impl BedrockSim {
                     put("x-amzn-bedrock-input-token-count", u.input);
                     put("x-amzn-bedrock-output-token-count", u.output);
                     put("x-amzn-bedrock-cache-read-input-token-count", u.cache_read);
-                    put(
-                        "x-amzn-bedrock-cache-write-input-token-count",
-                        u.cache_write(),
-                    );
+                    put("x-amzn-bedrock-cache-write-input-token-count", u.cache_write());
                     put("x-amzn-bedrock-invocation-latency", latency_ms);
                 }
                 json_response(
@@ -248,15 +238,14 @@ impl BedrockSim {
                 )
             }
             Operation::InvokeModelWithResponseStream => {
-                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json))
-                else {
+                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json)) else {
                     return unknown_family(&model_id);
                 };
                 let frames = wire::invoke_stream_chunks(family, &model_id, &u, &pieces, latency_ms)
                     .iter()
                     .map(wire::chunk_frame)
                     .collect();
-                self.stream_response(frames, scenario.chunk_delay_ms)
+                self.stream_response(frames, &scenario)
             }
             Operation::Converse => json_response(
                 StatusCode::OK,
@@ -268,13 +257,9 @@ impl BedrockSim {
                     .iter()
                     .map(|(t, p)| wire::event_frame(t, p))
                     .collect();
-                self.stream_response(frames, scenario.chunk_delay_ms)
+                self.stream_response(frames, &scenario)
             }
-            Operation::CountTokens => json_response(
-                StatusCode::OK,
-                &json!({"inputTokens": u.input}),
-                HeaderMap::new(),
-            ),
+            Operation::CountTokens => json_response(StatusCode::OK, &json!({"inputTokens": u.input}), HeaderMap::new()),
         }
     }
 
@@ -294,23 +279,27 @@ impl BedrockSim {
         });
     }
 
-    /// An event-stream response: one body chunk per frame, `delay_ms` before every frame after the first.
-    fn stream_response(self: Arc<Self>, frames: Vec<Bytes>, delay_ms: u64) -> Response<Body> {
+    /// An event-stream response: one body chunk per frame, the scenario's delay
+    /// before every frame after the first, broken off by its `stream-error` if any.
+    fn stream_response(self: Arc<Self>, mut frames: Vec<Bytes>, scenario: &Scenario) -> Response<Body> {
+        if let Some(code) = &scenario.stream_error {
+            frames.truncate(1 + scenario.chunks as usize);
+            frames.push(wire::exception_frame(code, &format!("simulated {code} mid-stream")));
+        }
         let count = frames.len();
-        let delay = Duration::from_millis(delay_ms);
-        let stream =
-            futures::stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| {
-                let sim = self.clone();
-                async move {
-                    if i > 0 && !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    if i + 1 == count {
-                        sim.stats.lock().expect("stats lock").streams_completed += 1;
-                    }
-                    Ok::<_, Infallible>(Frame::data(frame))
+        let delay = Duration::from_millis(scenario.chunk_delay_ms);
+        let stream = futures::stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| {
+            let sim = self.clone();
+            async move {
+                if i > 0 && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
-            });
+                if i + 1 == count {
+                    sim.stats.lock().expect("stats lock").streams_completed += 1;
+                }
+                Ok::<_, Infallible>(Frame::data(frame))
+            }
+        });
         Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream")
@@ -355,19 +344,16 @@ fn json_response(status: StatusCode, body: &Value, extra: HeaderMap) -> Response
 pub fn error_response(code: &str, message: &str) -> Response<Body> {
     let status = StatusCode::from_u16(error_status(code)).expect("valid status");
     let mut response = json_response(status, &json!({ "message": message }), HeaderMap::new());
-    response.headers_mut().insert(
-        "x-amzn-errortype",
-        code.parse().expect("error code is a header value"),
-    );
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", code.parse().expect("error code is a header value"));
     response
 }
 
 fn unknown_family(model_id: &str) -> Response<Body> {
     error_response(
         "ValidationException",
-        &format!(
-            "The provided model identifier is invalid (simulator: no body format for {model_id})"
-        ),
+        &format!("The provided model identifier is invalid (simulator: no body format for {model_id})"),
     )
 }
 
@@ -384,10 +370,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (id.as_str(), op),
-            (
-                "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-                Operation::ConverseStream
-            )
+            ("us.anthropic.claude-haiku-4-5-20251001-v1:0", Operation::ConverseStream)
         );
         let arn = "arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Aapplication-inference-profile%2Fabc";
         let (id, op) = route(&Method::POST, &format!("/model/{arn}/invoke")).unwrap();

@@ -9,6 +9,7 @@
 //! | `[[error ThrottlingException]]` | a Bedrock-shaped error instead of an answer (status from [`error_status`]) |
 //! | `[[chunks N]]` | streams carry `N` text deltas (default 3) |
 //! | `[[chunk-delay-ms D]]` | streams wait `D` ms before every event after the first |
+//! | `[[stream-error ModelStreamErrorException]]` | streams send their first `1 + N` events, then this in-band exception frame, and end |
 //!
 //! Without a `usage` directive: input = the number of whitespace-separated words
 //! of all text in the request (messages, system, prompt), directives excluded;
@@ -49,15 +50,15 @@ pub struct Scenario {
     pub error: Option<String>,
     pub chunks: u32,
     pub chunk_delay_ms: u64,
+    /// `Some(code)`: streams break off with this exception frame.
+    pub stream_error: Option<String>,
 }
 
 /// HTTP status Bedrock uses for an error code (bedrock-wire.md); 400 for codes it does not list.
 pub fn error_status(code: &str) -> u16 {
     match code {
         "ThrottlingException" | "ModelNotReadyException" => 429,
-        "AccessDeniedException"
-        | "InvalidSignatureException"
-        | "MissingAuthenticationTokenException" => 403,
+        "AccessDeniedException" | "InvalidSignatureException" | "MissingAuthenticationTokenException" => 403,
         "ResourceNotFoundException" => 404,
         "ModelTimeoutException" => 408,
         "ModelErrorException" => 424,
@@ -75,8 +76,7 @@ impl Scenario {
         let joined = texts.join(" ");
         let (plain, directives) = split_directives(&joined);
         let words = plain.split_whitespace().count() as u64;
-        let output =
-            max_tokens(body).map_or(DEFAULT_OUTPUT_TOKENS, |m| m.min(DEFAULT_OUTPUT_TOKENS));
+        let output = max_tokens(body).map_or(DEFAULT_OUTPUT_TOKENS, |m| m.min(DEFAULT_OUTPUT_TOKENS));
         let mut scenario = Scenario {
             usage: SimUsage {
                 input: words,
@@ -86,6 +86,7 @@ impl Scenario {
             error: None,
             chunks: DEFAULT_CHUNKS,
             chunk_delay_ms: 0,
+            stream_error: None,
         };
         for d in directives {
             let mut parts = d.split_whitespace();
@@ -109,6 +110,7 @@ impl Scenario {
                     scenario.usage = u;
                 }
                 Some("error") => scenario.error = parts.next().map(str::to_string),
+                Some("stream-error") => scenario.stream_error = parts.next().map(str::to_string),
                 Some("chunks") => {
                     if let Some(n) = parts.next().and_then(|n| n.parse().ok()) {
                         scenario.chunks = n;
@@ -204,19 +206,10 @@ mod tests {
                 ..SimUsage::default()
             }
         );
-        assert_eq!(
-            (s.chunks, s.chunk_delay_ms, s.error),
-            (DEFAULT_CHUNKS, 0, None)
-        );
+        assert_eq!((s.chunks, s.chunk_delay_ms, s.error), (DEFAULT_CHUNKS, 0, None));
         let converse = json!({"messages": [{"role": "user", "content": [{"text": "a b"}]}], "inferenceConfig": {"maxTokens": 500}});
-        assert_eq!(
-            Scenario::from_body(&converse).usage.output,
-            DEFAULT_OUTPUT_TOKENS
-        );
-        assert_eq!(
-            Scenario::from_body(&json!({"prompt": "x y z"})).usage.input,
-            3
-        );
+        assert_eq!(Scenario::from_body(&converse).usage.output, DEFAULT_OUTPUT_TOKENS);
+        assert_eq!(Scenario::from_body(&json!({"prompt": "x y z"})).usage.input, 3);
     }
 
     #[test]
@@ -242,8 +235,7 @@ mod tests {
 
     #[test]
     fn count_tokens_reads_the_wrapped_invoke_body() {
-        let inner = base64::engine::general_purpose::STANDARD
-            .encode(br#"{"prompt":"four words right here"}"#);
+        let inner = base64::engine::general_purpose::STANDARD.encode(br#"{"prompt":"four words right here"}"#);
         let body = json!({"input": {"invokeModel": {"body": inner}}});
         assert_eq!(Scenario::from_body(&body).usage.input, 4);
     }

@@ -98,8 +98,7 @@ impl SigV4Verifier {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let auth_value = header("authorization").ok_or(SignatureError::Missing)?;
         let invalid = |why: &str| SignatureError::Invalid(why.to_string());
-        let auth = parse_authorization(auth_value)
-            .ok_or_else(|| invalid("malformed Authorization header"))?;
+        let auth = parse_authorization(auth_value).ok_or_else(|| invalid("malformed Authorization header"))?;
         if auth.access_key != self.access_key {
             return Err(invalid("unknown access key id"));
         }
@@ -149,21 +148,12 @@ impl SigV4Verifier {
                 .filter_map(|v| v.to_str().ok())
                 .collect();
             if values.is_empty() {
-                return Err(SignatureError::Invalid(format!(
-                    "signed header {name:?} is missing"
-                )));
+                return Err(SignatureError::Invalid(format!("signed header {name:?} is missing")));
             }
             headers.push((*name, values.join(",")));
         }
         let session_token = header("x-amz-security-token").map(str::to_string);
-        let identity = Credentials::new(
-            &self.access_key,
-            &self.secret_key,
-            session_token,
-            None,
-            "bedrock-sim",
-        )
-        .into();
+        let identity = Credentials::new(&self.access_key, &self.secret_key, session_token, None, "bedrock-sim").into();
         let mut settings = SigningSettings::default();
         // Sign exactly what the client listed, nothing the default exclusions would drop.
         settings.excluded_headers = Some(vec![]);

@@ -23,9 +23,7 @@ pub enum Family {
 }
 
 /// Geo prefixes of cross-region inference profiles.
-const GEO_PREFIXES: &[&str] = &[
-    "us-gov.", "global.", "apac.", "us.", "eu.", "jp.", "au.", "ca.",
-];
+const GEO_PREFIXES: &[&str] = &["us-gov.", "global.", "apac.", "us.", "eu.", "jp.", "au.", "ca."];
 
 impl Family {
     /// The family of a decoded model id; `None` for opaque ids (application
@@ -36,10 +34,7 @@ impl Family {
         } else {
             model_id
         };
-        let id = GEO_PREFIXES
-            .iter()
-            .find_map(|p| id.strip_prefix(p))
-            .unwrap_or(id);
+        let id = GEO_PREFIXES.iter().find_map(|p| id.strip_prefix(p)).unwrap_or(id);
         if id.starts_with("anthropic.") {
             Some(Family::Anthropic)
         } else if id.starts_with("amazon.nova") {
@@ -147,7 +142,9 @@ pub fn invoke_stream_chunks(
             out.push(json!({"type": "message_start", "message": message}));
             out.push(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
             for p in pieces {
-                out.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}));
+                out.push(
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+                );
             }
             out.push(json!({"type": "content_block_stop", "index": 0}));
             out.push(json!({
@@ -160,9 +157,7 @@ pub fn invoke_stream_chunks(
         Family::Nova => {
             out.push(json!({"messageStart": {"role": "assistant"}}));
             for p in pieces {
-                out.push(
-                    json!({"contentBlockDelta": {"delta": {"text": p}, "contentBlockIndex": 0}}),
-                );
+                out.push(json!({"contentBlockDelta": {"delta": {"text": p}, "contentBlockIndex": 0}}));
             }
             out.push(json!({"contentBlockStop": {"contentBlockIndex": 0}}));
             out.push(json!({"messageStop": {"stopReason": "end_turn"}}));
@@ -176,11 +171,7 @@ pub fn invoke_stream_chunks(
             let n = pieces.len().max(1);
             for i in 0..n {
                 let last = i + 1 == n;
-                let generated = if last {
-                    u.output
-                } else {
-                    (i as u64 + 1).min(u.output)
-                };
+                let generated = if last { u.output } else { (i as u64 + 1).min(u.output) };
                 let mut chunk = json!({
                     "generation": pieces.get(i).cloned().unwrap_or_default(),
                     "prompt_token_count": if i == 0 { json!(u.input) } else { Value::Null },
@@ -232,11 +223,7 @@ pub fn converse_body(u: &SimUsage, text: &str, latency_ms: u64) -> Value {
 }
 
 /// `(event type, payload)` of every `ConverseStream` event.
-pub fn converse_stream_events(
-    u: &SimUsage,
-    pieces: &[String],
-    latency_ms: u64,
-) -> Vec<(&'static str, Value)> {
+pub fn converse_stream_events(u: &SimUsage, pieces: &[String], latency_ms: u64) -> Vec<(&'static str, Value)> {
     let mut out = vec![("messageStart", json!({"role": "assistant"}))];
     for p in pieces {
         out.push((
@@ -255,26 +242,19 @@ pub fn converse_stream_events(
 
 fn encode(message: &Message) -> Bytes {
     let mut buf = Vec::new();
-    aws_smithy_eventstream::frame::write_message_to(message, &mut buf)
-        .expect("event-stream frame encodes");
+    aws_smithy_eventstream::frame::write_message_to(message, &mut buf).expect("event-stream frame encodes");
     Bytes::from(buf)
 }
 
 /// One `:message-type event` frame with a JSON payload.
 pub fn event_frame(event_type: &'static str, payload: &Value) -> Bytes {
     let message = Message::new(Bytes::from(payload.to_string()))
-        .add_header(Header::new(
-            ":event-type",
-            HeaderValue::String(event_type.into()),
-        ))
+        .add_header(Header::new(":event-type", HeaderValue::String(event_type.into())))
         .add_header(Header::new(
             ":content-type",
             HeaderValue::String("application/json".into()),
         ))
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("event".into()),
-        ));
+        .add_header(Header::new(":message-type", HeaderValue::String("event".into())));
     encode(&message)
 }
 
@@ -291,18 +271,12 @@ pub fn exception_frame(code: &str, message: &str) -> Bytes {
         first.make_ascii_lowercase();
     }
     let m = Message::new(Bytes::from(json!({"message": message}).to_string()))
-        .add_header(Header::new(
-            ":exception-type",
-            HeaderValue::String(type_name.into()),
-        ))
+        .add_header(Header::new(":exception-type", HeaderValue::String(type_name.into())))
         .add_header(Header::new(
             ":content-type",
             HeaderValue::String("application/json".into()),
         ))
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("exception".into()),
-        ));
+        .add_header(Header::new(":message-type", HeaderValue::String("exception".into())));
     encode(&m)
 }
 
@@ -320,10 +294,7 @@ mod tests {
             Family::of_model("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"),
             Some(Family::Nova)
         );
-        assert_eq!(
-            Family::of_model("meta.llama3-1-8b-instruct-v1:0"),
-            Some(Family::Llama)
-        );
+        assert_eq!(Family::of_model("meta.llama3-1-8b-instruct-v1:0"), Some(Family::Llama));
         assert_eq!(
             Family::of_model("arn:aws:bedrock:us-east-1:1:application-inference-profile/x1"),
             None
@@ -332,10 +303,7 @@ mod tests {
             Family::of_body(&json!({"anthropic_version": "x", "messages": []})),
             Some(Family::Anthropic)
         );
-        assert_eq!(
-            Family::of_body(&json!({"prompt": "x"})),
-            Some(Family::Llama)
-        );
+        assert_eq!(Family::of_body(&json!({"prompt": "x"})), Some(Family::Llama));
     }
 
     #[test]
@@ -349,14 +317,8 @@ mod tests {
         };
         let chunks = invoke_stream_chunks(Family::Anthropic, "anthropic.m", &u, &pieces(2), 5);
         assert_eq!(chunks[0]["message"]["usage"]["input_tokens"], 9);
-        assert_eq!(
-            chunks[0]["message"]["usage"]["cache_creation_input_tokens"],
-            4
-        );
-        let delta = chunks
-            .iter()
-            .find(|c| c["type"] == "message_delta")
-            .unwrap();
+        assert_eq!(chunks[0]["message"]["usage"]["cache_creation_input_tokens"], 4);
+        let delta = chunks.iter().find(|c| c["type"] == "message_delta").unwrap();
         assert_eq!(delta["usage"]["output_tokens"], 4);
         assert_eq!(
             chunks.last().unwrap()["amazon-bedrock-invocationMetrics"]["outputTokenCount"],
@@ -396,16 +358,10 @@ mod tests {
             .collect();
         let all: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
         // Feed 7 bytes at a time: frames split across body chunks.
-        let (mut decoder, mut buf, mut types) = (
-            MessageFrameDecoder::new(),
-            bytes::BytesMut::new(),
-            Vec::new(),
-        );
+        let (mut decoder, mut buf, mut types) = (MessageFrameDecoder::new(), bytes::BytesMut::new(), Vec::new());
         for piece in all.chunks(7) {
             buf.extend_from_slice(piece);
-            while let DecodedFrame::Complete(m) =
-                decoder.decode_frame(&mut buf).expect("valid frame")
-            {
+            while let DecodedFrame::Complete(m) = decoder.decode_frame(&mut buf).expect("valid frame") {
                 let t = m
                     .headers()
                     .iter()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The one command for Tally's benchmarks (not part of the test suite):
+#   bench/run.sh [all|overhead|peers|scale] [--quick] [tally-bench flags...]
+# Installs what it needs (Envoy, Redis, Helm, LiteLLM) through scripts/tools,
+# builds the measured binaries in release, runs everything on loopback, prints
+# the tables and writes bench/results/latest.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for tool in python redis helm litellm; do
+  scripts/tools/$tool.sh
+done
+cargo build --release -p tally-extproc -p tally-tests -p tally-bench --bins
+exec target/release/tally-bench "$@"
