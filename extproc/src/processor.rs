@@ -225,6 +225,15 @@ struct Call {
     finished: bool,
 }
 
+fn price_info(policy: &Policy, model_id: &str, region: &str) -> Option<PriceInfo> {
+    policy.price(model_id, region).map(|p| PriceInfo {
+        model: p.model.to_string(),
+        prices: p.entry.prices,
+        source: p.entry.source.clone(),
+        max_output_tokens: p.entry.max_output_tokens,
+    })
+}
+
 /// One request/response through Envoy.
 pub struct Exchange {
     shared: Arc<Shared>,
@@ -452,12 +461,7 @@ impl Exchange {
         let call = self.call.as_mut().expect("call present");
         let policy = &self.policy;
         let plan = policy.plan(&call.who, self.time);
-        call.price = policy.price(&call.model_id, &call.region).map(|p| PriceInfo {
-            model: p.model.to_string(),
-            prices: p.entry.prices,
-            source: p.entry.source.clone(),
-            max_output_tokens: p.entry.max_output_tokens,
-        });
+        call.price = price_info(policy, &call.model_id, &call.region);
         if call.price.is_none() && call.operation.is_inference() {
             self.shared
                 .metrics
@@ -749,6 +753,13 @@ impl Exchange {
             return vec![];
         }
         call.finished = true;
+        if !call.admitted {
+            // Envoy never showed us the request body (its mode was not overridable):
+            // nothing was reserved, but the call is still priced and recorded.
+            call.price = price_info(&self.policy, &call.model_id, &call.region);
+            call.note
+                .get_or_insert_with(|| "request body not seen: admitted without a reservation".into());
+        }
         let usage = match outcome {
             Outcome::UpstreamError if call.stream.as_ref().is_none_or(|s| !s.usage.any()) => Usage::default(),
             _ => call.stream.as_ref().map_or(call.usage, |s| s.usage).usage(),

@@ -94,12 +94,10 @@ pub fn crds(args: &CrdsArgs, stdout: &mut impl Write) -> Result<()> {
     match &args.out_dir {
         None => {
             let yaml = crd::crds_yaml()?;
-            stdout
-                .write_all(yaml.as_bytes())
-                .map_err(|source| Error::Write {
-                    path: "stdout".into(),
-                    source,
-                })
+            stdout.write_all(yaml.as_bytes()).map_err(|source| Error::Write {
+                path: "stdout".into(),
+                source,
+            })
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| Error::Write {
@@ -123,12 +121,10 @@ pub fn crds(args: &CrdsArgs, stdout: &mut impl Write) -> Result<()> {
 pub fn render(args: &RenderArgs, stdout: &mut impl Write) -> Result<()> {
     let json = render_to_string(&args.paths, &args.namespace)?;
     match &args.output {
-        None => stdout
-            .write_all(json.as_bytes())
-            .map_err(|source| Error::Write {
-                path: "stdout".into(),
-                source,
-            }),
+        None => stdout.write_all(json.as_bytes()).map_err(|source| Error::Write {
+            path: "stdout".into(),
+            source,
+        }),
         Some(path) => std::fs::write(path, json).map_err(|source| Error::Write {
             path: path.clone(),
             source,
@@ -152,9 +148,7 @@ pub fn render_to_string(paths: &[PathBuf], namespace: &str) -> Result<String> {
     if !problems.is_empty() {
         // In file order; within a document, in the order found (fields in spec order).
         problems.sort_by(|a, b| a.origin.cmp(&b.origin));
-        return Err(Error::Invalid(
-            problems.iter().map(ToString::to_string).collect(),
-        ));
+        return Err(Error::Invalid(problems.iter().map(ToString::to_string).collect()));
     }
     tracing::info!(
         teams = compiled.config.teams.len(),

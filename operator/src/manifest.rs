@@ -25,10 +25,8 @@ use serde_json::Value;
 use crate::compiler::ObjectRef;
 use crate::crd::{self, GROUP, ModelPricing, TeamBudget, VERSION};
 
-static TEAM_BUDGET_SCHEMA: LazyLock<Value> =
-    LazyLock::new(|| crd::openapi_schema(&TeamBudget::crd()));
-static MODEL_PRICING_SCHEMA: LazyLock<Value> =
-    LazyLock::new(|| crd::openapi_schema(&ModelPricing::crd()));
+static TEAM_BUDGET_SCHEMA: LazyLock<Value> = LazyLock::new(|| crd::openapi_schema(&TeamBudget::crd()));
+static MODEL_PRICING_SCHEMA: LazyLock<Value> = LazyLock::new(|| crd::openapi_schema(&ModelPricing::crd()));
 
 /// Where an object was read from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,10 +92,7 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> Manifests {
             Ok(files) if files.is_empty() => {
                 out.problem(
                     None,
-                    format!(
-                        "{}: no *.yaml or *.yml file in this directory",
-                        path.display()
-                    ),
+                    format!("{}: no *.yaml or *.yml file in this directory", path.display()),
                 );
                 continue;
             }
@@ -163,32 +158,19 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
     let Some(obj) = value.as_object_mut() else {
         out.problem(
             Some(&origin),
-            format!(
-                "expected a Kubernetes object (a mapping), found {}",
-                describe(&value)
-            ),
+            format!("expected a Kubernetes object (a mapping), found {}", describe(&value)),
         );
         return;
     };
-    let api_version = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let kind = obj
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
     let name = obj
         .get("metadata")
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let (group, version) = api_version
-        .split_once('/')
-        .unwrap_or(("", api_version.as_str()));
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
     if group != GROUP {
         if api_version.is_empty() || kind.is_empty() {
             out.problem(
@@ -196,8 +178,7 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
                 "not a Kubernetes object: apiVersion and kind are required".to_string(),
             );
         } else {
-            out.skipped
-                .push(format!("{api_version} {kind} {name} ({origin})"));
+            out.skipped.push(format!("{api_version} {kind} {name} ({origin})"));
         }
         return;
     }
@@ -217,39 +198,36 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
     }
     // The API server ignores status in what is applied; so does render.
     obj.remove("status");
-    let object =
-        match kind.as_str() {
-            "TeamBudget" => {
-                let metadata = obj
-                    .entry("metadata")
-                    .or_insert_with(|| Value::Object(Default::default()));
-                let namespace = match metadata.get("namespace").and_then(Value::as_str) {
-                    Some(ns) if !ns.is_empty() => ns.to_string(),
-                    _ => {
-                        metadata["namespace"] = Value::String(default_namespace.to_string());
-                        default_namespace.to_string()
-                    }
-                };
-                ObjectRef::TeamBudget { namespace, name }
-            }
-            "ModelPricing" => {
-                if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                    metadata.remove("namespace"); // cluster-scoped
+    let object = match kind.as_str() {
+        "TeamBudget" => {
+            let metadata = obj
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()));
+            let namespace = match metadata.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() => ns.to_string(),
+                _ => {
+                    metadata["namespace"] = Value::String(default_namespace.to_string());
+                    default_namespace.to_string()
                 }
-                ObjectRef::ModelPricing { name }
+            };
+            ObjectRef::TeamBudget { namespace, name }
+        }
+        "ModelPricing" => {
+            if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.remove("namespace"); // cluster-scoped
             }
-            other => {
-                out.problem(Some(&origin), format!(
-                "{other} {name}: unknown kind in {GROUP}; expected TeamBudget or ModelPricing"
-            ));
-                return;
-            }
-        };
+            ObjectRef::ModelPricing { name }
+        }
+        other => {
+            out.problem(
+                Some(&origin),
+                format!("{other} {name}: unknown kind in {GROUP}; expected TeamBudget or ModelPricing"),
+            );
+            return;
+        }
+    };
     if let Some(first) = out.origins.get(&object) {
-        out.problem(
-            Some(&origin),
-            format!("{object}: defined twice (first in {first})"),
-        );
+        out.problem(Some(&origin), format!("{object}: defined twice (first in {first})"));
         return;
     }
 
@@ -276,9 +254,7 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
     }
     let parsed = match object {
         ObjectRef::TeamBudget { .. } => serde_json::from_value(value).map(|tb| out.teams.push(tb)),
-        ObjectRef::ModelPricing { .. } => {
-            serde_json::from_value(value).map(|mp| out.pricings.push(mp))
-        }
+        ObjectRef::ModelPricing { .. } => serde_json::from_value(value).map(|mp| out.pricings.push(mp)),
     };
     match parsed {
         Ok(()) => {
@@ -291,12 +267,7 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
 /// Checks `value` against an OpenAPI v3 schema node: types, required fields,
 /// enums, integer bounds and unknown fields. Prunes `null`s where the schema
 /// does not allow them, as the API server does. Appends `(field, message)`.
-pub fn check_schema(
-    value: &mut Value,
-    schema: &Value,
-    path: &str,
-    problems: &mut Vec<(String, String)>,
-) {
+pub fn check_schema(value: &mut Value, schema: &Value, path: &str, problems: &mut Vec<(String, String)>) {
     let mut problem = |message: String| problems.push((path.to_string(), message));
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {
@@ -305,18 +276,9 @@ pub fn check_schema(
                 return;
             };
             let props = schema.get("properties").and_then(Value::as_object);
-            let nullable = |key: &str| {
-                props
-                    .and_then(|p| p.get(key))
-                    .is_some_and(|s| s["nullable"] == true)
-            };
+            let nullable = |key: &str| props.and_then(|p| p.get(key)).is_some_and(|s| s["nullable"] == true);
             obj.retain(|key, v| !v.is_null() || nullable(key));
-            for required in schema
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
                 let key = required.as_str().unwrap_or_default();
                 if !obj.contains_key(key) {
                     problems.push((format!("{path}.{key}"), "required".to_string()));
@@ -332,10 +294,7 @@ pub fn check_schema(
                         let known: Vec<&str> = props
                             .map(|p| p.keys().map(String::as_str).collect())
                             .unwrap_or_default();
-                        problems.push((
-                            field,
-                            format!("unknown field (known: {})", known.join(", ")),
-                        ));
+                        problems.push((field, format!("unknown field (known: {})", known.join(", "))));
                     }
                 }
             }
@@ -354,11 +313,7 @@ pub fn check_schema(
                 if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
                     && !allowed.iter().any(|a| a == s.as_str())
                 {
-                    let allowed: Vec<String> = allowed
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect();
+                    let allowed: Vec<String> = allowed.iter().filter_map(Value::as_str).map(String::from).collect();
                     problem(format!("{s:?} is not one of {}", allowed.join(", ")));
                 }
             }
@@ -368,18 +323,11 @@ pub fn check_schema(
             Value::Null if schema["nullable"] == true => {}
             other => problem(format!("expected a string, found {}", describe(other))),
         },
-        Some("integer") => match value
-            .as_i64()
-            .map(i128::from)
-            .or(value.as_u64().map(i128::from))
-        {
+        Some("integer") => match value.as_i64().map(i128::from).or(value.as_u64().map(i128::from)) {
             // Bounds the Rust type cannot hold are reported here (deserializing would fail
             // without naming the field); bounds it can hold are the compiler's to check.
             Some(n) if !fits(n, schema.get("format").and_then(Value::as_str)) => {
-                let min = schema
-                    .get("minimum")
-                    .and_then(Value::as_f64)
-                    .map(|m| m as i128);
+                let min = schema.get("minimum").and_then(Value::as_f64).map(|m| m as i128);
                 match min.filter(|m| n < *m) {
                     Some(m) => problem(format!("{n} is below the minimum {m}")),
                     None => match schema.get("maximum").and_then(Value::as_f64) {
@@ -392,9 +340,7 @@ pub fn check_schema(
             None if value.is_null() && schema["nullable"] == true => {}
             None => problem(format!("expected an integer, found {}", describe(value))),
         },
-        Some("boolean") if !value.is_boolean() => {
-            problem(format!("expected true or false, found {}", describe(value)))
-        }
+        Some("boolean") if !value.is_boolean() => problem(format!("expected true or false, found {}", describe(value))),
         _ => {}
     }
 }
@@ -449,10 +395,7 @@ mod tests {
         assert_eq!(m.teams[0].metadata.namespace.as_deref(), Some("default"));
         assert_eq!(m.pricings.len(), 1);
         assert_eq!(m.pricings[0].metadata.namespace, None);
-        assert_eq!(
-            m.skipped,
-            ["apps/v1 Deployment web (test.yaml (document 2))"]
-        );
+        assert_eq!(m.skipped, ["apps/v1 Deployment web (test.yaml (document 2))"]);
         let origin = &m.origins[&ObjectRef::ModelPricing { name: "p".into() }];
         assert_eq!(origin.document, 3);
     }
@@ -530,10 +473,7 @@ mod tests {
     #[test]
     fn missing_paths_and_empty_directories_are_problems() {
         let dir = tempfile::tempdir().unwrap();
-        let m = load(
-            &[dir.path().to_path_buf(), dir.path().join("nope.yaml")],
-            "default",
-        );
+        let m = load(&[dir.path().to_path_buf(), dir.path().join("nope.yaml")], "default");
         let problems: Vec<String> = m.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 2, "{:?}", problems);
         assert!(problems[0].ends_with("no *.yaml or *.yml file in this directory"));

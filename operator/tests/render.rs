@@ -42,11 +42,7 @@ fn invalid_files() -> Vec<String> {
 #[test]
 fn renders_the_examples_into_a_config_the_data_plane_loads() {
     let out = tally(&["render", "examples/"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = CompiledConfig::from_json(&out.stdout).unwrap();
     let teams: Vec<&str> = config.teams.iter().map(|t| t.team.as_str()).collect();
     assert_eq!(teams, ["data-science", "search", "support-bot", "unknown"]);
@@ -67,10 +63,7 @@ fn renders_the_examples_into_a_config_the_data_plane_loads() {
     // The default catalog prices the models the examples use, cross-region ids and
     // application-inference-profile aliases included.
     let book = PriceBook::new(&config.catalog);
-    let input = |model: &str, region: &str| {
-        book.lookup(book.alias(model), region)
-            .map(|p| p.entry.prices.input.0)
-    };
+    let input = |model: &str, region: &str| book.lookup(book.alias(model), region).map(|p| p.entry.prices.input.0);
     assert_eq!(
         input("anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1"),
         Some(3_000_000_000)
@@ -80,16 +73,10 @@ fn renders_the_examples_into_a_config_the_data_plane_loads() {
         Some(3_300_000_000)
     );
     assert_eq!(
-        input(
-            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
-            "us-east-1"
-        ),
+        input("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1"),
         Some(3_000_000_000)
     );
-    assert_eq!(
-        input("amazon.nova-micro-v1:0", "us-east-1"),
-        Some(35_000_000)
-    );
+    assert_eq!(input("amazon.nova-micro-v1:0", "us-east-1"), Some(35_000_000));
     assert_eq!(
         input("anthropic.claude-sonnet-4-5-20250929-v1:0", "us-gov-west-1"),
         Some(3_600_000_000)
@@ -126,11 +113,7 @@ fn render_is_deterministic_and_writes_to_a_file() {
         "-o",
         file.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty());
     let from_file = std::fs::read(&file).unwrap();
     // Same objects, other argument order: byte-equal output.
@@ -159,10 +142,7 @@ fn render_invalid() -> (Option<i32>, Vec<u8>, Vec<String>) {
 fn render_lists_every_problem_with_object_and_field_and_fails() {
     let (code, stdout, problems) = render_invalid();
     assert_eq!(code, Some(1));
-    assert!(
-        stdout.is_empty(),
-        "no config may be printed when anything is wrong"
-    );
+    assert!(stdout.is_empty(), "no config may be printed when anything is wrong");
 
     let expected_path = workspace().join("examples/invalid/expected-errors.txt");
     if std::env::var_os("TALLY_BLESS").is_some() {
@@ -185,10 +165,7 @@ fn render_lists_every_problem_with_object_and_field_and_fails() {
         );
     }
     let header = &problems[0];
-    assert_eq!(
-        *header,
-        format!("tally: {} problems found:", problems.len() - 1)
-    );
+    assert_eq!(*header, format!("tally: {} problems found:", problems.len() - 1));
 }
 
 #[test]
@@ -243,10 +220,7 @@ fn render_covers_every_validation_rule() {
         "broken.yaml.invalid (document 1): invalid YAML: ",
     ];
     for needle in must_report {
-        assert!(
-            reported.contains(needle),
-            "`tally render` does not report {needle:?}"
-        );
+        assert!(reported.contains(needle), "`tally render` does not report {needle:?}");
     }
 }
 

@@ -943,3 +943,97 @@ async fn config_is_hot_reloaded_and_an_invalid_file_keeps_the_old_one() {
     );
     svc.stop().await;
 }
+
+fn req_body_chunk(body: &[u8], eos: bool) -> ProcessingRequest {
+    ProcessingRequest {
+        request: Some(processing_request::Request::RequestBody(HttpBody {
+            body: body.to_vec(),
+            end_of_stream: eos,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Whatever body mode Envoy is configured with (and whether it honours our
+/// overrides), every call is still attributed, priced and recorded.
+#[tokio::test]
+async fn every_envoy_processing_mode_still_prices_the_call() {
+    let redis = RedisServer::start(false).await;
+    let svc = Service::start(&config(Some("100")), &redis, FailMode::Open).await;
+    let invoke = format!("/model/{}/invoke", HAIKU.replace(':', "%3A"));
+    let token_headers = [
+        ("x-amzn-bedrock-input-token-count", "1000"),
+        ("x-amzn-bedrock-output-token-count", "100"),
+    ];
+    // Body mode NONE and overrides not honoured: no body message ever arrives.
+    let out = svc
+        .exchange(vec![
+            req_headers(
+                &invoke,
+                &[
+                    ("x-team-id", "search"),
+                    ("content-length", "500"),
+                    ("amz-sdk-invocation-id", "none"),
+                ],
+                false,
+            ),
+            resp_headers(200, &token_headers),
+        ])
+        .await;
+    assert_eq!(header(&set_headers(&out[1]), "x-tally-cost-usd"), Some("0.0012"));
+    // STREAMED request body: several chunks, admitted at the last one.
+    let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":100,"messages":[]}"#;
+    let (a, b) = body.split_at(20);
+    let out = svc
+        .exchange(vec![
+            req_headers(
+                &invoke,
+                &[("x-team-id", "search"), ("amz-sdk-invocation-id", "streamed")],
+                false,
+            ),
+            req_body_chunk(a, false),
+            req_body_chunk(b, true),
+            resp_headers(200, &token_headers),
+        ])
+        .await;
+    assert_eq!(out.len(), 4);
+    assert_eq!(header(&set_headers(&out[3]), "x-tally-cost-usd"), Some("0.0012"));
+    // BUFFERED_PARTIAL: a first part without end_of_stream, then the response.
+    let out = svc
+        .exchange(vec![
+            req_headers(
+                &invoke,
+                &[("x-team-id", "search"), ("amz-sdk-invocation-id", "partial")],
+                false,
+            ),
+            req_body_chunk(a, false),
+            resp_headers(200, &token_headers),
+        ])
+        .await;
+    assert_eq!(header(&set_headers(&out[2]), "x-tally-cost-usd"), Some("0.0012"));
+    // JSON response body streamed in pieces instead of buffered.
+    let out = svc
+        .exchange(vec![
+            req_headers(
+                &converse_path(SONNET_US),
+                &[("x-team-id", "search"), ("amz-sdk-invocation-id", "json-pieces")],
+                false,
+            ),
+            req_body(br#"{"messages":[]}"#),
+            resp_headers(200, &[]),
+            resp_body(&CONVERSE_USAGE.as_bytes()[..100], false),
+            resp_body(&CONVERSE_USAGE.as_bytes()[100..], true),
+        ])
+        .await;
+    assert_eq!(header(&set_headers(&out[4]), "x-tally-cost-usd"), Some("0.10913166"));
+    let records = ledger(&redis, "search").await;
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| r["outcome"] == "ok"), "{records:?}");
+    assert_eq!(
+        counter(&redis, "search", "spent").await,
+        3 * 1_200_000 + CONVERSE_COST_NANOS
+    );
+    assert_eq!(counter(&redis, "search", "reserved").await, 0);
+    svc.stop().await;
+}

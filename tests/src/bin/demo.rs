@@ -42,13 +42,22 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let root = tools::workspace_root();
     println!("==> compiling {} with `tally render`", args.manifests);
-    let out = Command::new(tools::workspace_binary("tally", "tally-operator"))
+    let out = Command::new(tools::workspace_binary("tally", "tally-operator", "operator"))
         .current_dir(&root)
         .args(["render", &args.manifests])
         .output()?;
-    anyhow::ensure!(out.status.success(), "tally render failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "tally render failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config = CompiledConfig::from_json(&out.stdout)?;
-    println!("    {} teams, {} price entries (generation {})", config.teams.len(), config.catalog.entries.len(), config.generation);
+    println!(
+        "    {} teams, {} price entries (generation {})",
+        config.teams.len(),
+        config.catalog.entries.len(),
+        config.generation
+    );
 
     println!("==> starting simulated Bedrock, tally-extproc (memory store) and Envoy (the chart's gateway config)");
     let sim = SimServer::start(SimOptions::default()).await;
@@ -71,36 +80,74 @@ async fn main() -> anyhow::Result<()> {
     println!("    gateway {gateway}  ·  ext_proc admin {}", extproc.admin_url(""));
 
     println!("==> traffic from three teams through the AWS SDK");
-    let client = |team: &str, tenant: &str, workflow: &str| bedrock_client(&gateway, Attribution::new(team, tenant, workflow), false);
+    let client = |team: &str, tenant: &str, workflow: &str| {
+        bedrock_client(&gateway, Attribution::new(team, tenant, workflow), false)
+    };
     let rag = client("search", "help-center", "rag");
     for i in 0..5 {
-        converse(&rag, SONNET, &format!("question {i}: where is the refund policy? [[usage in=1800 out=350 cr=6000]]")).await?;
+        converse(
+            &rag,
+            SONNET,
+            &format!("question {i}: where is the refund policy? [[usage in=1800 out=350 cr=6000]]"),
+        )
+        .await?;
     }
     let rerank = client("search", "intranet", "rerank");
     for i in 0..10 {
-        converse(&rerank, NOVA_MICRO, &format!("rank passage {i} [[usage in=900 out=20]]")).await?;
+        converse(
+            &rerank,
+            NOVA_MICRO,
+            &format!("rank passage {i} [[usage in=900 out=20]]"),
+        )
+        .await?;
     }
     let triage = client("support-bot", "acme", "triage");
     for i in 0..4 {
-        converse_stream(&triage, HAIKU, &format!("ticket {i}: my invoice is wrong [[usage in=700 out=120 cw1h=2000]]")).await?;
+        converse_stream(
+            &triage,
+            HAIKU,
+            &format!("ticket {i}: my invoice is wrong [[usage in=700 out=120 cw1h=2000]]"),
+        )
+        .await?;
     }
     let reply = client("support-bot", "globex", "reply");
     for i in 0..3 {
-        converse(&reply, SONNET, &format!("draft reply {i} [[usage in=2500 out=600 cw5m=1500]]")).await?;
+        converse(
+            &reply,
+            SONNET,
+            &format!("draft reply {i} [[usage in=2500 out=600 cw5m=1500]]"),
+        )
+        .await?;
     }
     let unattributed = bedrock_client(&gateway, Attribution::none(), false);
-    converse(&unattributed, NOVA_MICRO, "a call from a service that sends no attribution headers").await?;
+    converse(
+        &unattributed,
+        NOVA_MICRO,
+        "a call from a service that sends no attribution headers",
+    )
+    .await?;
 
     println!("==> data-science has a $0.50 daily budget: large Llama prompts until it refuses");
     let ds = client("data-science", "", "notebooks");
     let big_prompt = "lorem ipsum dolor sit amet ".repeat(12_000); // ~320 KB: the worst case counts every byte
     let mut refusal = None;
     for i in 0..20 {
-        let body = serde_json::json!({"prompt": format!("{big_prompt} [[usage in=60000 out=400]]"), "max_gen_len": 1024});
-        match ds.sdk.invoke_model().model_id(LLAMA_70B).body(Blob::new(body.to_string())).send().await {
+        let body =
+            serde_json::json!({"prompt": format!("{big_prompt} [[usage in=60000 out=400]]"), "max_gen_len": 1024});
+        match ds
+            .sdk
+            .invoke_model()
+            .model_id(LLAMA_70B)
+            .body(Blob::new(body.to_string()))
+            .send()
+            .await
+        {
             Ok(_) => println!("    call {i}: ok"),
             Err(e) => {
-                let (code, message) = (e.code().unwrap_or("?").to_string(), e.message().unwrap_or("").to_string());
+                let (code, message) = (
+                    e.code().unwrap_or("?").to_string(),
+                    e.message().unwrap_or("").to_string(),
+                );
                 println!("    call {i}: refused before reaching Bedrock — {code}");
                 refusal = Some(message);
                 break;
@@ -126,13 +173,32 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn converse(c: &AppClient, model: &str, text: &str) -> anyhow::Result<()> {
-    c.sdk.converse().model_id(model).messages(user_message(text)).send().await.map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?;
+    c.sdk
+        .converse()
+        .model_id(model)
+        .messages(user_message(text))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?;
     Ok(())
 }
 
 async fn converse_stream(c: &AppClient, model: &str, text: &str) -> anyhow::Result<()> {
-    let mut out = c.sdk.converse_stream().model_id(model).messages(user_message(text)).send().await.map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?;
-    while out.stream.recv().await.map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?.is_some() {}
+    let mut out = c
+        .sdk
+        .converse_stream()
+        .model_id(model)
+        .messages(user_message(text))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?;
+    while out
+        .stream
+        .recv()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?
+        .is_some()
+    {}
     Ok(())
 }
 
@@ -146,7 +212,12 @@ async fn print_spend(extproc: &ExtProc) {
         let key = (
             r["team"].as_str().unwrap_or("").to_string(),
             r["workflow"].as_str().unwrap_or("-").to_string(),
-            r["model"].as_str().filter(|m| !m.is_empty()).or(r["modelId"].as_str()).unwrap_or("").to_string(),
+            r["model"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .or(r["modelId"].as_str())
+                .unwrap_or("")
+                .to_string(),
         );
         let row = rows.entry(key).or_default();
         row.0 += 1;
@@ -155,11 +226,25 @@ async fn print_spend(extproc: &ExtProc) {
             row.2 += 1;
         }
     }
-    println!("\n{:<14} {:<10} {:<46} {:>6} {:>8} {:>14}", "TEAM", "WORKFLOW", "MODEL", "CALLS", "BLOCKED", "SPEND USD");
+    println!(
+        "\n{:<14} {:<10} {:<46} {:>6} {:>8} {:>14}",
+        "TEAM", "WORKFLOW", "MODEL", "CALLS", "BLOCKED", "SPEND USD"
+    );
     let mut total = 0;
     for ((team, workflow, model), (calls, nanos, blocked)) in &rows {
         total += nanos;
-        println!("{team:<14} {workflow:<10} {model:<46} {calls:>6} {blocked:>8} {:>14}", Nanos(*nanos).to_string());
+        println!(
+            "{team:<14} {workflow:<10} {model:<46} {calls:>6} {blocked:>8} {:>14}",
+            Nanos(*nanos).to_string()
+        );
     }
-    println!("{:<14} {:<10} {:<46} {:>6} {:>8} {:>14}", "total", "", "", records.len(), "", Nanos(total).to_string());
+    println!(
+        "{:<14} {:<10} {:<46} {:>6} {:>8} {:>14}",
+        "total",
+        "",
+        "",
+        records.len(),
+        "",
+        Nanos(total).to_string()
+    );
 }
