@@ -59,7 +59,7 @@ pub struct RenderArgs {
     #[arg(short, long, env = "TALLY_RENDER_OUTPUT")]
     pub output: Option<PathBuf>,
     /// Namespace of TeamBudgets that name none (as `kubectl apply -n` would give them).
-    #[arg(short, long, env = "TALLY_NAMESPACE", default_value = "default")]
+    #[arg(short, long, env = "TALLY_RENDER_NAMESPACE", default_value = "default")]
     pub namespace: String,
 }
 

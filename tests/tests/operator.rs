@@ -92,34 +92,20 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             if Instant::now() > deadline {
                 bail!("redis-server did not listen on {port}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Redis {
-            child,
-            port,
-            _dir: dir,
-        })
+        Ok(Redis { child, port, _dir: dir })
     }
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    async fn set_team(
-        &self,
-        team: &str,
-        period: &str,
-        spent: i64,
-        reserved: i64,
-        requests: i64,
-    ) -> Result<()> {
+    async fn set_team(&self, team: &str, period: &str, spent: i64, reserved: i64, requests: i64) -> Result<()> {
         let mut conn = redis::Client::open(self.url())?
             .get_multiplexed_async_connection()
             .await?;
@@ -168,12 +154,8 @@ async fn install_crds(admin: &Client) -> Result<()> {
             }
             let crd: CustomResourceDefinition = serde_yaml::from_value(value)?;
             let name = crd.name_any();
-            crds.patch(
-                &name,
-                &PatchParams::apply("tally-test").force(),
-                &Patch::Apply(&crd),
-            )
-            .await?;
+            crds.patch(&name, &PatchParams::apply("tally-test").force(), &Patch::Apply(&crd))
+                .await?;
             names.push(name);
         }
     }
@@ -184,24 +166,20 @@ async fn install_crds(admin: &Client) -> Result<()> {
         );
     }
     for name in names {
-        eventually(
-            &format!("CRD {name} established"),
-            Duration::from_secs(30),
-            || {
-                let crds = crds.clone();
-                let name = name.clone();
-                async move {
-                    let crd = crds.get(&name).await?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok(established.then_some(()))
-                }
-            },
-        )
+        eventually(&format!("CRD {name} established"), Duration::from_secs(30), || {
+            let crds = crds.clone();
+            let name = name.clone();
+            async move {
+                let crd = crds.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(established.then_some(()))
+            }
+        })
         .await;
     }
     Ok(())
@@ -216,18 +194,10 @@ async fn install_operator_rbac(admin: &Client) -> Result<String> {
     let out = Command::new(&helm)
         .args(["template", "tally"])
         .arg(workspace().join("charts/tally"))
-        .args([
-            "--namespace",
-            NS,
-            "--show-only",
-            "templates/operator-rbac.yaml",
-        ])
+        .args(["--namespace", NS, "--show-only", "templates/operator-rbac.yaml"])
         .output()?;
     if !out.status.success() {
-        bail!(
-            "helm template failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("helm template failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let text = String::from_utf8(out.stdout)?;
     let pp = PatchParams::apply("tally-test").force();
@@ -238,14 +208,8 @@ async fn install_operator_rbac(admin: &Client) -> Result<String> {
             continue;
         }
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
-        let name = value["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let ns = value["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or(NS)
-            .to_string();
+        let name = value["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let ns = value["metadata"]["namespace"].as_str().unwrap_or(NS).to_string();
         match kind.as_str() {
             "ServiceAccount" => {
                 let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
@@ -259,12 +223,8 @@ async fn install_operator_rbac(admin: &Client) -> Result<String> {
             }
             "ClusterRole" => {
                 let api: Api<ClusterRole> = Api::all(admin.clone());
-                api.patch(
-                    &name,
-                    &pp,
-                    &Patch::Apply(serde_yaml::from_value::<ClusterRole>(value)?),
-                )
-                .await?;
+                api.patch(&name, &pp, &Patch::Apply(serde_yaml::from_value::<ClusterRole>(value)?))
+                    .await?;
             }
             "ClusterRoleBinding" => {
                 let api: Api<ClusterRoleBinding> = Api::all(admin.clone());
@@ -277,21 +237,13 @@ async fn install_operator_rbac(admin: &Client) -> Result<String> {
             }
             "Role" => {
                 let api: Api<Role> = Api::namespaced(admin.clone(), &ns);
-                api.patch(
-                    &name,
-                    &pp,
-                    &Patch::Apply(serde_yaml::from_value::<Role>(value)?),
-                )
-                .await?;
+                api.patch(&name, &pp, &Patch::Apply(serde_yaml::from_value::<Role>(value)?))
+                    .await?;
             }
             "RoleBinding" => {
                 let api: Api<RoleBinding> = Api::namespaced(admin.clone(), &ns);
-                api.patch(
-                    &name,
-                    &pp,
-                    &Patch::Apply(serde_yaml::from_value::<RoleBinding>(value)?),
-                )
-                .await?;
+                api.patch(&name, &pp, &Patch::Apply(serde_yaml::from_value::<RoleBinding>(value)?))
+                    .await?;
             }
             other => bail!("unexpected kind {other:?} in operator-rbac.yaml"),
         }
@@ -319,11 +271,7 @@ where
     let mut tries = 0;
     loop {
         match api
-            .patch(
-                name,
-                &PatchParams::apply("tally-test").force(),
-                &Patch::Apply(&body),
-            )
+            .patch(name, &PatchParams::apply("tally-test").force(), &Patch::Apply(&body))
             .await
         {
             Ok(o) => return Ok(o),
@@ -355,10 +303,7 @@ async fn published(admin: &Client) -> Result<Option<(String, CompiledConfig)>> {
         .and_then(|d| d.get("config.json").cloned())
         .context("no config.json")?;
     let config = CompiledConfig::from_json(json.as_bytes())?;
-    assert_eq!(
-        hash, config.generation,
-        "the annotation is the content hash"
-    );
+    assert_eq!(hash, config.generation, "the annotation is the content hash");
     Ok(Some((hash, config)))
 }
 
@@ -393,11 +338,7 @@ async fn events_of(admin: &Client, ns: &str, name: &str) -> Result<BTreeMap<Stri
 fn condition(tb: &TeamBudget, type_: &str) -> Option<(String, String, String)> {
     let status = tb.status.as_ref()?;
     let c = status.conditions.iter().find(|c| c.type_ == type_)?;
-    Some((
-        format!("{:?}", c.status),
-        c.reason.clone(),
-        c.message.clone(),
-    ))
+    Some((format!("{:?}", c.status), c.reason.clone(), c.message.clone()))
 }
 
 async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
@@ -407,15 +348,8 @@ async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
         .await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .context("no status line")?
-        .parse()?;
-    Ok((
-        code,
-        buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string(),
-    ))
+    let code = buf.split_whitespace().nth(1).context("no status line")?.parse()?;
+    Ok((code, buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()))
 }
 
 struct Replica {
@@ -494,13 +428,16 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     let err = tbs_search
         .create(
             &PostParams::default(),
-            &serde_json::from_value(team_budget("search", "bad", json!({"team": "bad", "budget": {"limitUSD": "5", "period": "Daily", "alertThresholds": [80, 50]}})))?,
+            &serde_json::from_value(team_budget(
+                "search",
+                "bad",
+                json!({"team": "bad", "budget": {"limitUSD": "5", "period": "Daily", "alertThresholds": [80, 50]}}),
+            ))?,
         )
         .await
         .expect_err("descending thresholds must be refused");
     assert!(
-        err.to_string()
-            .contains("alertThresholds must be strictly ascending"),
+        err.to_string().contains("alertThresholds must be strictly ascending"),
         "{err}"
     );
 
@@ -512,34 +449,25 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
         .list(&ListParams::default())
         .await
         .expect_err("the operator must not read secrets");
-    assert!(
-        matches!(&denied, kube::Error::Api(e) if e.code == 403),
-        "{denied}"
-    );
+    assert!(matches!(&denied, kube::Error::Api(e) if e.code == 403), "{denied}");
 
     let redis = Redis::start().await?;
     let period = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
         .strftime("%Y-%m")
         .to_string();
-    redis
-        .set_team("search", &period, 85 * USD, 2 * USD, 42)
-        .await?;
+    redis.set_team("search", &period, 85 * USD, 2 * USD, 42).await?;
 
     let a = start_replica(operator.clone(), &redis.url(), "replica-a").await?;
     // The first replica leads; a second one waits.
     let leases: Api<Lease> = Api::namespaced(admin.clone(), NS);
-    eventually(
-        "replica-a holds the lease",
-        Duration::from_secs(30),
-        || async {
-            Ok(leases
-                .get_opt("tally-operator")
-                .await?
-                .and_then(|l| l.spec?.holder_identity)
-                .filter(|h| h.starts_with("replica-a")))
-        },
-    )
+    eventually("replica-a holds the lease", Duration::from_secs(30), || async {
+        Ok(leases
+            .get_opt("tally-operator")
+            .await?
+            .and_then(|l| l.spec?.holder_identity)
+            .filter(|h| h.starts_with("replica-a")))
+    })
     .await;
     let b = start_replica(operator.clone(), &redis.url(), "replica-b").await?;
 
@@ -568,45 +496,30 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     )
     .await?;
 
-    let (hash1, config) = eventually(
-        "config with both teams",
-        Duration::from_secs(30),
-        || async {
-            Ok(published(&admin)
-                .await?
-                .filter(|(_, c)| c.teams.len() == 2 && !c.catalog.entries.is_empty()))
-        },
-    )
+    let (hash1, config) = eventually("config with both teams", Duration::from_secs(30), || async {
+        Ok(published(&admin)
+            .await?
+            .filter(|(_, c)| c.teams.len() == 2 && !c.catalog.entries.is_empty()))
+    })
     .await;
     assert_eq!(
-        config
-            .teams
-            .iter()
-            .map(|t| t.team.as_str())
-            .collect::<Vec<_>>(),
+        config.teams.iter().map(|t| t.team.as_str()).collect::<Vec<_>>(),
         ["ads", "search"]
     );
     assert_eq!(config.teams[1].source, "search/search");
     assert_eq!(config.teams[1].budget.as_ref().unwrap().limit.0, 100 * USD);
-    assert_eq!(
-        config.catalog.entries[0].pattern,
-        "anthropic.claude-sonnet-4-*"
-    );
+    assert_eq!(config.catalog.entries[0].pattern, "anthropic.claude-sonnet-4-*");
 
     // --- Live status from the seeded counters.
-    let tb = eventually(
-        "search status from Redis",
-        Duration::from_secs(30),
-        || async {
-            let tb = tbs_search.get("search").await?;
-            Ok(tb
-                .status
-                .as_ref()
-                .and_then(|s| s.spent_usd.clone())
-                .is_some()
-                .then_some(tb))
-        },
-    )
+    let tb = eventually("search status from Redis", Duration::from_secs(30), || async {
+        let tb = tbs_search.get("search").await?;
+        Ok(tb
+            .status
+            .as_ref()
+            .and_then(|s| s.spent_usd.clone())
+            .is_some()
+            .then_some(tb))
+    })
     .await;
     let s = tb.status.clone().unwrap();
     assert_eq!(s.spent_usd.as_deref(), Some("85.00"));
@@ -636,16 +549,11 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     .await;
     assert_eq!(
         events,
-        BTreeMap::from([
-            ("ThresholdCrossed/50".into(), 1),
-            ("ThresholdCrossed/80".into(), 1)
-        ])
+        BTreeMap::from([("ThresholdCrossed/50".into(), 1), ("ThresholdCrossed/80".into(), 1)])
     );
 
     // --- Exhaustion: the condition flips and one event is raised, once.
-    redis
-        .set_team("search", &period, 99 * USD, 3 * USD, 50)
-        .await?;
+    redis.set_team("search", &period, 99 * USD, 3 * USD, 50).await?;
     eventually("BudgetExceeded", Duration::from_secs(20), || async {
         let tb = tbs_search.get("search").await?;
         Ok((condition(&tb, "BudgetExceeded").map(|c| c.0) == Some("True".into())).then_some(()))
@@ -653,10 +561,7 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await; // several status intervals
     let tb = tbs_search.get("search").await?;
-    assert_eq!(
-        tb.status.as_ref().unwrap().remaining_usd.as_deref(),
-        Some("-2.00")
-    );
+    assert_eq!(tb.status.as_ref().unwrap().remaining_usd.as_deref(), Some("-2.00"));
     let events = events_of(&admin, "search", "search").await?;
     assert_eq!(
         events,
@@ -679,29 +584,28 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
         ),
     )
     .await?;
-    let (hash2, _) = eventually(
-        "new ads limit published",
-        Duration::from_secs(20),
-        || async {
-            Ok(published(&admin).await?.filter(|(_, c)| {
-                c.teams[0]
-                    .budget
-                    .as_ref()
-                    .is_some_and(|b| b.limit.0 == 20 * USD)
-            }))
-        },
-    )
+    let (hash2, _) = eventually("new ads limit published", Duration::from_secs(20), || async {
+        Ok(published(&admin)
+            .await?
+            .filter(|(_, c)| c.teams[0].budget.as_ref().is_some_and(|b| b.limit.0 == 20 * USD)))
+    })
     .await;
     assert_ne!(hash1, hash2);
 
     // --- An invalid object: Ready=False naming the field; its last good config stays served.
-    apply(&tbs_ads, "ads", team_budget("ads", "ads", json!({"team": "ads", "budget": {"limitUSD": "20", "period": "Daily", "timezone": "Mars/Olympus_Mons"}})))
-        .await?;
+    apply(
+        &tbs_ads,
+        "ads",
+        team_budget(
+            "ads",
+            "ads",
+            json!({"team": "ads", "budget": {"limitUSD": "20", "period": "Daily", "timezone": "Mars/Olympus_Mons"}}),
+        ),
+    )
+    .await?;
     let (reason, message) = eventually("ads Ready=False", Duration::from_secs(20), || async {
         let tb = tbs_ads.get("ads").await?;
-        Ok(condition(&tb, "Ready")
-            .filter(|c| c.0 == "False")
-            .map(|c| (c.1, c.2)))
+        Ok(condition(&tb, "Ready").filter(|c| c.0 == "False").map(|c| (c.1, c.2)))
     })
     .await;
     assert_eq!(reason, "InvalidSpec");
@@ -713,8 +617,16 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     assert_eq!(hash3, hash2, "the last good config of ads is kept");
     assert_eq!(config.teams[0].budget.as_ref().unwrap().timezone, "UTC");
     // A new invalid object does not stop others from being served, nor is it served itself.
-    apply(&tbs_search, "broken", team_budget("search", "broken", json!({"team": "broken", "budget": {"limitUSD": "1", "period": "Daily", "timezone": "Nowhere/Land"}})))
-        .await?;
+    apply(
+        &tbs_search,
+        "broken",
+        team_budget(
+            "search",
+            "broken",
+            json!({"team": "broken", "budget": {"limitUSD": "1", "period": "Daily", "timezone": "Nowhere/Land"}}),
+        ),
+    )
+    .await?;
     eventually("broken Ready=False", Duration::from_secs(20), || async {
         let tb = tbs_search.get("broken").await?;
         Ok(condition(&tb, "Ready")
@@ -734,16 +646,12 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
 
     // --- Deletion is followed.
     tbs_ads.delete("ads", &DeleteParams::default()).await?;
-    eventually(
-        "ads removed from the config",
-        Duration::from_secs(20),
-        || async {
-            Ok(published(&admin)
-                .await?
-                .filter(|(_, c)| c.teams.iter().all(|t| t.team != "ads"))
-                .map(|_| ()))
-        },
-    )
+    eventually("ads removed from the config", Duration::from_secs(20), || async {
+        Ok(published(&admin)
+            .await?
+            .filter(|(_, c)| c.teams.iter().all(|t| t.team != "ads"))
+            .map(|_| ()))
+    })
     .await;
 
     // --- ModelPricing status.
@@ -782,18 +690,14 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
 
     // --- Graceful shutdown releases the lease; the standby takes over and reconciles.
     a.shutdown().await?;
-    eventually(
-        "replica-b holds the lease",
-        Duration::from_secs(20),
-        || async {
-            Ok(leases
-                .get_opt("tally-operator")
-                .await?
-                .and_then(|l| l.spec?.holder_identity)
-                .filter(|h| h.starts_with("replica-b"))
-                .map(|_| ()))
-        },
-    )
+    eventually("replica-b holds the lease", Duration::from_secs(20), || async {
+        Ok(leases
+            .get_opt("tally-operator")
+            .await?
+            .and_then(|l| l.spec?.holder_identity)
+            .filter(|h| h.starts_with("replica-b"))
+            .map(|_| ()))
+    })
     .await;
     apply(
         &tbs_ads,
