@@ -527,7 +527,7 @@ async fn concurrent_calls_are_admitted_only_while_the_budget_covers_them() {
     let redis = RedisServer::start(false).await;
     // Worst case of each call: body bytes × 0.8 + 1000 × 4 (haiku, USD/1M).
     let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1000,"messages":[]}"#;
-    let worst = (body.len() as i64 * 800 + 1000 * 4000) as i64; // nano-USD
+    let worst = body.len() as i64 * 800 + 1000 * 4000; // nano-USD
     let k = 5;
     let limit = Nanos(worst * k + worst / 2);
     let svc = Arc::new(Service::start(&config(Some(&limit.to_string())), &redis, FailMode::Open).await);
