@@ -130,19 +130,37 @@ impl PriceBook {
         self.aliases.get(model).map(String::as_str).unwrap_or(model)
     }
 
-    /// The entry that prices `model` in `region`; tries the id as called first,
-    /// then without its geo prefix.
+    /// The entry that prices `model` in `region`: the first, in precedence
+    /// order, that matches it.
+    ///
+    /// A geo-profile id `us.X` also considers the entries of its base id `X`:
+    /// an entry matching `us.X` wins, unless it is a glob that matches `X` as
+    /// well (a catch-all such as `*`) and an entry of `X` itself comes before it
+    /// — so `us.X` is priced as `X` when nothing is written for `us.X`, and a
+    /// catch-all never shadows the base model's price.
     pub fn lookup<'a>(&'a self, model: &'a str, region: &str) -> Option<Priced<'a>> {
-        let matching = |m: &str| {
-            self.entries.iter().find(|e| {
-                glob_matches(&e.pattern, m) && (e.regions.is_empty() || e.regions.iter().any(|r| r == region))
-            })
-        };
-        if let Some(entry) = matching(model) {
-            return Some(Priced { entry, model });
+        let in_region = |e: &PriceEntry| e.regions.is_empty() || e.regions.iter().any(|r| r == region);
+        let base = strip_geo_prefix(model);
+        let mut base_entry = None;
+        for e in self.entries.iter().filter(|e| in_region(e)) {
+            let matches_base = base.is_some_and(|b| glob_matches(&e.pattern, b));
+            if glob_matches(&e.pattern, model) {
+                return Some(match (base_entry, matches_base) {
+                    (Some(entry), true) => Priced {
+                        entry,
+                        model: base.expect("base matched"),
+                    },
+                    _ => Priced { entry: e, model },
+                });
+            }
+            if matches_base && base_entry.is_none() {
+                base_entry = Some(e);
+            }
         }
-        let base = strip_geo_prefix(model)?;
-        matching(base).map(|entry| Priced { entry, model: base })
+        base_entry.map(|entry| Priced {
+            entry,
+            model: base.expect("base matched"),
+        })
     }
 }
 
@@ -353,6 +371,44 @@ mod tests {
         assert_eq!(input(sonnet, "eu-central-2"), Some(9_000_000_000));
         assert_eq!(input("anthropic.claude-instant-v1", "us-east-1"), Some(100_000_000_000));
         assert_eq!(input("meta.llama3-1-8b-instruct-v1:0", "us-east-1"), None);
+        // A catch-all glob does not shadow the fallback to the base model's price.
+        let mut with_catch_all = catalog.clone();
+        with_catch_all
+            .entries
+            .insert(0, entry("*", &[], prices("75", "75", "0", "0", "0")));
+        let book2 = PriceBook::new(&with_catch_all);
+        assert_eq!(
+            book2
+                .lookup(&format!("eu.{sonnet}"), "eu-west-1")
+                .unwrap()
+                .entry
+                .prices
+                .input
+                .0,
+            75_000_000_000
+        );
+        with_catch_all.entries.rotate_left(1); // now last: the base entry wins
+        let book2 = PriceBook::new(&with_catch_all);
+        assert_eq!(
+            book2
+                .lookup(&format!("eu.{sonnet}"), "eu-west-1")
+                .unwrap()
+                .entry
+                .prices
+                .input
+                .0,
+            3_000_000_000
+        );
+        assert_eq!(
+            book2
+                .lookup("mystery.model-v1", "eu-west-1")
+                .unwrap()
+                .entry
+                .prices
+                .input
+                .0,
+            75_000_000_000
+        );
         let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
         assert_eq!(input(book.alias(arn), "us-east-1"), Some(3_300_000_000));
         assert_eq!(book.alias("other"), "other");

@@ -430,7 +430,7 @@ impl Exchange {
         let message = denial.message();
         tracing::info!(request_id = %call.request_id, team = %call.who.team, %message, "denied");
         self.record_refusal(Outcome::Denied, &message).await;
-        Some(self.respond(403, "AccessDeniedException", message))
+        Some(self.respond(403, "AccessDeniedException", message, vec![]))
     }
 
     /// Checks policy and reserves the worst case against every budget of the call.
@@ -533,24 +533,7 @@ impl Exchange {
                     ("x-tally-budget-resets-at".to_string(), resets),
                 ];
                 self.record_refusal(Outcome::Blocked, &message).await;
-                let Reply::Respond {
-                    status,
-                    error_type,
-                    message,
-                    headers: mut base,
-                    metadata,
-                } = self.respond(400, "ServiceQuotaExceededException", message)
-                else {
-                    unreachable!("respond builds a Respond")
-                };
-                base.extend(headers);
-                return Reply::Respond {
-                    status,
-                    error_type,
-                    message,
-                    headers: base,
-                    metadata,
-                };
+                return self.respond(400, "ServiceQuotaExceededException", message, headers);
             }
             Ok(ReserveOutcome::Duplicate) => {
                 call.note = Some("duplicate charge id twice; not reserved".into());
@@ -581,6 +564,7 @@ impl Exchange {
                             503,
                             "ServiceUnavailableException",
                             "Tally cannot reach its budget store and is configured to fail closed; retry later".into(),
+                            vec![],
                         );
                     }
                 }
@@ -601,15 +585,18 @@ impl Exchange {
         }
     }
 
-    fn respond(&self, status: u16, error_type: &'static str, message: String) -> Reply {
+    /// An error answer in Bedrock's shape (the AWS SDKs read `x-amzn-ErrorType` and `message`).
+    fn respond(&self, status: u16, error_type: &'static str, message: String, extra: Vec<(String, String)>) -> Reply {
         let request_id = self.call.as_ref().map(|c| c.request_id.clone()).unwrap_or_default();
         let mut metadata = self.attribution_metadata();
         metadata.push(("outcome", if status == 403 { "denied" } else { "blocked" }.to_string()));
+        let mut headers = vec![("x-tally-request-id".to_string(), request_id)];
+        headers.extend(extra);
         Reply::Respond {
             status,
             error_type,
             message,
-            headers: vec![("x-tally-request-id".into(), request_id)],
+            headers,
             metadata,
         }
     }

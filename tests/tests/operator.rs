@@ -186,7 +186,7 @@ async fn install_crds(admin: &Client) -> Result<()> {
 }
 
 /// Renders the chart's `operator-rbac.yaml` with helm and applies it; returns the ServiceAccount name.
-async fn install_operator_rbac(admin: &Client) -> Result<String> {
+async fn install_operator_rbac(admin: &Client, helm_args: &[&str]) -> Result<String> {
     let helm = tool_bin("helm");
     if !helm.exists() {
         bail!("{} not found: run `scripts/tools/helm.sh`", helm.display());
@@ -195,6 +195,7 @@ async fn install_operator_rbac(admin: &Client) -> Result<String> {
         .args(["template", "tally"])
         .arg(workspace().join("charts/tally"))
         .args(["--namespace", NS, "--show-only", "templates/operator-rbac.yaml"])
+        .args(helm_args)
         .output()?;
     if !out.status.success() {
         bail!("helm template failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -359,19 +360,28 @@ struct Replica {
 }
 
 async fn start_replica(client: Client, redis_url: &str, identity: &str) -> Result<Replica> {
+    start_replica_with(client, Some(redis_url), identity, vec![]).await
+}
+
+async fn start_replica_with(
+    client: Client,
+    redis_url: Option<&str>,
+    identity: &str,
+    watch_namespaces: Vec<String>,
+) -> Result<Replica> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let metrics_port = listener.local_addr()?.port();
     let args = OperatorArgs {
         config_map_name: "tally-config".into(),
         config_map_namespace: Some(NS.into()),
-        redis_url: Some(redis_url.into()),
+        redis_url: redis_url.map(Into::into),
         status_interval: Duration::from_millis(500),
         metrics_listen: listener.local_addr()?,
         leader_election_namespace: Some(NS.into()),
         lease_name: "tally-operator".into(),
         lease_duration: Duration::from_secs(3),
         identity: Some(identity.into()),
-        watch_namespaces: vec![],
+        watch_namespaces,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(controller::run(args, client, listener, async move {
@@ -442,7 +452,7 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     );
 
     // --- The operator runs with the chart's RBAC only.
-    let sa = install_operator_rbac(&admin).await?;
+    let sa = install_operator_rbac(&admin, &[]).await?;
     let operator = kube.service_account_client(NS, &sa).await?;
     let secrets: Api<Secret> = Api::all(operator.clone());
     let denied = secrets
@@ -718,5 +728,72 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     .await;
     b.shutdown().await?;
     drop(kube);
+    Ok(())
+}
+
+/// `--watch-namespaces` with the chart's per-namespace Roles, and no Redis: only the watched
+/// namespace's teams are compiled, and their status shows the period with spend `Unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_watches_only_configured_namespaces_without_redis() -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("tally_operator=debug,kube=warn,kube_client::client::builder=off")
+        .with_test_writer()
+        .try_init();
+    let kube = KubeApiServer::start().await?;
+    let admin = kube.admin_client().await?;
+    install_crds(&admin).await?;
+    for ns in [NS, "search", "ads"] {
+        create_namespace(&admin, ns).await?;
+    }
+    let sa = install_operator_rbac(&admin, &["--set", "operator.watchNamespaces={search}"]).await?;
+    let operator = kube.service_account_client(NS, &sa).await?;
+    // Namespace-scoped RBAC: the operator may not list TeamBudgets elsewhere.
+    let elsewhere: Api<TeamBudget> = Api::namespaced(operator.clone(), "ads");
+    let denied = elsewhere
+        .list(&ListParams::default())
+        .await
+        .expect_err("ads is not watched");
+    assert!(matches!(&denied, kube::Error::Api(e) if e.code == 403), "{denied}");
+
+    let replica = start_replica_with(operator, None, "solo", vec!["search".into()]).await?;
+    let budget = json!({"limitUSD": "50", "period": "Weekly", "timezone": "Europe/Berlin"});
+    let search: Api<TeamBudget> = Api::namespaced(admin.clone(), "search");
+    apply(
+        &search,
+        "search",
+        team_budget("search", "search", json!({"team": "search", "budget": budget})),
+    )
+    .await?;
+    let ads: Api<TeamBudget> = Api::namespaced(admin.clone(), "ads");
+    apply(
+        &ads,
+        "ads",
+        team_budget("ads", "ads", json!({"team": "ads", "budget": budget})),
+    )
+    .await?;
+
+    let (_, config) = eventually("config with the search team", Duration::from_secs(30), || async {
+        Ok(published(&admin).await?.filter(|(_, c)| !c.teams.is_empty()))
+    })
+    .await;
+    assert_eq!(
+        config.teams.iter().map(|t| t.team.as_str()).collect::<Vec<_>>(),
+        ["search"]
+    );
+    let tb = eventually("search status", Duration::from_secs(30), || async {
+        let tb = search.get("search").await?;
+        Ok(condition(&tb, "BudgetExceeded").is_some().then_some(tb))
+    })
+    .await;
+    let s = tb.status.clone().unwrap();
+    assert!(s.period_start.is_some() && s.period_end.is_some());
+    assert_eq!(s.spent_usd, None, "no Redis, no spend figures");
+    assert_eq!(condition(&tb, "Ready").unwrap().0, "True");
+    let (status, reason, _) = condition(&tb, "BudgetExceeded").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("Unknown", "NoCounterStore"));
+    // The unwatched namespace's object is never touched.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(ads.get("ads").await?.status.is_none());
+    replica.shutdown().await?;
     Ok(())
 }

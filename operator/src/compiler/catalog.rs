@@ -7,9 +7,9 @@
 //!    characters before fewer, then region-specific before all-regions;
 //! 3. catalog name, then the entry's position in its catalog (so ties are stable).
 //!
-//! Cross-region ids need no entries of their own: `PriceBook::lookup` tries the
-//! id as called (`us.X`) and only then the id without its geo prefix (`X`), so
-//! `us.X` is priced as `X` exactly when nothing matches `us.X`.
+//! Cross-region ids need no entries of their own: `PriceBook::lookup` prices
+//! `us.X` with the first entry matching it, and as `X` when none does (or when
+//! the first is a catch-all glob ranked after an entry of `X`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};

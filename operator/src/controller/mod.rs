@@ -278,6 +278,7 @@ struct Ctx {
 
 /// A watch event reduced to what matters for triggering: which stream, and whether it changed
 /// something the reconcilers look at.
+#[derive(Debug, PartialEq, Eq)]
 enum Signal {
     Synced(usize),
     Changed,
@@ -683,5 +684,27 @@ mod tests {
         assert_eq!(cli.args.watch_namespaces, ["a", "b"]);
         assert_eq!(cli.args.status_interval, Duration::from_secs(90));
         assert!(Cli::try_parse_from(["tally", "--status-interval", "soon"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_spec_changes_and_deletes_trigger_a_pass() {
+        let object = |uid: &str, generation: i64| {
+            let mut cm = ConfigMap::default();
+            cm.metadata.uid = Some(uid.into());
+            cm.metadata.generation = Some(generation);
+            cm
+        };
+        let events = vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(object("a", 1))),
+            Ok(watcher::Event::InitDone),
+            Ok(watcher::Event::Apply(object("a", 1))), // status-only update (ours)
+            Ok(watcher::Event::Apply(object("a", 2))), // spec edit
+            Ok(watcher::Event::Apply(object("b", 1))), // new object
+            Ok(watcher::Event::Delete(object("a", 2))),
+        ];
+        let signals: Vec<Signal> = signals(7, futures::stream::iter(events)).collect().await;
+        use Signal::*;
+        assert_eq!(signals, [Quiet, Quiet, Synced(7), Quiet, Changed, Changed, Changed]);
     }
 }

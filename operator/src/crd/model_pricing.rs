@@ -51,9 +51,11 @@ pub struct ModelPricingSpec {
     /// entry of the highest priority wins; within a priority, the most specific
     /// entry (exact id before glob, then more literal characters, then
     /// region-specific before all-regions). Defaults to 0. A cross-region id
-    /// `us.X` is priced as `X` only when no entry of any catalog matches `us.X`
-    /// itself: to override the prices of `X` and its cross-region ids at once,
-    /// match them all, e.g. `*anthropic.claude-sonnet-4-5-20250929-v1:0`.
+    /// `us.X` is priced by the first entry matching it, else as `X`; a glob
+    /// that matches both (such as `*`) loses to an entry of `X` ranked before
+    /// it, so a catch-all never shadows the base model's price. To override `X`
+    /// and its cross-region ids at once, match them all, e.g.
+    /// `*anthropic.claude-sonnet-4-5-20250929-v1:0`.
     #[serde(default)]
     pub priority: i32,
     /// The price entries.
