@@ -20,10 +20,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot serialize the CRDs as YAML: {0}")]
     CrdYaml(#[from] serde_yaml::Error),
     /// Manifests that do not compile; one line per problem, each naming its object and field.

@@ -8,9 +8,7 @@ use aws_sdk_bedrockruntime::config::interceptors::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
 };
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockruntime::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
+use aws_sdk_bedrockruntime::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_sdk_bedrockruntime::error::BoxError;
 
 /// The attribution headers a client sends (`x-team-id`, `x-tenant-id`, `x-workflow-id`); `None` = not sent.
@@ -199,12 +197,9 @@ pub fn llama_body(text: &str) -> aws_sdk_bedrockruntime::primitives::Blob {
 /// Runs `tests/fixtures/e2e/boto3_client.py` with the cached Python (boto3) against
 /// `endpoint_url`; `args` are its flags. Returns one JSON value per call.
 pub async fn boto3_calls(endpoint_url: &str, args: &[&str]) -> Vec<serde_json::Value> {
-    let script =
-        crate::fixtures::tools::workspace_root().join("tests/fixtures/e2e/boto3_client.py");
+    let script = crate::fixtures::tools::workspace_root().join("tests/fixtures/e2e/boto3_client.py");
     let mut cmd = tokio::process::Command::new(crate::fixtures::tools::python());
-    cmd.arg(&script)
-        .args(["--endpoint", endpoint_url])
-        .args(args);
+    cmd.arg(&script).args(["--endpoint", endpoint_url]).args(args);
     for var in [
         "AWS_PROFILE",
         "AWS_SESSION_TOKEN",
@@ -233,8 +228,6 @@ pub async fn boto3_calls(endpoint_url: &str, args: &[&str]) -> Vec<serde_json::V
     );
     stdout
         .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("boto3 script printed {l:?}: {e}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("boto3 script printed {l:?}: {e}")))
         .collect()
 }

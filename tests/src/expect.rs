@@ -31,13 +31,8 @@ pub fn usd_to_nanos(s: &str) -> i64 {
         frac.len() <= 9 && frac.chars().all(|c| c.is_ascii_digit()),
         "not a nano-exact USD amount: {s:?}"
     );
-    let n = int
-        .parse::<i64>()
-        .unwrap_or_else(|_| panic!("not a USD amount: {s:?}"))
-        * 1_000_000_000
-        + format!("{frac:0<9}")
-            .parse::<i64>()
-            .expect("fraction digits");
+    let n = int.parse::<i64>().unwrap_or_else(|_| panic!("not a USD amount: {s:?}")) * 1_000_000_000
+        + format!("{frac:0<9}").parse::<i64>().expect("fraction digits");
     if neg { -n } else { n }
 }
 
@@ -63,11 +58,7 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 && labels
                     .iter()
                     .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-            if matches {
-                value.parse::<f64>().ok()
-            } else {
-                None
-            }
+            if matches { value.parse::<f64>().ok() } else { None }
         })
         .sum()
 }
@@ -78,11 +69,7 @@ pub fn monthly_utc_key() -> String {
 }
 
 /// Reads an integer field of a Redis hash (0 when absent).
-pub async fn hash_field(
-    conn: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-    field: &str,
-) -> i64 {
+pub async fn hash_field(conn: &mut redis::aio::MultiplexedConnection, key: &str, field: &str) -> i64 {
     let v: Option<i64> = redis::cmd("HGET")
         .arg(key)
         .arg(field)
@@ -99,13 +86,7 @@ mod tests {
     #[test]
     fn costs_round_once_half_up() {
         // 1200×1.1 + 300×5.5 + 4000×0.11 + 500×1.375 + 100×2.2 µ$ = 4317.5 µ$
-        let us_haiku = [
-            1_100_000_000,
-            5_500_000_000,
-            110_000_000,
-            1_375_000_000,
-            2_200_000_000,
-        ];
+        let us_haiku = [1_100_000_000, 5_500_000_000, 110_000_000, 1_375_000_000, 2_200_000_000];
         assert_eq!(cost_nanos([1200, 300, 4000, 500, 100], us_haiku), 4_317_500);
         assert_eq!(cost_nanos([15, 0, 0, 0, 0], [35_000, 0, 0, 0, 0]), 1);
         assert_eq!(cost_nanos([14, 0, 0, 0, 0], [35_000, 0, 0, 0, 0]), 0);

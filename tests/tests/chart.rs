@@ -161,9 +161,7 @@ fn fixture(name: &str) -> PathBuf {
 fn tool(name: &str, script: &str) -> PathBuf {
     let cache = std::env::var_os("TALLY_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tally")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tally"));
     let path = cache.join("bin").join(name);
     assert!(
         path.exists(),
@@ -178,8 +176,7 @@ fn helm() -> PathBuf {
 }
 
 fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -207,17 +204,13 @@ fn try_render(values: Option<&str>, sets: &[&str]) -> Result<String, String> {
 }
 
 fn render(values: Option<&str>, sets: &[&str]) -> String {
-    try_render(values, sets).unwrap_or_else(|e| {
-        panic!("helm template (values {values:?}, --set {sets:?}) failed:\n{e}")
-    })
+    try_render(values, sets)
+        .unwrap_or_else(|e| panic!("helm template (values {values:?}, --set {sets:?}) failed:\n{e}"))
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| {
-            Value::deserialize(d)
-                .unwrap_or_else(|e| panic!("rendered YAML does not parse: {e}\n{yaml}"))
-        })
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("rendered YAML does not parse: {e}\n{yaml}")))
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -301,13 +294,7 @@ fn envoy_bootstrap(sets: &[&str]) -> String {
 }
 
 /// The loopback rendering the end-to-end tests use (the documented contract).
-fn loopback_sets(
-    listen: u16,
-    admin: u16,
-    upstream: u16,
-    extproc: u16,
-    signing: bool,
-) -> Vec<String> {
+fn loopback_sets(listen: u16, admin: u16, upstream: u16, extproc: u16, signing: bool) -> Vec<String> {
     vec![format!(
         "gateway.listenAddress=127.0.0.1,gateway.listenPort={listen},gateway.adminPort={admin},gateway.upstream.host=127.0.0.1,\
          gateway.upstream.port={upstream},gateway.upstream.tls=false,gateway.extProc.host=127.0.0.1,gateway.extProc.port={extproc},\
@@ -377,20 +364,11 @@ fn every_mode_renders_manifests_that_pass_strict_kubernetes_validation() {
             assert!(has(p), "{}: {p} is not rendered; rendered: {ids:?}", s.name);
         }
         for a in s.absent {
-            assert!(
-                !has(a),
-                "{}: {a} must not be rendered; rendered: {ids:?}",
-                s.name
-            );
+            assert!(!has(a), "{}: {a} must not be rendered; rendered: {ids:?}", s.name);
         }
         let unique: BTreeSet<(String, &str)> = docs
             .iter()
-            .map(|d| {
-                (
-                    id(d),
-                    d["metadata"]["namespace"].as_str().unwrap_or_default(),
-                )
-            })
+            .map(|d| (id(d), d["metadata"]["namespace"].as_str().unwrap_or_default()))
             .collect();
         assert_eq!(
             unique.len(),
@@ -429,10 +407,8 @@ fn every_mode_renders_manifests_that_pass_strict_kubernetes_validation() {
                 );
             }
             for line in report.lines().filter(|l| !l.starts_with("INFO ")) {
-                let allowed = line.starts_with("WARN ")
-                    && CUSTOM_KINDS
-                        .iter()
-                        .any(|k| line.contains(&format!("for kind {k} ")));
+                let allowed =
+                    line.starts_with("WARN ") && CUSTOM_KINDS.iter().any(|k| line.contains(&format!("for kind {k} ")));
                 assert!(
                     allowed,
                     "{}: unexpected kubernetes-validate output for {version}: {line}",
@@ -461,20 +437,11 @@ fn values_schema_rejects_bad_values_with_a_message_naming_them() {
             "gateway.extProc.messageTimeout=fast",
             "at '/gateway/extProc/messageTimeout'",
         ),
-        (
-            "gateway.listenPort=70000",
-            "at '/gateway/listenPort': maximum",
-        ),
+        ("gateway.listenPort=70000", "at '/gateway/listenPort': maximum"),
         ("redis.bundled=false", "at '/redis/url'"),
         ("redis.url=http://redis:6379", "at '/redis/url'"),
-        (
-            "gateway.mode=envoy-gateway",
-            "at '/envoyGateway/targetRefs'",
-        ),
-        (
-            "gateway.modee=istio",
-            "additional properties 'modee' not allowed",
-        ),
+        ("gateway.mode=envoy-gateway", "at '/envoyGateway/targetRefs'"),
+        ("gateway.modee=istio", "additional properties 'modee' not allowed"),
         ("extproc.store=memory", "at '/extproc/replicas': maximum"),
     ];
     for (set, message) in cases {
@@ -529,8 +496,7 @@ fn crds_and_price_catalog_in_the_chart_are_copies_of_the_sources() {
 
     let catalog = root.join("examples/catalog/bedrock-on-demand.yaml");
     let source = std::fs::read(&catalog).unwrap_or_else(|e| panic!("{}: {e}", catalog.display()));
-    let copy =
-        std::fs::read(root.join("charts/tally/files/bedrock-on-demand.yaml")).unwrap_or_default();
+    let copy = std::fs::read(root.join("charts/tally/files/bedrock-on-demand.yaml")).unwrap_or_default();
     assert!(
         source == copy,
         "charts/tally/files/bedrock-on-demand.yaml differs from examples/catalog/bedrock-on-demand.yaml: \
@@ -582,17 +548,9 @@ fn every_pod_runs_non_root_read_only_without_capabilities_and_with_resources() {
                 s.name
             );
             for c in containers(pod) {
-                let what = format!(
-                    "{}: {workload} container {}",
-                    s.name,
-                    c["name"].as_str().unwrap_or("?")
-                );
+                let what = format!("{}: {workload} container {}", s.name, c["name"].as_str().unwrap_or("?"));
                 let sc = &c["securityContext"];
-                assert_eq!(
-                    sc["runAsNonRoot"].as_bool(),
-                    Some(true),
-                    "{what}: runAsNonRoot"
-                );
+                assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true), "{what}: runAsNonRoot");
                 assert_eq!(
                     sc["readOnlyRootFilesystem"].as_bool(),
                     Some(true),
@@ -603,42 +561,27 @@ fn every_pod_runs_non_root_read_only_without_capabilities_and_with_resources() {
                     Some(false),
                     "{what}: allowPrivilegeEscalation"
                 );
-                assert_eq!(
-                    strs(&sc["capabilities"]["drop"]),
-                    ["ALL"],
-                    "{what}: capabilities.drop"
-                );
-                assert!(
-                    sc["capabilities"]["add"].is_null(),
-                    "{what}: adds capabilities"
-                );
+                assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"], "{what}: capabilities.drop");
+                assert!(sc["capabilities"]["add"].is_null(), "{what}: adds capabilities");
                 assert_eq!(
                     sc["seccompProfile"]["type"].as_str(),
                     Some("RuntimeDefault"),
                     "{what}: seccomp"
                 );
-                assert!(
-                    sc["privileged"].as_bool() != Some(true),
-                    "{what}: privileged"
-                );
+                assert!(sc["privileged"].as_bool() != Some(true), "{what}: privileged");
                 let r = &c["resources"];
                 assert!(
-                    r["requests"]["cpu"].as_str().is_some()
-                        && r["requests"]["memory"].as_str().is_some(),
+                    r["requests"]["cpu"].as_str().is_some() && r["requests"]["memory"].as_str().is_some(),
                     "{what}: resource requests"
                 );
-                assert!(
-                    r["limits"]["memory"].as_str().is_some(),
-                    "{what}: memory limit"
-                );
+                assert!(r["limits"]["memory"].as_str().is_some(), "{what}: memory limit");
                 assert!(
                     !c["readinessProbe"].is_null() && !c["livenessProbe"].is_null(),
                     "{what}: probes"
                 );
             }
             assert!(
-                pod["hostNetwork"].as_bool() != Some(true)
-                    && pod["hostPID"].as_bool() != Some(true),
+                pod["hostNetwork"].as_bool() != Some(true) && pod["hostPID"].as_bool() != Some(true),
                 "{}: {workload}: host namespaces",
                 s.name
             );
@@ -680,9 +623,7 @@ fn no_secret_is_rendered_or_put_in_a_config_map() {
             for c in containers(pod) {
                 for env in c["env"].as_sequence().into_iter().flatten() {
                     let n = env["name"].as_str().unwrap_or_default();
-                    let sensitive = ["PASSWORD", "SECRET", "TOKEN", "AUTH"]
-                        .iter()
-                        .any(|w| n.contains(w));
+                    let sensitive = ["PASSWORD", "SECRET", "TOKEN", "AUTH"].iter().any(|w| n.contains(w));
                     if sensitive {
                         assert!(
                             env["value"].is_null() && !env["valueFrom"]["secretKeyRef"].is_null(),
@@ -708,15 +649,9 @@ fn references_between_rendered_objects_resolve() {
     for s in SCENARIOS {
         let docs = documents(&render(s.values, &[]));
         let pods = pods(&docs);
-        let operator = &get(&docs, "Deployment", "tally-operator")["spec"]["template"]["spec"]["containers"]
-            [0];
+        let operator = &get(&docs, "Deployment", "tally-operator")["spec"]["template"]["spec"]["containers"][0];
         let config_map = arg(operator, "--config-map-name").expect("operator --config-map-name");
-        assert_eq!(
-            arg(operator, "--config-map-namespace"),
-            Some(NAMESPACE),
-            "{}",
-            s.name
-        );
+        assert_eq!(arg(operator, "--config-map-namespace"), Some(NAMESPACE), "{}", s.name);
         assert_eq!(
             strs(&operator["args"]).first(),
             Some(&"operator"),
@@ -752,12 +687,7 @@ fn references_between_rendered_objects_resolve() {
         // The ext_proc reads the operator's ConfigMap through a directory mount (updates propagate; a subPath would freeze it).
         let extproc = &get(&docs, "Deployment", "tally-extproc")["spec"]["template"]["spec"];
         let c = &extproc["containers"][0];
-        assert_eq!(
-            arg(c, "--config"),
-            Some("/etc/tally/config.json"),
-            "{}",
-            s.name
-        );
+        assert_eq!(arg(c, "--config"), Some("/etc/tally/config.json"), "{}", s.name);
         let mount = c["volumeMounts"]
             .as_sequence()
             .into_iter()
@@ -800,8 +730,7 @@ fn references_between_rendered_objects_resolve() {
                     .iter()
                     .all(|(k, v)| &labels[k.as_str().unwrap_or_default()] == v)
             });
-            let (_, pod, _) =
-                pod.unwrap_or_else(|| panic!("{}: {} selects no rendered pod", s.name, id(svc)));
+            let (_, pod, _) = pod.unwrap_or_else(|| panic!("{}: {} selects no rendered pod", s.name, id(svc)));
             let port_names: BTreeSet<&str> = containers(pod)
                 .iter()
                 .flat_map(|c| c["ports"].as_sequence().into_iter().flatten())
@@ -826,22 +755,17 @@ fn references_between_rendered_objects_resolve() {
             } else {
                 "selector"
             };
-            let sel = d["spec"][key]["matchLabels"]
-                .as_mapping()
-                .expect("matchLabels");
+            let sel = d["spec"][key]["matchLabels"].as_mapping().expect("matchLabels");
             assert!(
-                pods.iter().any(|(_, _, labels)| sel
-                    .iter()
-                    .all(|(k, v)| &labels[k.as_str().unwrap_or_default()] == v)),
+                pods.iter()
+                    .any(|(_, _, labels)| sel.iter().all(|(k, v)| &labels[k.as_str().unwrap_or_default()] == v)),
                 "{}: {} selects no pod",
                 s.name,
                 id(d)
             );
         }
         for hpa in docs.iter().filter(|d| kind(d) == "HorizontalPodAutoscaler") {
-            let target = hpa["spec"]["scaleTargetRef"]["name"]
-                .as_str()
-                .unwrap_or_default();
+            let target = hpa["spec"]["scaleTargetRef"]["name"].as_str().unwrap_or_default();
             let dep = get(&docs, "Deployment", target);
             assert!(
                 dep["spec"]["replicas"].is_null(),
@@ -874,17 +798,16 @@ fn references_between_rendered_objects_resolve() {
 
         // The integration points name the ext_proc Service that exists.
         if let Some(cm) = find(&docs, "ConfigMap", "tally-gateway") {
-            let envoy: Value =
-                serde_yaml::from_str(cm["data"]["envoy.yaml"].as_str().expect("envoy.yaml"))
-                    .expect("envoy.yaml parses");
+            let envoy: Value = serde_yaml::from_str(cm["data"]["envoy.yaml"].as_str().expect("envoy.yaml"))
+                .expect("envoy.yaml parses");
             let cluster = envoy["static_resources"]["clusters"]
                 .as_sequence()
                 .unwrap()
                 .iter()
                 .find(|c| c["name"] == "tally_extproc")
                 .expect("tally_extproc cluster");
-            let addr = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-                ["socket_address"];
+            let addr =
+                &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
             assert_eq!(
                 addr["address"].as_str(),
                 Some("tally-extproc-headless.tally.svc.cluster.local"),
@@ -918,12 +841,7 @@ fn references_between_rendered_objects_resolve() {
         if let Some(policy) = docs.iter().find(|d| kind(d) == "EnvoyExtensionPolicy") {
             let backend = &policy["spec"]["extProc"][0]["backendRefs"][0];
             assert!(
-                find(
-                    &docs,
-                    "Service",
-                    backend["name"].as_str().unwrap_or_default()
-                )
-                .is_some(),
+                find(&docs, "Service", backend["name"].as_str().unwrap_or_default()).is_some(),
                 "{}: policy backend",
                 s.name
             );
@@ -968,27 +886,19 @@ fn redis_settings_reach_both_components_without_exposing_the_password() {
         Some("rediss://tally@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379")
     );
     assert_eq!(
-        env_of("tally-extproc", "TALLY_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["name"]
-            .as_str(),
+        env_of("tally-extproc", "TALLY_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["name"].as_str(),
         Some("tally-redis")
     );
     // The operator takes credentials only in its URL: the kubelet splices the Secret in.
     assert_eq!(
         env_of("tally-operator", "TALLY_REDIS_URL")["value"].as_str(),
-        Some(
-            "rediss://tally:$(TALLY_REDIS_PASSWORD)@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379"
-        )
+        Some("rediss://tally:$(TALLY_REDIS_PASSWORD)@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379")
     );
-    let extproc =
-        &get(&docs, "Deployment", "tally-extproc")["spec"]["template"]["spec"]["containers"][0];
-    assert!(
-        strs(&extproc["args"]).contains(&"--redis-cluster"),
-        "cluster mode flag"
-    );
+    let extproc = &get(&docs, "Deployment", "tally-extproc")["spec"]["template"]["spec"]["containers"][0];
+    assert!(strs(&extproc["args"]).contains(&"--redis-cluster"), "cluster mode flag");
 
     let bundled = documents(&render(Some("bundled-redis.yaml"), &[]));
-    let c =
-        &get(&bundled, "Deployment", "tally-extproc")["spec"]["template"]["spec"]["containers"][0];
+    let c = &get(&bundled, "Deployment", "tally-extproc")["spec"]["template"]["spec"]["containers"][0];
     let url = c["env"]
         .as_sequence()
         .into_iter()
@@ -1000,24 +910,15 @@ fn redis_settings_reach_both_components_without_exposing_the_password() {
         Some("redis://tally-redis.tally.svc.cluster.local:6379")
     );
     assert!(!strs(&c["args"]).contains(&"--redis-cluster"));
-    let valkey =
-        &get(&bundled, "StatefulSet", "tally-redis")["spec"]["template"]["spec"]["containers"][0];
+    let valkey = &get(&bundled, "StatefulSet", "tally-redis")["spec"]["template"]["spec"]["containers"][0];
     let args = strs(&valkey["args"]);
-    assert_eq!(
-        arg(valkey, "--appendonly"),
-        Some("yes"),
-        "AOF persistence: {args:?}"
-    );
+    assert_eq!(arg(valkey, "--appendonly"), Some("yes"), "AOF persistence: {args:?}");
     assert_eq!(
         arg(valkey, "--maxmemory-policy"),
         Some("noeviction"),
         "counters must never be evicted: {args:?}"
     );
-    assert_eq!(
-        arg(valkey, "--requirepass"),
-        Some("$(REDIS_PASSWORD)"),
-        "{args:?}"
-    );
+    assert_eq!(arg(valkey, "--requirepass"), Some("$(REDIS_PASSWORD)"), "{args:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1047,8 +948,7 @@ fn rendered_envoy_bootstrap_passes_envoy_validate() {
 #[test]
 fn rendered_envoy_bootstrap_follows_the_documented_contract() {
     let sets = loopback_sets(18080, 19901, 18443, 15051, true);
-    let envoy: Value =
-        serde_yaml::from_str(&envoy_bootstrap(&as_refs(&sets))).expect("envoy.yaml parses");
+    let envoy: Value = serde_yaml::from_str(&envoy_bootstrap(&as_refs(&sets))).expect("envoy.yaml parses");
     let sock = &envoy["admin"]["address"]["socket_address"];
     assert_eq!(
         (sock["address"].as_str(), sock["port_value"].as_u64()),
@@ -1117,15 +1017,9 @@ fn rendered_envoy_bootstrap_follows_the_documented_contract() {
         Some("bedrock-runtime.us-east-1.amazonaws.com")
     );
     assert_eq!(signing["use_unsigned_payload"].as_bool(), Some(false));
-    let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-        .as_sequence()
-        .unwrap();
+    let routes = hcm["route_config"]["virtual_hosts"][0]["routes"].as_sequence().unwrap();
     let bedrock = &routes.last().unwrap()["route"];
-    assert_eq!(
-        bedrock["timeout"].as_str(),
-        Some("0s"),
-        "streams can be long"
-    );
+    assert_eq!(bedrock["timeout"].as_str(), Some("0s"), "streams can be long");
     assert_eq!(
         bedrock["host_rewrite_literal"].as_str(),
         Some("bedrock-runtime.us-east-1.amazonaws.com")
@@ -1136,15 +1030,11 @@ fn rendered_envoy_bootstrap_follows_the_documented_contract() {
         upstream["transport_socket"].is_null(),
         "tls=false means plain HTTP to the loopback upstream"
     );
-    let extproc = clusters
-        .iter()
-        .find(|c| c["name"] == "tally_extproc")
-        .unwrap();
+    let extproc = clusters.iter().find(|c| c["name"] == "tally_extproc").unwrap();
     assert!(!extproc["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]["http2_protocol_options"].is_null(), "gRPC needs HTTP/2");
 
     // With TLS, the upstream is Bedrock itself: SNI and certificate name are the regional host.
-    let envoy: Value =
-        serde_yaml::from_str(&envoy_bootstrap(&["gateway.region=ap-northeast-1"])).unwrap();
+    let envoy: Value = serde_yaml::from_str(&envoy_bootstrap(&["gateway.region=ap-northeast-1"])).unwrap();
     let upstream = envoy["static_resources"]["clusters"]
         .as_sequence()
         .unwrap()
@@ -1157,27 +1047,25 @@ fn rendered_envoy_bootstrap_follows_the_documented_contract() {
     assert_eq!(upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"].as_u64(), Some(443));
     let tls = &upstream["transport_socket"]["typed_config"];
     assert_eq!(tls["sni"].as_str(), Some(host));
-    assert_eq!(tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"].as_str(), Some(host));
+    assert_eq!(
+        tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"]
+            .as_str(),
+        Some(host)
+    );
 }
 
 #[test]
 fn istio_envoy_filter_patch_is_valid_envoy_configuration() {
     // Istio merges the patches into its own listeners; rebuild that shape around them and let Envoy check it.
     let docs = documents(&render(Some("istio.yaml"), &[]));
-    let ef = docs
-        .iter()
-        .find(|d| kind(d) == "EnvoyFilter")
-        .expect("EnvoyFilter");
-    let patches = ef["spec"]["configPatches"]
-        .as_sequence()
-        .expect("configPatches");
+    let ef = docs.iter().find(|d| kind(d) == "EnvoyFilter").expect("EnvoyFilter");
+    let patches = ef["spec"]["configPatches"].as_sequence().expect("configPatches");
     let filter = serde_json::to_string(&patches[0]["patch"]["value"]).unwrap();
     let vhost_name = patches[1]["match"]["routeConfiguration"]["vhost"]["name"]
         .as_str()
         .unwrap();
     assert_eq!(vhost_name, "bedrock-runtime.eu-west-1.amazonaws.com:80");
-    let per_vhost =
-        serde_json::to_string(&patches[1]["patch"]["value"]["typed_per_filter_config"]).unwrap();
+    let per_vhost = serde_json::to_string(&patches[1]["patch"]["value"]["typed_per_filter_config"]).unwrap();
     let cluster = "outbound|50051||tally-extproc.tally.svc.cluster.local";
     let bootstrap = format!(
         r#"{{"static_resources": {{
@@ -1324,10 +1212,7 @@ fn gateway_re_signs_calls_for_the_bedrock_host_and_serves_probes() {
         body.len()
     );
     let response = http(listen, &request).expect("call through the gateway");
-    assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "the call failed: {response}"
-    );
+    assert!(response.starts_with("HTTP/1.1 200"), "the call failed: {response}");
     assert!(
         response.contains(r#""outputTokens":1"#),
         "the answer is forwarded unchanged: {response}"
@@ -1370,11 +1255,7 @@ fn gateway_re_signs_calls_for_the_bedrock_host_and_serves_probes() {
         None,
         "the client's session token must not survive re-signing: {head}"
     );
-    assert_ne!(
-        header("x-amz-date").as_deref(),
-        Some("20200101T000000Z"),
-        "{head}"
-    );
+    assert_ne!(header("x-amz-date").as_deref(), Some("20200101T000000Z"), "{head}");
     assert_eq!(
         header("x-amz-content-sha256"),
         Some(hex::encode(Sha256::digest(body.as_bytes()))),

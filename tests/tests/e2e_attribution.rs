@@ -10,45 +10,25 @@
 
 use std::time::Duration;
 
-use aws_sdk_bedrockruntime::types::{
-    ConverseStreamOutput, ConverseTokensRequest, CountTokensInput, ResponseStream,
-};
+use aws_sdk_bedrockruntime::types::{ConverseStreamOutput, ConverseTokensRequest, CountTokensInput, ResponseStream};
 use serde_json::Value;
 use tally_tests::bedrock_sim::SimOptions;
-use tally_tests::client::{
-    AppClient, Attribution, anthropic_body, boto3_calls, llama_body, nova_body, user_message,
-};
+use tally_tests::client::{AppClient, Attribution, anthropic_body, boto3_calls, llama_body, nova_body, user_message};
 use tally_tests::expect::{
-    PricesNanos, Tokens, cost_nanos, hash_field, metric_sum, monthly_utc_key, record_for,
-    usd_to_nanos,
+    PricesNanos, Tokens, cost_nanos, hash_field, metric_sum, monthly_utc_key, record_for, usd_to_nanos,
 };
 use tally_tests::fixtures::stack::{Stack, StackOptions};
-use tally_tests::scenarios::{
-    APP_PROFILE_ARN, HAIKU, LLAMA_8B, NOVA_LITE, US_HAIKU, default_config,
-};
+use tally_tests::scenarios::{APP_PROFILE_ARN, HAIKU, LLAMA_8B, NOVA_LITE, US_HAIKU, default_config};
 
 /// Nano-USD per 1M tokens: input, output, cache read, cache write 5m, cache write 1h.
-const HAIKU_PRICES: PricesNanos = [
-    1_000_000_000,
-    5_000_000_000,
-    100_000_000,
-    1_250_000_000,
-    2_000_000_000,
-];
-const US_HAIKU_PRICES: PricesNanos = [
-    1_100_000_000,
-    5_500_000_000,
-    110_000_000,
-    1_375_000_000,
-    2_200_000_000,
-];
+const HAIKU_PRICES: PricesNanos = [1_000_000_000, 5_000_000_000, 100_000_000, 1_250_000_000, 2_000_000_000];
+const US_HAIKU_PRICES: PricesNanos = [1_100_000_000, 5_500_000_000, 110_000_000, 1_375_000_000, 2_200_000_000];
 const NOVA_LITE_PRICES: PricesNanos = [60_000_000, 240_000_000, 15_000_000, 0, 0];
 const LLAMA_8B_PRICES: PricesNanos = [220_000_000, 220_000_000, 0, 0, 0];
 /// The `search` team's monthly limit: $100.
 const SEARCH_LIMIT_NANOS: i64 = 100_000_000_000;
 
-const DIRECTIVE: &str =
-    "Summarise the quarterly report [[usage in=1200 out=300 cr=4000 cw5m=500 cw1h=100]]";
+const DIRECTIVE: &str = "Summarise the quarterly report [[usage in=1200 out=300 cr=4000 cw5m=500 cw1h=100]]";
 const TOKENS: Tokens = [1200, 300, 4000, 500, 100];
 
 fn header(client: &AppClient, name: &str) -> String {
@@ -82,14 +62,7 @@ async fn drain_converse_stream(
     usage
 }
 
-fn assert_record(
-    record: &Value,
-    operation: &str,
-    model_id: &str,
-    model: &str,
-    tokens: Tokens,
-    cost: i64,
-) {
+fn assert_record(record: &Value, operation: &str, model_id: &str, model: &str, tokens: Tokens, cost: i64) {
     let got = (
         record["operation"].as_str(),
         record["modelId"].as_str(),
@@ -200,11 +173,7 @@ async fn every_operation_is_attributed_and_charged_exactly() {
         .send()
         .await
         .unwrap();
-    ids.push((
-        "ConverseStream",
-        header(&client, "x-tally-request-id"),
-        cost,
-    ));
+    ids.push(("ConverseStream", header(&client, "x-tally-request-id"), cost));
     assert_eq!(drain_converse_stream(out).await, Some((1200, 300)));
     spent += cost;
 
@@ -324,10 +293,7 @@ async fn nova_and_llama_bodies_are_priced_without_token_headers() {
         .send()
         .await
         .expect("nova invoke");
-    assert_eq!(
-        usd_to_nanos(&header(&client, "x-tally-cost-usd")),
-        nova_cost
-    );
+    assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), nova_cost);
     expected.push((
         "InvokeModel",
         NOVA_LITE,
@@ -343,10 +309,7 @@ async fn nova_and_llama_bodies_are_priced_without_token_headers() {
         .send()
         .await
         .expect("llama invoke");
-    assert_eq!(
-        usd_to_nanos(&header(&client, "x-tally-cost-usd")),
-        llama_cost
-    );
+    assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), llama_cost);
     expected.push((
         "InvokeModel",
         LLAMA_8B,
@@ -488,12 +451,7 @@ async fn model_ids_as_sdks_send_them_are_resolved_and_priced() {
     ));
 
     // A raw ':' in the path (unsigned: the gateway does not need the client's signature).
-    let (status, headers) = raw_converse(
-        stack.envoy.listen_port(),
-        &format!("/model/{US_HAIKU}/converse"),
-        text,
-    )
-    .await;
+    let (status, headers) = raw_converse(stack.envoy.listen_port(), &format!("/model/{US_HAIKU}/converse"), text).await;
     assert_eq!(status, 200);
     let raw_id = headers
         .get("x-tally-request-id")
@@ -509,27 +467,11 @@ async fn model_ids_as_sdks_send_them_are_resolved_and_priced() {
         cost_nanos(tokens, US_HAIKU_PRICES),
     ));
 
-    let ledger = stack
-        .extproc
-        .wait_ledger(expected.len(), Duration::from_secs(15))
-        .await;
+    let ledger = stack.extproc.wait_ledger(expected.len(), Duration::from_secs(15)).await;
     for (operation, model_id, model, id, cost) in &expected {
-        assert_record(
-            record_for(&ledger, id),
-            operation,
-            model_id,
-            model,
-            tokens,
-            *cost,
-        );
+        assert_record(record_for(&ledger, id), operation, model_id, model, tokens, *cost);
     }
-    let received: Vec<String> = stack
-        .sim
-        .stats()
-        .received
-        .iter()
-        .map(|r| r.model_id.clone())
-        .collect();
+    let received: Vec<String> = stack.sim.stats().received.iter().map(|r| r.model_id.clone()).collect();
     assert!(
         received.iter().any(|m| m == APP_PROFILE_ARN),
         "Bedrock got the id as called: {received:?}"
@@ -539,10 +481,8 @@ async fn model_ids_as_sdks_send_them_are_resolved_and_priced() {
 async fn raw_converse(port: u16, path: &str, text: &str) -> (u16, http::HeaderMap) {
     use http_body_util::{BodyExt as _, Full};
     use hyper_util::client::legacy::Client;
-    let client =
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-    let body = serde_json::json!({"messages": [{"role": "user", "content": [{"text": text}]}]})
-        .to_string();
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let body = serde_json::json!({"messages": [{"role": "user", "content": [{"text": text}]}]}).to_string();
     let request = http::Request::post(format!("http://127.0.0.1:{port}{path}"))
         .header("content-type", "application/json")
         .header("x-team-id", "search")
@@ -630,19 +570,13 @@ async fn boto3_calls_are_attributed_and_charged() {
         assert_eq!(line["usage"]["inputTokens"], 1200);
         let headers = &line["headers"];
         assert_eq!(
-            usd_to_nanos(
-                headers["x-tally-cost-usd"]
-                    .as_str()
-                    .expect("x-tally-cost-usd")
-            ),
+            usd_to_nanos(headers["x-tally-cost-usd"].as_str().expect("x-tally-cost-usd")),
             cost,
             "{line:#}"
         );
         let record = record_for(
             &ledger,
-            headers["x-tally-request-id"]
-                .as_str()
-                .expect("x-tally-request-id"),
+            headers["x-tally-request-id"].as_str().expect("x-tally-request-id"),
         );
         assert_record(record, "Converse", US_HAIKU, US_HAIKU, TOKENS, cost);
         assert_eq!(

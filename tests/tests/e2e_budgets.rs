@@ -78,19 +78,14 @@ async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_ov
         .sum();
     assert_eq!(charged, ok as i64 * 1_500_000);
     assert!(
-        ledger
-            .iter()
-            .any(|r| r["outcome"] == "blocked" && r["team"] == "tiny"),
+        ledger.iter().any(|r| r["outcome"] == "blocked" && r["team"] == "tiny"),
         "{ledger:#?}"
     );
     let mut redis = stack.redis.connection().await;
     let key = format!("tally:{{tiny}}:c:{}:team", monthly_utc_key());
     let spent = hash_field(&mut redis, &key, "spent").await;
     assert_eq!(spent, charged);
-    assert!(
-        spent <= TINY_LIMIT_NANOS,
-        "spend {spent} ≤ limit {TINY_LIMIT_NANOS}"
-    );
+    assert!(spent <= TINY_LIMIT_NANOS, "spend {spent} ≤ limit {TINY_LIMIT_NANOS}");
 }
 
 /// boto3's default retry mode retries any 429: the refusal must be a 400 it does not retry.
@@ -124,10 +119,7 @@ async fn boto3_does_not_retry_a_budget_refusal() {
     );
     assert_eq!(last["retryAttempts"], 0, "boto3 did not retry: {last:#}");
     assert!(
-        last["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("tiny"),
+        last["message"].as_str().unwrap_or_default().contains("tiny"),
         "{last:#}"
     );
     let ok = lines.iter().filter(|l| l["ok"] == true).count() as u64;
@@ -183,9 +175,7 @@ async fn a_disallowed_model_is_denied_with_access_denied() {
     assert_eq!(stack.sim.stats().total_requests(), 1);
     let ledger = stack.extproc.wait_ledger(2, Duration::from_secs(15)).await;
     assert!(
-        ledger
-            .iter()
-            .any(|r| r["outcome"] == "denied" && r["modelId"] == OPUS),
+        ledger.iter().any(|r| r["outcome"] == "denied" && r["modelId"] == OPUS),
         "{ledger:#?}"
     );
 }
