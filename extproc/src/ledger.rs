@@ -65,9 +65,11 @@ pub struct LedgerRecord {
     pub outcome: Outcome,
     pub cost_nanos: i64,
     pub cost_usd: String,
-    /// Team budget left after this call; absent for teams without a budget.
+    /// Team budget left (limit − spent − reserved) right after this call was
+    /// settled, in nano-USD; absent for teams without a budget. Filled in by the
+    /// store, atomically with the settlement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub team_budget_remaining_usd: Option<String>,
+    pub team_budget_remaining_nanos: Option<i64>,
     /// Catalog entry that priced the call; empty when the model is not in any catalog.
     pub price_source: String,
     /// True when no catalog priced the model: recorded at zero cost and flagged.

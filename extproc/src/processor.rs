@@ -234,6 +234,39 @@ fn price_info(policy: &Policy, model_id: &str, region: &str) -> Option<PriceInfo
     })
 }
 
+/// The ledger record of this call with zero usage and cost; callers fill in the rest.
+fn base_record(call: &Call, time: Timestamp, started: Instant, outcome: Outcome, note: Option<String>) -> LedgerRecord {
+    LedgerRecord {
+        request_id: call.request_id.clone(),
+        charge_id: call.charge_id.clone(),
+        time: time.to_string(),
+        operation: call.operation.as_str().to_string(),
+        model_id: call.model_id.clone(),
+        model: String::new(),
+        region: call.region.clone(),
+        team: call.who.team.clone(),
+        tenant: call.who.tenant.clone(),
+        workflow: call.who.workflow.clone(),
+        claimed_team: call.who.claimed_team.clone(),
+        input_tokens: 0,
+        output_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write5m_tokens: 0,
+        cache_write1h_tokens: 0,
+        latency_ms: started.elapsed().as_millis() as u64,
+        status: call.status,
+        outcome,
+        cost_nanos: 0,
+        cost_usd: Nanos::ZERO.to_string(),
+        team_budget_remaining_nanos: None,
+        price_source: String::new(),
+        unpriced: false,
+        over_budget: vec![],
+        service_tier: call.service_tier.clone(),
+        note,
+    }
+}
+
 /// One request/response through Envoy.
 pub struct Exchange {
     shared: Arc<Shared>,
@@ -769,41 +802,25 @@ impl Exchange {
             .clone()
             .unwrap_or_else(|| self.policy.plan(&call.who, self.time));
         let limit = plan.team_limit();
-        let record = LedgerRecord {
-            request_id: call.request_id.clone(),
-            charge_id: call.charge_id.clone(),
-            time: self.time.to_string(),
-            operation: call.operation.as_str().to_string(),
-            model_id: call.model_id.clone(),
-            model: call.price.as_ref().map(|p| p.model.clone()).unwrap_or_default(),
-            region: call.region.clone(),
-            team: call.who.team.clone(),
-            tenant: call.who.tenant.clone(),
-            workflow: call.who.workflow.clone(),
-            claimed_team: call.who.claimed_team.clone(),
-            input_tokens: usage.input,
-            output_tokens: usage.output,
-            cache_read_tokens: usage.cache_read,
-            cache_write5m_tokens: usage.cache_write_5m,
-            cache_write1h_tokens: usage.cache_write_1h,
-            latency_ms: self.started.elapsed().as_millis() as u64,
-            status: call.status,
-            outcome,
-            cost_nanos: cost.0,
-            cost_usd: cost.to_string(),
-            team_budget_remaining_usd: None,
-            price_source: call.price.as_ref().map(|p| p.source.clone()).unwrap_or_default(),
-            unpriced: call.price.is_none() && call.operation.is_inference(),
-            over_budget: call.over.clone(),
-            service_tier: call.service_tier.clone(),
-            note,
-        };
+        let mut record = base_record(call, self.time, self.started, outcome, note);
+        record.model = call.price.as_ref().map(|p| p.model.clone()).unwrap_or_default();
+        record.input_tokens = usage.input;
+        record.output_tokens = usage.output;
+        record.cache_read_tokens = usage.cache_read;
+        record.cache_write5m_tokens = usage.cache_write_5m;
+        record.cache_write1h_tokens = usage.cache_write_1h;
+        record.cost_nanos = cost.0;
+        record.cost_usd = cost.to_string();
+        record.price_source = call.price.as_ref().map(|p| p.source.clone()).unwrap_or_default();
+        record.unpriced = call.price.is_none() && call.operation.is_inference();
+        record.over_budget = call.over.clone();
         let settlement = Settlement {
             team: plan.team.clone(),
             charge_id: call.charge_id.clone(),
             cost,
             counters: plan.budgets.iter().map(|b| b.key.clone()).collect(),
             count_request: true,
+            team_limit: limit,
             record,
         };
         let used = self.shared.settle_or_spool(&settlement).await;
@@ -826,41 +843,15 @@ impl Exchange {
             .plan
             .clone()
             .unwrap_or_else(|| self.policy.plan(&call.who, self.time));
-        let record = LedgerRecord {
-            request_id: call.request_id.clone(),
-            charge_id: call.charge_id.clone(),
-            time: self.time.to_string(),
-            operation: call.operation.as_str().to_string(),
-            model_id: call.model_id.clone(),
-            model: String::new(),
-            region: call.region.clone(),
-            team: call.who.team.clone(),
-            tenant: call.who.tenant.clone(),
-            workflow: call.who.workflow.clone(),
-            claimed_team: call.who.claimed_team.clone(),
-            input_tokens: 0,
-            output_tokens: 0,
-            cache_read_tokens: 0,
-            cache_write5m_tokens: 0,
-            cache_write1h_tokens: 0,
-            latency_ms: self.started.elapsed().as_millis() as u64,
-            status: if outcome == Outcome::Denied { 403 } else { 400 },
-            outcome,
-            cost_nanos: 0,
-            cost_usd: Nanos::ZERO.to_string(),
-            team_budget_remaining_usd: None,
-            price_source: String::new(),
-            unpriced: false,
-            over_budget: vec![],
-            service_tier: call.service_tier.clone(),
-            note: Some(message.to_string()),
-        };
+        let mut record = base_record(call, self.time, self.started, outcome, Some(message.to_string()));
+        record.status = if outcome == Outcome::Denied { 403 } else { 400 };
         let settlement = Settlement {
             team: plan.team.clone(),
             charge_id: format!("{}/{}", call.charge_id, outcome.as_str()),
             cost: Nanos::ZERO,
             counters: vec![],
             count_request: false,
+            team_limit: None,
             record,
         };
         self.shared.settle_or_spool(&settlement).await;

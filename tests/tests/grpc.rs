@@ -391,6 +391,7 @@ async fn converse_is_priced_to_the_nano_dollar_settled_and_ledgered() {
     assert_eq!(r["modelId"], SONNET_US);
     assert_eq!(r["outcome"], "ok");
     assert_eq!(r["requestId"], "inv-1");
+    assert_eq!(r["teamBudgetRemainingNanos"], 100_000_000_000i64 - CONVERSE_COST_NANOS);
     assert_eq!(counter(&redis, "search", "spent").await, CONVERSE_COST_NANOS);
     assert_eq!(counter(&redis, "search", "reserved").await, 0);
     assert_eq!(counter(&redis, "search", "requests").await, 1);

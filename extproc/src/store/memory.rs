@@ -115,13 +115,15 @@ impl MemoryStore {
                 c.requests += 1;
             }
         }
-        s.ledger.push_back(st.record.clone());
+        let team_used = st.counters.first().map_or(Nanos::ZERO, |k| s.used(k));
+        let mut record = st.record.clone();
+        record.team_budget_remaining_nanos = st.team_limit.map(|l| l.saturating_sub(team_used).0);
+        s.ledger.push_back(record);
         while s.ledger.len() as u64 > ledger_max_len.max(1) {
             s.ledger.pop_front();
         }
         s.settled
             .insert(st.charge_id.clone(), now_ms() + super::SETTLED_TTL.as_millis() as i64);
-        let team_used = st.counters.first().map_or(Nanos::ZERO, |k| s.used(k));
         SettleOutcome::Settled { team_used }
     }
 

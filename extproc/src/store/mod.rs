@@ -60,6 +60,9 @@ pub struct Settlement {
     pub counters: Vec<String>,
     /// Whether this call counts as a request (refused calls only bump `blocked`).
     pub count_request: bool,
+    /// The team's limit, to record what remains of it in the ledger.
+    #[serde(default)]
+    pub team_limit: Option<Nanos>,
     pub record: LedgerRecord,
 }
 

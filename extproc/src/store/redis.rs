@@ -72,7 +72,8 @@ return {'ok', string.format('%d', used(KEYS[4])), table.concat(over, ',')}
 "#;
 
 /// KEYS: resv zset, resv data, settled marker, ledger stream, counter 1..n (team first)
-/// ARGV: charge id, cost, count request 0/1, settled ttl s, ledger max len, record json
+/// ARGV: charge id, cost, count request 0/1, settled ttl s, ledger max len, record json, team limit or -1.
+/// The record is stored with `teamBudgetRemainingNanos` as of right after this settlement.
 const SETTLE: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'dup'} end
 release(KEYS[1], KEYS[2], ARGV[1])
@@ -80,10 +81,15 @@ for i = 5, #KEYS do
   redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
   if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[i], 'requests', 1) end
 end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'record', ARGV[6])
-redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
 local team_used = 0
 if #KEYS >= 5 then team_used = used(KEYS[5]) end
+local record = ARGV[6]
+local limit = tonumber(ARGV[7])
+if limit >= 0 then
+  record = string.sub(record, 1, -2) .. ',"teamBudgetRemainingNanos":' .. string.format('%d', limit - team_used) .. '}'
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'record', record)
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
 return {'ok', string.format('%d', team_used)}
 "#;
 
@@ -225,7 +231,8 @@ impl RedisStore {
             .arg(if s.count_request { "1" } else { "0" })
             .arg(super::SETTLED_TTL.as_secs())
             .arg(ledger_max_len)
-            .arg(record);
+            .arg(record)
+            .arg(s.team_limit.map_or(-1, |l| l.0));
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(SettleOutcome::Settled {

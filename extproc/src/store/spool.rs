@@ -136,6 +136,7 @@ mod tests {
             cost: Nanos(5),
             counters: vec!["k".into()],
             count_request: true,
+            team_limit: None,
             record: LedgerRecord {
                 request_id: id.into(),
                 charge_id: id.into(),
@@ -158,7 +159,7 @@ mod tests {
                 outcome: Outcome::Ok,
                 cost_nanos: 5,
                 cost_usd: "0.000000005".into(),
-                team_budget_remaining_usd: None,
+                team_budget_remaining_nanos: None,
                 price_source: "test".into(),
                 unpriced: false,
                 over_budget: vec![],
