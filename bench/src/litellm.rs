@@ -27,7 +27,10 @@ pub struct LiteLlm {
 fn litellm_binary() -> Result<PathBuf> {
     let bin = tally_tests::fixtures::tools::tally_bin_dir().join("litellm");
     if !bin.exists() {
-        bail!("{} is missing: run scripts/tools/litellm.sh (bench/run.sh does)", bin.display());
+        bail!(
+            "{} is missing: run scripts/tools/litellm.sh (bench/run.sh does)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -78,7 +81,15 @@ pub fn start(dir: &Path, sim_port: u16, redis_port: u16, budget_usd: f64) -> Res
 pub fn chat(master_key: &str, model: &str, words: usize, max_tokens: u64) -> Shape {
     let mut h = HeaderMap::new();
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    h.insert("authorization", HeaderValue::from_str(&format!("Bearer {master_key}")).expect("key is ASCII"));
+    h.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {master_key}")).expect("key is ASCII"),
+    );
     let body = json!({"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": mix::prompt(words)}]});
-    Shape { method: Method::POST, path: "/v1/chat/completions".into(), headers: h, body: Bytes::from(body.to_string()) }
+    Shape {
+        method: Method::POST,
+        path: "/v1/chat/completions".into(),
+        headers: h,
+        body: Bytes::from(body.to_string()),
+    }
 }

@@ -30,7 +30,10 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub fn client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).pool_idle_timeout(Duration::from_secs(30)).build(connector)
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(4096)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +144,8 @@ pub async fn run(client: &HttpClient, base: &str, mix: &[Shape], spec: Spec) -> 
                 }
                 Err(_) => {
                     s.errors += 1;
-                    s.first_error.get_or_insert_with(|| format!("timeout after {:?}", spec.timeout));
+                    s.first_error
+                        .get_or_insert_with(|| format!("timeout after {:?}", spec.timeout));
                 }
             }
             s.last_done = s.last_done.max(done);
@@ -153,8 +157,18 @@ pub async fn run(client: &HttpClient, base: &str, mix: &[Shape], spec: Spec) -> 
     while tasks.join_next().await.is_some() {}
     let _ = pacer.join();
     let s = shared.lock().expect("results lock");
-    let elapsed = s.last_done.saturating_duration_since(start).as_secs_f64().max(spec.duration.as_secs_f64());
-    let ms = |q: f64| if s.hist.is_empty() { 0.0 } else { s.hist.value_at_quantile(q) as f64 / 1000.0 };
+    let elapsed = s
+        .last_done
+        .saturating_duration_since(start)
+        .as_secs_f64()
+        .max(spec.duration.as_secs_f64());
+    let ms = |q: f64| {
+        if s.hist.is_empty() {
+            0.0
+        } else {
+            s.hist.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
     Outcome {
         target_rps: spec.rate,
         achieved_rps: s.ok as f64 / elapsed,
@@ -166,14 +180,20 @@ pub async fn run(client: &HttpClient, base: &str, mix: &[Shape], spec: Spec) -> 
         p90_ms: ms(0.9),
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
-        max_ms: if s.hist.is_empty() { 0.0 } else { s.hist.max() as f64 / 1000.0 },
+        max_ms: if s.hist.is_empty() {
+            0.0
+        } else {
+            s.hist.max() as f64 / 1000.0
+        },
         first_error: s.first_error.clone(),
         statuses: s.statuses.clone(),
     }
 }
 
 fn build(base: &str, shape: &Shape) -> Request<Full<Bytes>> {
-    let mut req = Request::builder().method(shape.method.clone()).uri(format!("{base}{}", shape.path));
+    let mut req = Request::builder()
+        .method(shape.method.clone())
+        .uri(format!("{base}{}", shape.path));
     *req.headers_mut().expect("valid builder") = shape.headers.clone();
     req.body(Full::new(shape.body.clone())).expect("valid request")
 }
@@ -188,8 +208,16 @@ pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<u16,
 
 /// Sends one request and returns the status and the whole body.
 pub async fn send_full(client: &HttpClient, base: &str, shape: &Shape) -> Result<(u16, Bytes), String> {
-    let resp = client.request(build(base, shape)).await.map_err(|e| format!("request: {e:?}"))?;
+    let resp = client
+        .request(build(base, shape))
+        .await
+        .map_err(|e| format!("request: {e:?}"))?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
     Ok((status, body))
 }

@@ -6,12 +6,12 @@
 //! Benchmarks, not tests: nothing here fails on a slow number.
 #![forbid(unsafe_code)]
 
+mod harness;
 mod litellm;
 mod load;
 mod mix;
 mod overhead;
 mod procs;
-mod harness;
 mod scale;
 mod strictness;
 
@@ -34,7 +34,9 @@ pub enum Phase {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Tally benchmarks: overhead, throughput, budget strictness and scale, with their baselines in the same run")]
+#[command(
+    about = "Tally benchmarks: overhead, throughput, budget strictness and scale, with their baselines in the same run"
+)]
 pub struct Args {
     #[arg(value_enum, default_value = "all")]
     pub phase: Phase,
@@ -68,6 +70,17 @@ fn main() -> Result<()> {
     let args = Args::parse();
     // One worker thread: the generator must leave the two cores to what it measures.
     // Its own CPU is reported as `load-generator`.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    rt.block_on(harness::run(args))
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // On Ctrl-C / SIGTERM the run future is dropped, and with it every process it owns.
+        tokio::select! {
+            result = harness::run(args) => result,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; every started process was killed"),
+            _ = term.recv() => anyhow::bail!("terminated; every started process was killed"),
+        }
+    })
 }

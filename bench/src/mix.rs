@@ -20,22 +20,51 @@ pub const NOVA_LITE: &str = "amazon.nova-2-lite-v1:0";
 
 /// A prompt of `words` words (the simulator bills one input token per word).
 pub fn prompt(words: usize) -> String {
-    (0..words).map(|i| ["summarise", "the", "quarterly", "report", "for", "team", "budget", "review"][i % 8]).collect::<Vec<_>>().join(" ")
+    (0..words)
+        .map(|i| {
+            [
+                "summarise",
+                "the",
+                "quarterly",
+                "report",
+                "for",
+                "team",
+                "budget",
+                "review",
+            ][i % 8]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn headers(team: &str, stream: bool) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("host", HeaderValue::from_static("bedrock-runtime.us-east-1.amazonaws.com"));
+    h.insert(
+        "host",
+        HeaderValue::from_static("bedrock-runtime.us-east-1.amazonaws.com"),
+    );
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    let accept = if stream { "application/vnd.amazon.eventstream" } else { "application/json" };
+    let accept = if stream {
+        "application/vnd.amazon.eventstream"
+    } else {
+        "application/json"
+    };
     h.insert("accept", HeaderValue::from_static(accept));
-    h.insert("x-team-id", HeaderValue::from_str(team).expect("team id is a header value"));
+    h.insert(
+        "x-team-id",
+        HeaderValue::from_str(team).expect("team id is a header value"),
+    );
     h.insert("x-workflow-id", HeaderValue::from_static("bench"));
     h
 }
 
 fn post(path: String, team: &str, stream: bool, body: serde_json::Value) -> Shape {
-    Shape { method: Method::POST, path, headers: headers(team, stream), body: Bytes::from(body.to_string()) }
+    Shape {
+        method: Method::POST,
+        path,
+        headers: headers(team, stream),
+        body: Bytes::from(body.to_string()),
+    }
 }
 
 pub fn converse(team: &str, model: &str, words: usize, max_tokens: u64) -> Shape {

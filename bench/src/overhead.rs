@@ -30,16 +30,32 @@ pub async fn measure(client: &HttpClient, path: &Path<'_>, mix: &[Shape], spec: 
     let before: Vec<f64> = path.procs.iter().map(|p| p.cpu_seconds()).collect();
     let gen_before = self_cpu_seconds();
     let outcome = load::run(client, &format!("http://127.0.0.1:{}", path.port), mix, spec).await;
-    let per_1k = |d: f64| if outcome.ok == 0 { 0.0 } else { d * 1000.0 / outcome.ok as f64 };
-    let mut cpu: BTreeMap<String, f64> =
-        path.procs.iter().zip(before).map(|(p, b)| (label(&p.name), per_1k(p.cpu_seconds() - b))).collect();
+    let per_1k = |d: f64| {
+        if outcome.ok == 0 {
+            0.0
+        } else {
+            d * 1000.0 / outcome.ok as f64
+        }
+    };
+    let mut cpu: BTreeMap<String, f64> = path
+        .procs
+        .iter()
+        .zip(before)
+        .map(|(p, b)| (label(&p.name), per_1k(p.cpu_seconds() - b)))
+        .collect();
     cpu.insert("load-generator".into(), per_1k(self_cpu_seconds() - gen_before));
-    Run { path: path.name.to_string(), outcome, cpu_s_per_1k: cpu }
+    Run {
+        path: path.name.to_string(),
+        outcome,
+        cpu_s_per_1k: cpu,
+    }
 }
 
 /// `redis-41234` → `redis`: the table needs roles, not ports.
 fn label(name: &str) -> String {
-    name.split_once('-').filter(|(head, _)| *head == "redis").map_or(name.to_string(), |(head, _)| head.to_string())
+    name.split_once('-')
+        .filter(|(head, _)| *head == "redis")
+        .map_or(name.to_string(), |(head, _)| head.to_string())
 }
 
 /// Added latency of `run` over `baseline`, per percentile, milliseconds.
@@ -72,11 +88,22 @@ pub struct MaxThroughput {
     pub steps: Vec<Run>,
 }
 
-pub async fn max_throughput(client: &HttpClient, path: &Path<'_>, mix: &[Shape], rates: &[f64], step: Duration) -> MaxThroughput {
+pub async fn max_throughput(
+    client: &HttpClient,
+    path: &Path<'_>,
+    mix: &[Shape],
+    rates: &[f64],
+    step: Duration,
+) -> MaxThroughput {
     let mut best = 0.0;
     let mut steps = Vec::new();
     for &rate in rates {
-        let spec = Spec { rate, duration: step, timeout: Duration::from_secs(10), max_in_flight: 2000 };
+        let spec = Spec {
+            rate,
+            duration: step,
+            timeout: Duration::from_secs(10),
+            max_in_flight: 2000,
+        };
         let run = measure(client, path, mix, spec).await;
         let ok = run.outcome.sustained();
         eprintln!(
@@ -95,5 +122,9 @@ pub async fn max_throughput(client: &HttpClient, path: &Path<'_>, mix: &[Shape],
         best = rate;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    MaxThroughput { path: path.name.to_string(), sustained_rps: best, steps }
+    MaxThroughput {
+        path: path.name.to_string(),
+        sustained_rps: best,
+        steps,
+    }
 }

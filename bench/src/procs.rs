@@ -32,7 +32,11 @@ impl Proc {
             .stderr(Stdio::from(out))
             .spawn()
             .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc { name: name.to_string(), child, log })
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -85,8 +89,12 @@ fn clock_ticks() -> f64 {
 
 /// utime + stime of `/proc/<pid>/stat`, seconds (fields 14 and 15; the comm field may hold spaces).
 pub fn cpu_seconds_of(stat_path: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(stat_path) else { return 0.0 };
-    let Some(after_comm) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(stat_path) else {
+        return 0.0;
+    };
+    let Some(after_comm) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return 0.0;
+    };
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / clock_ticks()
@@ -100,14 +108,22 @@ pub fn self_cpu_seconds() -> f64 {
 fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().trim_end_matches("kB").trim().parse().ok())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .map(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
         .flatten()
         .unwrap_or(0)
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }
 
 /// A blocking `GET` on loopback: `(status, body)`, `None` when nothing answers.
@@ -119,7 +135,10 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     s.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw);
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -129,7 +148,11 @@ pub fn wait_ready(p: &mut Proc, timeout: Duration, what: &str, mut ready: impl F
     while !ready() {
         p.check_alive()?;
         if Instant::now() > deadline {
-            bail!("{} was not ready ({what}) within {timeout:?}; log tail:\n{}", p.name, p.log_tail(4000));
+            bail!(
+                "{} was not ready ({what}) within {timeout:?}; log tail:\n{}",
+                p.name,
+                p.log_tail(4000)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -139,11 +162,16 @@ pub fn wait_ready(p: &mut Proc, timeout: Duration, what: &str, mut ready: impl F
 /// A release binary of this workspace; the benchmarks never measure debug builds.
 /// (`TALLY_BENCH_PROFILE=debug` exists only to try the harness itself; its numbers mean nothing.)
 pub fn release_binary(name: &str) -> Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| tools::workspace_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools::workspace_root().join("target"));
     let profile = std::env::var("TALLY_BENCH_PROFILE").unwrap_or_else(|_| "release".into());
     let path = target.join(profile).join(name);
     if !path.exists() {
-        bail!("{} is missing: run `cargo build --release -p tally-extproc -p tally-tests --bins` (bench/run.sh does)", path.display());
+        bail!(
+            "{} is missing: run `cargo build --release -p tally-extproc -p tally-tests --bins` (bench/run.sh does)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -151,9 +179,12 @@ pub fn release_binary(name: &str) -> Result<PathBuf> {
 pub fn start_sim(dir: &Path) -> Result<(Proc, u16)> {
     let port = free_port();
     let mut cmd = Command::new(release_binary("bedrock-sim")?);
-    cmd.args(["--listen", &format!("127.0.0.1:{port}")]).env("RUST_LOG", "warn");
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn");
     let mut p = Proc::spawn("bedrock-sim", cmd, dir)?;
-    wait_ready(&mut p, Duration::from_secs(10), "GET /__sim/stats", || matches!(http_get(port, "/__sim/stats"), Some((200, _))))?;
+    wait_ready(&mut p, Duration::from_secs(10), "GET /__sim/stats", || {
+        matches!(http_get(port, "/__sim/stats"), Some((200, _)))
+    })?;
     Ok((p, port))
 }
 
@@ -162,7 +193,18 @@ pub fn start_redis(dir: &Path) -> Result<(Proc, u16)> {
     let data = dir.join(format!("redis-{port}"));
     std::fs::create_dir_all(&data)?;
     let mut cmd = Command::new(tools::redis_server());
-    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no", "--dir"]).arg(&data);
+    cmd.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+    ])
+    .arg(&data);
     let mut p = Proc::spawn(&format!("redis-{port}"), cmd, dir)?;
     wait_ready(&mut p, Duration::from_secs(10), "accepting connections", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -196,8 +238,14 @@ pub fn start_extproc(dir: &Path, name: &str, config: &CompiledConfig, redis_port
         None => cmd.args(["--store", "memory"]),
     };
     let mut proc = Proc::spawn(name, cmd, dir)?;
-    wait_ready(&mut proc, Duration::from_secs(60), "GET /readyz", || matches!(http_get(admin_port, "/readyz"), Some((200, _))))?;
-    Ok(ExtProcProc { proc, grpc_port, admin_port })
+    wait_ready(&mut proc, Duration::from_secs(60), "GET /readyz", || {
+        matches!(http_get(admin_port, "/readyz"), Some((200, _)))
+    })?;
+    Ok(ExtProcProc {
+        proc,
+        grpc_port,
+        admin_port,
+    })
 }
 
 /// Envoy with the chart's gateway config (signing off, fail-open), one worker thread.
@@ -212,14 +260,22 @@ pub fn start_envoy(dir: &Path, name: &str, upstream_port: u16, ext_proc_port: Op
         extra_values: vec![],
     };
     let yaml = render_from_chart(&chart_values(&opts, listen, admin)).map_err(anyhow::Error::msg)?;
-    let yaml = if ext_proc_port.is_none() { without_ext_proc(&yaml)? } else { yaml };
+    let yaml = if ext_proc_port.is_none() {
+        without_ext_proc(&yaml)?
+    } else {
+        yaml
+    };
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, yaml)?;
     let mut cmd = Command::new(tools::envoy());
-    cmd.arg("-c").arg(&path).args(["--disable-hot-restart", "--concurrency", "1", "-l", "warning"]);
+    cmd.arg("-c")
+        .arg(&path)
+        .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warning"]);
     cmd.env("AWS_EC2_METADATA_DISABLED", "true");
     let mut p = Proc::spawn(name, cmd, dir)?;
-    wait_ready(&mut p, Duration::from_secs(20), "GET /ready", || matches!(http_get(admin, "/ready"), Some((200, _))))?;
+    wait_ready(&mut p, Duration::from_secs(20), "GET /ready", || {
+        matches!(http_get(admin, "/ready"), Some((200, _)))
+    })?;
     Ok((p, listen, admin))
 }
 
@@ -231,7 +287,10 @@ pub fn without_ext_proc(yaml: &str) -> Result<String> {
             serde_yaml::Value::Mapping(m) => {
                 m.remove(FILTER);
                 m.values_mut().for_each(strip);
-                if m.get("typed_per_filter_config").and_then(|c| c.as_mapping()).is_some_and(|c| c.is_empty()) {
+                if m.get("typed_per_filter_config")
+                    .and_then(|c| c.as_mapping())
+                    .is_some_and(|c| c.is_empty())
+                {
                     m.remove("typed_per_filter_config");
                 }
             }

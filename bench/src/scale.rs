@@ -33,7 +33,9 @@ fn decision_histogram(admin_port: u16) -> (Vec<(f64, f64)>, f64, f64) {
     let body = http_get(admin_port, "/metrics").map(|(_, b)| b).unwrap_or_default();
     let (mut buckets, mut sum, mut count) = (Vec::new(), 0.0, 0.0);
     for line in body.lines().filter(|l| l.contains("decision_duration_seconds")) {
-        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let Ok(value) = value.parse::<f64>() else { continue };
         if let Some(le) = key.split("le=\"").nth(1).and_then(|r| r.split('"').next()) {
             buckets.push((le.parse().unwrap_or(f64::INFINITY), value));
@@ -46,7 +48,14 @@ fn decision_histogram(admin_port: u16) -> (Vec<(f64, f64)>, f64, f64) {
     (buckets, sum, count)
 }
 
-pub async fn teams_row(dir: &Path, client: &HttpClient, sim_port: u16, redis_port: u16, teams: usize, quick: bool) -> Result<TeamsRow> {
+pub async fn teams_row(
+    dir: &Path,
+    client: &HttpClient,
+    sim_port: u16,
+    redis_port: u16,
+    teams: usize,
+    quick: bool,
+) -> Result<TeamsRow> {
     let config = mix::config(teams, Nanos::parse_usd("1000000")?)?;
     let config_bytes = config.to_json_pretty().len();
     let started = Instant::now();
@@ -56,13 +65,25 @@ pub async fn teams_row(dir: &Path, client: &HttpClient, sim_port: u16, redis_por
     let (_envoy, port, _) = start_envoy(dir, &format!("envoy-{teams}-teams"), sim_port, Some(ext.grpc_port))?;
     // Spread the calls over the whole team list, 3,000 distinct teams at most.
     let distinct = teams.min(3000);
-    let shapes: Vec<_> = (0..distinct).map(|i| mix::converse(&mix::team_id(i * teams / distinct), mix::HAIKU, 120, 512)).collect();
+    let shapes: Vec<_> = (0..distinct)
+        .map(|i| mix::converse(&mix::team_id(i * teams / distinct), mix::HAIKU, 120, 512))
+        .collect();
     let base = format!("http://127.0.0.1:{port}");
-    let warm = Spec { rate: 500.0, duration: Duration::from_secs(1), timeout: Duration::from_secs(10), max_in_flight: 2000 };
+    let warm = Spec {
+        rate: 500.0,
+        duration: Duration::from_secs(1),
+        timeout: Duration::from_secs(10),
+        max_in_flight: 2000,
+    };
     load::run(client, &base, &shapes, warm).await;
     let (b0, s0, c0) = decision_histogram(ext.admin_port);
     let secs = if quick { 3 } else { 8 };
-    let spec = Spec { rate: 1000.0, duration: Duration::from_secs(secs), timeout: Duration::from_secs(10), max_in_flight: 2000 };
+    let spec = Spec {
+        rate: 1000.0,
+        duration: Duration::from_secs(secs),
+        timeout: Duration::from_secs(10),
+        max_in_flight: 2000,
+    };
     let end_to_end = load::run(client, &base, &shapes, spec).await;
     let (b1, s1, c1) = decision_histogram(ext.admin_port);
     let n = c1 - c0;
@@ -157,7 +178,11 @@ pub async fn streams_row(
 fn rss_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
         .unwrap_or(0)
 }
-

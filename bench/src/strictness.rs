@@ -31,19 +31,32 @@ pub struct Strictness {
 }
 
 fn sim_calls(sim_port: u16) -> u64 {
-    let Some((200, body)) = http_get(sim_port, "/__sim/stats") else { return 0 };
+    let Some((200, body)) = http_get(sim_port, "/__sim/stats") else {
+        return 0;
+    };
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["requests"].as_object().map_or(0, |m| m.values().filter_map(|n| n.as_u64()).sum())
+    v["requests"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|n| n.as_u64()).sum())
 }
 
-pub async fn run(gateway: &str, client: &HttpClient, base: &str, shape: &Shape, sim_port: u16, k: u64, cost_usd: f64) -> Strictness {
+pub async fn run(
+    gateway: &str,
+    client: &HttpClient,
+    base: &str,
+    shape: &Shape,
+    sim_port: u16,
+    k: u64,
+    cost_usd: f64,
+) -> Strictness {
     let budget = k as f64 * cost_usd;
     let sim_before = sim_calls(sim_port);
     let concurrent = 10 * k;
-    let burst = futures::future::join_all((0..concurrent).map(|_| async {
-        tokio::time::timeout(Duration::from_secs(60), load::send_full(client, base, shape)).await
-    }))
-    .await;
+    let burst =
+        futures::future::join_all((0..concurrent).map(|_| async {
+            tokio::time::timeout(Duration::from_secs(60), load::send_full(client, base, shape)).await
+        }))
+        .await;
     let mut refusal_status = None;
     let (mut admitted, mut refused) = (0, 0);
     for r in &burst {

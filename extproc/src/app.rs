@@ -15,6 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{CompiledConfig, UNKNOWN_TEAM};
@@ -198,12 +199,23 @@ pub async fn run(
     let admin_addr = admin.local_addr()?;
     tracing::info!(%grpc_addr, %admin_addr, store = ?args.store, fail_mode = ?args.fail_mode, "tally-extproc serving");
 
+    // Envoy waits for each reply before sending the next message of a stream:
+    // without TCP_NODELAY, small replies sit behind delayed ACKs (+ms per call).
+    // tonic's own `tcp_nodelay` only applies to listeners it binds itself.
+    let incoming = TcpListenerStream::new(grpc).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY on a gRPC connection");
+        }
+        conn
+    });
     let mut grpc_stop = stop_rx.clone();
     let grpc_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(ExternalProcessorServer::new(Processor::new(shared.clone())))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
         });
     let mut admin_stop = stop_rx.clone();

@@ -28,14 +28,14 @@ pub enum FrameError {
     Headers,
 }
 
-/// The parts of a frame Tally reads.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Frame {
+/// The parts of a frame Tally reads, borrowed from the decoder's input (no copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Frame<'a> {
     /// `:message-type`: `event` or `exception` (or `error`).
-    pub message_type: String,
+    pub message_type: &'a [u8],
     /// `:event-type` or, for exceptions, `:exception-type`.
-    pub event_type: String,
-    pub payload: Vec<u8>,
+    pub event_type: &'a [u8],
+    pub payload: &'a [u8],
 }
 
 /// Decodes frames from a byte stream delivered in arbitrary pieces.
@@ -61,7 +61,7 @@ impl FrameDecoder {
     }
 
     /// Feeds a chunk and calls `on_frame` for every frame it completes.
-    pub fn push(&mut self, chunk: &[u8], mut on_frame: impl FnMut(Frame)) {
+    pub fn push(&mut self, chunk: &[u8], mut on_frame: impl FnMut(Frame<'_>)) {
         if self.failed.is_some() {
             return;
         }
@@ -101,7 +101,7 @@ impl FrameDecoder {
 }
 
 /// One frame from the front of `data`: `Ok(None)` when it is not all there yet.
-fn decode_one(data: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+fn decode_one(data: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
     let total = u32::from_be_bytes(data[0..4].try_into().expect("4 bytes")) as usize;
     let headers_len = u32::from_be_bytes(data[4..8].try_into().expect("4 bytes")) as usize;
     let prelude_crc = u32::from_be_bytes(data[8..12].try_into().expect("4 bytes"));
@@ -120,29 +120,25 @@ fn decode_one(data: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
     }
     let headers = &data[PRELUDE_LEN..PRELUDE_LEN + headers_len];
     let mut frame = Frame {
-        payload: data[PRELUDE_LEN + headers_len..total - 4].to_vec(),
+        payload: &data[PRELUDE_LEN + headers_len..total - 4],
         ..Frame::default()
     };
     let mut exception_type = None;
     for (name, value) in (HeaderIter { rest: headers }) {
         let value = value?;
         match name {
-            b":message-type" => frame.message_type = lossy(value),
-            b":event-type" => frame.event_type = lossy(value),
-            b":exception-type" | b":error-code" => exception_type = Some(lossy(value)),
+            b":message-type" => frame.message_type = value,
+            b":event-type" => frame.event_type = value,
+            b":exception-type" | b":error-code" => exception_type = Some(value),
             _ => {}
         }
     }
-    if frame.message_type != "event"
+    if frame.message_type != b"event"
         && let Some(t) = exception_type
     {
         frame.event_type = t;
     }
     Ok(Some((frame, total)))
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Iterates `(name, string-or-bytes value)` over encoded headers; values of
@@ -223,16 +219,16 @@ impl StreamUsage {
         let frames = &mut self.frames;
         self.decoder.push(chunk, |frame| {
             *frames += 1;
-            if frame.message_type != "event" {
-                exception.get_or_insert(frame.event_type);
+            if frame.message_type != b"event" {
+                exception.get_or_insert_with(|| String::from_utf8_lossy(frame.event_type).into_owned());
                 return;
             }
-            match frame.event_type.as_str() {
+            match frame.event_type {
                 // ConverseStream: `{"usage": {...}, "metrics": {...}}`.
-                "metadata" => usage.observe(&usage::from_json_bytes(&frame.payload)),
+                b"metadata" => usage.observe(&usage::from_json_bytes(frame.payload)),
                 // InvokeModelWithResponseStream: `{"bytes": "<base64 model JSON>"}`.
-                "chunk" => {
-                    if let Some(inner) = chunk_bytes(&frame.payload)
+                b"chunk" => {
+                    if let Some(inner) = chunk_bytes(frame.payload)
                         && mentions_usage(&inner)
                     {
                         usage.observe(&usage::from_json_bytes(&inner));
@@ -257,16 +253,10 @@ fn chunk_bytes(payload: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// Cheap pre-filter: most chunks are text deltas without any usage.
+/// Cheap pre-filter: most chunks are text deltas without any usage. Every
+/// usage shape has `usage` or a `…Count`/`…_count` key in it.
 fn mentions_usage(json: &[u8]) -> bool {
-    const NEEDLES: [&[u8]; 5] = [
-        b"usage",
-        b"invocationMetrics",
-        b"token_count",
-        b"tokenCount",
-        b"TokenCount",
-    ];
-    NEEDLES.iter().any(|n| json.windows(n.len()).any(|w| w == *n))
+    memchr::memmem::find(json, b"usage").is_some() || memchr::memmem::find(json, b"ount").is_some()
 }
 
 #[cfg(test)]
