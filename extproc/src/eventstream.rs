@@ -240,17 +240,39 @@ impl StreamUsage {
     }
 }
 
-/// The model JSON inside an invoke-stream `chunk` event.
+/// The model JSON inside an invoke-stream `chunk` event, or `None` when it
+/// cannot carry usage. Anthropic text deltas (nearly every chunk) are told
+/// apart from the first few decoded bytes, so only usage-bearing chunks are
+/// decoded and parsed whole.
 fn chunk_bytes(payload: &[u8]) -> Option<Vec<u8>> {
-    #[derive(serde::Deserialize)]
-    struct Chunk<'a> {
-        #[serde(borrow)]
-        bytes: std::borrow::Cow<'a, str>,
+    use base64::engine::general_purpose::STANDARD;
+    let b64 = base64_field(payload)?;
+    // 48 base64 characters decode to 36 bytes: enough for `{"type":"content_block_delta"`.
+    if b64.len() > 48
+        && let Ok(head) = STANDARD.decode(&b64[..48])
+        && (head.starts_with(br#"{"type":"content_block_"#) || head.starts_with(br#"{"type":"ping""#))
+    {
+        return None;
     }
-    let c: Chunk<'_> = serde_json::from_slice(payload).ok()?;
-    base64::engine::general_purpose::STANDARD
-        .decode(c.bytes.as_bytes())
-        .ok()
+    STANDARD.decode(b64).ok()
+}
+
+/// The base64 text of `{"bytes":"…", …}`: found directly in the common
+/// unescaped form, else through a JSON parse.
+fn base64_field(payload: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    const KEY: &[u8] = br#""bytes":""#;
+    if let Some(start) = memchr::memmem::find(payload, KEY).map(|i| i + KEY.len())
+        && let Some(len) = memchr::memchr(b'"', &payload[start..])
+        && !payload[start..start + len].contains(&b'\\')
+    {
+        return Some(std::borrow::Cow::Borrowed(&payload[start..start + len]));
+    }
+    #[derive(serde::Deserialize)]
+    struct Chunk {
+        bytes: String,
+    }
+    let c: Chunk = serde_json::from_slice(payload).ok()?;
+    Some(std::borrow::Cow::Owned(c.bytes.into_bytes()))
 }
 
 /// Cheap pre-filter: most chunks are text deltas without any usage. Every
