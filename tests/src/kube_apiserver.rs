@@ -228,6 +228,11 @@ impl KubeApiServer {
         )
     }
 
+    /// A kubeconfig document for the `system:masters` admin (for `kubectl`).
+    pub fn admin_kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_yaml(ADMIN_TOKEN)
+    }
+
     /// A client config authenticating with a bearer token.
     pub async fn config_with_token(&self, token: &str) -> Result<Config> {
         let kubeconfig = Kubeconfig::from_yaml(&self.kubeconfig_yaml(token))?;
