@@ -103,6 +103,10 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
 pub struct PriceBook {
     entries: Vec<PriceEntry>,
     aliases: HashMap<String, String>,
+    /// Exact (glob-free) patterns → their entries' positions, ascending.
+    exact: HashMap<String, Vec<usize>>,
+    /// Positions of the entries whose pattern has a `*`, ascending.
+    globs: Vec<usize>,
 }
 
 /// A model resolved to its price entry.
@@ -115,6 +119,15 @@ pub struct Priced<'a> {
 
 impl PriceBook {
     pub fn new(catalog: &Catalog) -> Self {
+        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut globs = Vec::new();
+        for (i, e) in catalog.entries.iter().enumerate() {
+            if e.pattern.contains('*') {
+                globs.push(i);
+            } else {
+                exact.entry(e.pattern.clone()).or_default().push(i);
+            }
+        }
         PriceBook {
             entries: catalog.entries.clone(),
             aliases: catalog
@@ -122,6 +135,8 @@ impl PriceBook {
                 .iter()
                 .map(|a| (a.id.clone(), a.model.clone()))
                 .collect(),
+            exact,
+            globs,
         }
     }
 
@@ -139,28 +154,47 @@ impl PriceBook {
     /// — so `us.X` is priced as `X` when nothing is written for `us.X`, and a
     /// catch-all never shadows the base model's price.
     pub fn lookup<'a>(&'a self, model: &'a str, region: &str) -> Option<Priced<'a>> {
-        let in_region = |e: &PriceEntry| e.regions.is_empty() || e.regions.iter().any(|r| r == region);
         let base = strip_geo_prefix(model);
-        let mut base_entry = None;
-        for e in self.entries.iter().filter(|e| in_region(e)) {
-            let matches_base = base.is_some_and(|b| glob_matches(&e.pattern, b));
-            if glob_matches(&e.pattern, model) {
-                return Some(match (base_entry, matches_base) {
-                    (Some(entry), true) => Priced {
-                        entry,
-                        model: base.expect("base matched"),
-                    },
-                    _ => Priced { entry: e, model },
-                });
+        let for_model = self.first_match(model, region);
+        let for_base = base.and_then(|b| self.first_match(b, region));
+        match (for_model, for_base) {
+            // A glob matching both ids, ranked after an entry of the base id, loses to it.
+            (Some(m), Some(b)) if b < m && base.is_some_and(|x| glob_matches(&self.entries[m].pattern, x)) => {
+                Some(Priced {
+                    entry: &self.entries[b],
+                    model: base.expect("matched"),
+                })
             }
-            if matches_base && base_entry.is_none() {
-                base_entry = Some(e);
-            }
+            (Some(m), _) => Some(Priced {
+                entry: &self.entries[m],
+                model,
+            }),
+            (None, Some(b)) => Some(Priced {
+                entry: &self.entries[b],
+                model: base.expect("matched"),
+            }),
+            (None, None) => None,
         }
-        base_entry.map(|entry| Priced {
-            entry,
-            model: base.expect("base matched"),
-        })
+    }
+
+    /// Position of the first entry (in precedence order) matching `model` in `region`:
+    /// a hash lookup for exact patterns, a scan of the (few) globs.
+    fn first_match(&self, model: &str, region: &str) -> Option<usize> {
+        let in_region = |&i: &usize| {
+            let e = &self.entries[i];
+            e.regions.is_empty() || e.regions.iter().any(|r| r == region)
+        };
+        let exact = self
+            .exact
+            .get(model)
+            .and_then(|v| v.iter().copied().find(|i| in_region(i)));
+        let glob = self
+            .globs
+            .iter()
+            .copied()
+            .take_while(|g| exact.is_none_or(|x| *g < x))
+            .find(|g| in_region(g) && glob_matches(&self.entries[*g].pattern, model));
+        glob.or(exact)
     }
 }
 
@@ -412,5 +446,52 @@ mod tests {
         let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
         assert_eq!(input(book.alias(arn), "us-east-1"), Some(3_300_000_000));
         assert_eq!(book.alias("other"), "other");
+    }
+
+    /// The lookup rule written as a plain scan, to check the indexed one against.
+    fn reference<'a>(entries: &'a [PriceEntry], model: &'a str, region: &str) -> Option<(&'a str, &'a str)> {
+        let in_region = |e: &PriceEntry| e.regions.is_empty() || e.regions.iter().any(|r| r == region);
+        let base = strip_geo_prefix(model);
+        let mut base_entry = None;
+        for e in entries.iter().filter(|e| in_region(e)) {
+            let matches_base = base.is_some_and(|b| glob_matches(&e.pattern, b));
+            if glob_matches(&e.pattern, model) {
+                return Some(match (base_entry, matches_base) {
+                    (Some(b), true) => (b, base.unwrap()),
+                    _ => (e.source.as_str(), model),
+                });
+            }
+            if matches_base && base_entry.is_none() {
+                base_entry = Some(e.source.as_str());
+            }
+        }
+        base_entry.map(|b| (b, base.unwrap()))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn indexed_lookup_agrees_with_a_plain_scan(
+            patterns in proptest::collection::vec((0usize..8, proptest::bool::ANY), 0..12),
+            model in 0usize..6,
+            region in proptest::bool::ANY,
+        ) {
+            let names = ["a.m", "us.a.m", "a.*", "*", "*.m", "us.*", "b.m", "a.m*"];
+            let models = ["a.m", "us.a.m", "eu.a.m", "b.m", "us.b.m", "c.x"];
+            let entries: Vec<PriceEntry> = patterns
+                .iter()
+                .enumerate()
+                .map(|(i, (p, regional))| PriceEntry {
+                    pattern: names[*p].into(),
+                    regions: if *regional { vec!["eu-west-1".into()] } else { vec![] },
+                    prices: Prices::default(),
+                    max_output_tokens: 1,
+                    source: format!("e{i}"),
+                })
+                .collect();
+            let book = PriceBook::new(&Catalog { entries: entries.clone(), aliases: vec![] });
+            let region = if region { "eu-west-1" } else { "us-east-1" };
+            let got = book.lookup(models[model], region).map(|p| (p.entry.source.as_str(), p.model));
+            proptest::prop_assert_eq!(got, reference(&entries, models[model], region));
+        }
     }
 }
