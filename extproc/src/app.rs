@@ -57,6 +57,9 @@ pub struct Args {
     /// Redis URL (`redis://host:6379`, `rediss://…` for TLS).
     #[arg(long, env = "TALLY_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// PEM CA bundle to verify a `rediss://` server with, instead of the system roots.
+    #[arg(long, env = "TALLY_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// Treat --redis-url as a seed node of a Redis Cluster.
     #[arg(long, env = "TALLY_REDIS_CLUSTER")]
     pub redis_cluster: bool,
@@ -122,6 +125,10 @@ fn install(shared: &Shared, config: CompiledConfig) {
 
 /// Builds the shared state: loads the config (must be valid at start) and connects the store.
 pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)> {
+    // rustls (rediss://) finds two crypto providers in this dependency graph (the AWS
+    // crates bring aws-lc-rs, others ring) and refuses to pick: choose one explicitly.
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let (bytes, config) = match &args.config {
         Some(p) => {
             let (b, c) = load_config(p)?;
@@ -132,9 +139,17 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
     let store = match args.store {
         StoreKind::Memory => Store::Memory(MemoryStore::new()),
         StoreKind::Redis => Store::Redis(
-            RedisStore::connect(&args.redis_url, args.redis_cluster, args.redis_password.as_deref())
-                .await
-                .with_context(|| format!("connecting to Redis at {}", redact(&args.redis_url)))?,
+            RedisStore::connect(
+                &args.redis_url,
+                args.redis_cluster,
+                args.redis_password.as_deref(),
+                args.redis_ca_file
+                    .as_ref()
+                    .map(|p| std::fs::read(p).with_context(|| format!("reading --redis-ca-file {}", p.display())))
+                    .transpose()?,
+            )
+            .await
+            .with_context(|| format!("connecting to Redis at {}", redact(&args.redis_url)))?,
         ),
     };
     let spool = match args.store {

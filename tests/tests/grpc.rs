@@ -104,6 +104,16 @@ impl Service {
     }
 
     async fn start_with(config: &CompiledConfig, redis_url: &str, cluster: bool, fail_mode: FailMode) -> Service {
+        Self::start_full(config, redis_url, cluster, None, fail_mode).await
+    }
+
+    async fn start_full(
+        config: &CompiledConfig,
+        redis_url: &str,
+        cluster: bool,
+        ca_file: Option<std::path::PathBuf>,
+        fail_mode: FailMode,
+    ) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, config.to_json_pretty()).unwrap();
@@ -117,6 +127,7 @@ impl Service {
             store: StoreKind::Redis,
             redis_url: redis_url.to_string(),
             redis_cluster: cluster,
+            redis_ca_file: ca_file,
             redis_password: None,
             fail_mode,
             spool_dir: dir.path().join("spool"),
@@ -1206,5 +1217,116 @@ async fn works_on_redis_cluster_with_teams_on_different_slots() {
         assert_eq!(len, n as usize);
     }
 
+    svc.stop().await;
+}
+
+/// `rediss://`: the same scripts over TLS to a redis-server with a TLS port,
+/// its certificate verified against a private CA given with `--redis-ca-file`.
+#[tokio::test]
+async fn works_over_tls_with_rediss_urls() {
+    use tally_tests::fixtures::{process, tools};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(d)
+            .args(args)
+            .output()
+            .expect("openssl on PATH");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tally-test-ca",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    let port = process::free_port();
+    let mut cmd = std::process::Command::new(tools::redis_server());
+    cmd.current_dir(d)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--tls-cert-file",
+            "srv.crt",
+            "--tls-key-file",
+            "srv.key",
+            "--tls-ca-cert-file",
+            "ca.crt",
+            "--tls-auth-clients",
+            "no",
+        ]);
+    let _redis = process::OwnedProcess::spawn("redis-tls", cmd).unwrap();
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let up = process::wait_until(Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    assert!(up, "TLS redis-server did not start");
+    let ca = d.join("ca.crt");
+    let svc = Service::start_full(&config(Some("100")), &url, false, Some(ca.clone()), FailMode::Closed).await;
+    let out = one_converse(&svc, "tls-1").await;
+    assert_eq!(header(&set_headers(&out[3]), "x-tally-cost-usd"), Some("0.10913166"));
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(std::fs::read(&ca).unwrap()),
+    };
+    let client = redis::Client::build_with_tls(url.as_str(), certs).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: usize = conn.xlen("tally:{search}:ledger").await.unwrap();
+    assert_eq!(len, 1);
     svc.stop().await;
 }

@@ -140,13 +140,21 @@ pub const OP_TIMEOUT: Duration = Duration::from_millis(250);
 impl RedisStore {
     /// Connects to `url` (`redis://`, `rediss://`); `cluster` uses Redis Cluster
     /// discovery from that seed node. Fails if the first connection fails.
-    pub async fn connect(url: &str, cluster: bool, password: Option<&str>) -> Result<Self> {
+    /// `ca_pem` (PEM) replaces the system roots for `rediss://` (a private CA, e.g. ElastiCache's).
+    pub async fn connect(url: &str, cluster: bool, password: Option<&str>, ca_pem: Option<Vec<u8>>) -> Result<Self> {
+        let tls = ca_pem.map(|pem| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        });
         let conn = if cluster {
             let mut b = ClusterClientBuilder::new(vec![url.to_string()])
                 .connection_timeout(Duration::from_secs(1))
                 .response_timeout(OP_TIMEOUT);
             if let Some(p) = password {
                 b = b.password(p);
+            }
+            if let Some(certs) = tls {
+                b = b.certs(certs);
             }
             Connection::Cluster(b.build()?.get_async_connection().await?)
         } else {
@@ -155,7 +163,10 @@ impl RedisStore {
                 let settings = info.redis_settings().clone().set_password(p);
                 info = info.set_redis_settings(settings);
             }
-            let client = redis::Client::open(info)?;
+            let client = match tls {
+                Some(certs) => redis::Client::build_with_tls(info, certs)?,
+                None => redis::Client::open(info)?,
+            };
             let cfg = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(1)))
                 .set_response_timeout(Some(OP_TIMEOUT))
