@@ -143,6 +143,10 @@ impl OperatorArgs {
 /// Runs the operator from the environment: in-cluster or kubeconfig credentials, `--metrics-listen`
 /// bound here, stopping on SIGTERM or Ctrl-C.
 pub async fn main(args: OperatorArgs) -> Result<()> {
+    // Both rustls providers are compiled into this binary (aws-lc-rs from kube's
+    // features, ring through other crates); a `rediss://` Redis URL would make
+    // rustls panic rather than pick one, so pick explicitly. Err = already installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = Client::try_default().await.map_err(Error::Client)?;
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
