@@ -214,7 +214,6 @@ struct Call {
     price: Option<PriceInfo>,
     plan: Option<Plan>,
     worst_case: Nanos,
-    reserved: bool,
     over: Vec<String>,
     note: Option<String>,
     admitted: bool,
@@ -369,7 +368,6 @@ impl Exchange {
             price: None,
             plan: None,
             worst_case: Nanos::ZERO,
-            reserved: false,
             over: vec![],
             note: None,
             admitted: false,
@@ -541,7 +539,6 @@ impl Exchange {
         let call = self.call.as_mut().expect("call present");
         match outcome {
             Ok(ReserveOutcome::Reserved { over, .. }) => {
-                call.reserved = true;
                 call.over = over;
             }
             Ok(ReserveOutcome::Refused {
@@ -643,7 +640,6 @@ impl Exchange {
         call.usage
             .observe(&usage::from_headers(h.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))));
         let mut set_headers = vec![("x-tally-request-id".to_string(), call.request_id.clone())];
-        let keep_request_mode = BodyMode::None;
         if call.status >= 400 || call.status == 0 {
             let extra = self.finish(Outcome::UpstreamError).await;
             set_headers.extend(extra);
@@ -657,7 +653,7 @@ impl Exchange {
         if call.operation.streams_response() && !end_of_stream {
             call.stream = Some(StreamUsage::new());
             let mode = Mode {
-                request_body: keep_request_mode,
+                request_body: BodyMode::None,
                 response_headers: true,
                 response_body: BodyMode::Streamed,
             };
@@ -680,7 +676,7 @@ impl Exchange {
         }
         // The usage is in the JSON body: have Envoy hold the headers until we have read it.
         let mode = Mode {
-            request_body: keep_request_mode,
+            request_body: BodyMode::None,
             response_headers: true,
             response_body: BodyMode::Buffered,
         };
