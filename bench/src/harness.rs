@@ -262,9 +262,12 @@ async fn overhead_phase(args: &Args, client: &load::HttpClient, paths: &[Path<'_
     let step = Duration::from_secs(if args.quick { 2 } else { 4 });
     let mut maxes = Vec::new();
     for p in paths {
-        // Let whatever the previous path left behind (queues, TIME_WAIT sockets) settle.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        maxes.push(overhead::max_throughput(client, p, mix, &ladder, step).await);
+        // A fresh connection pool per path and a pause: the previous path's high-rate
+        // steps leave thousands of pooled/TIME_WAIT connections that otherwise stall
+        // the next path's first step (seen as p99 ≈ 200 ms, the loopback minimum RTO).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let fresh = crate::load::client();
+        maxes.push(overhead::max_throughput(&fresh, p, mix, &ladder, step).await);
     }
     println!("\nMaximum sustained throughput (req/s, {} s steps)", step.as_secs());
     for m in &maxes {
