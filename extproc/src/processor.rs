@@ -378,10 +378,10 @@ impl Exchange {
             finished: false,
         });
         let needs_body = parsed.operation.is_inference() || parsed.operation.model_in_body();
-        let reply = if !needs_body || end_of_stream {
-            self.admit(RequestFacts::default()).await
-        } else if let Some(denied) = self.authorize().await {
+        let reply = if let Some(denied) = self.authorize().await {
             denied
+        } else if !needs_body || end_of_stream {
+            self.admit(RequestFacts::default()).await
         } else {
             // Ask for the body (needed for max_tokens and the worst case); the
             // response phases are set once we know the status and content type.
@@ -480,13 +480,17 @@ impl Exchange {
             return Reply::pass();
         };
         call.admitted = true;
-        if let Some(m) = facts.model_id.filter(|_| call.model_id.is_empty()) {
+        // Identity and allowlists were checked on the request headers; only a
+        // model first named in the body (StartAsyncInvoke) needs checking again.
+        let model_from_body = facts.model_id.filter(|_| call.model_id.is_empty());
+        let check_model = model_from_body.is_some();
+        if let Some(m) = model_from_body {
             call.model_id = m;
         }
         if facts.service_tier.is_some() {
             call.service_tier = facts.service_tier.clone();
         }
-        if let Some(denied) = self.authorize().await {
+        if check_model && let Some(denied) = self.authorize().await {
             return denied;
         }
         let call = self.call.as_mut().expect("call present");

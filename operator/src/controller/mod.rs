@@ -427,39 +427,35 @@ impl Ctx {
         // Readiness of every object, for its status.
         self.readiness.clear();
         let mut invalid = 0;
-        for tb in teams {
-            let object = ObjectRef::team_budget(tb);
+        // Ready, or Invalid with every error of the object, one `field: message` each.
+        let readiness_of = |object: &ObjectRef, kept_last_good: bool| {
             let errors: Vec<String> = compiled
-                .errors_of(&object)
+                .errors_of(object)
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect();
-            let readiness = if errors.is_empty() {
+            if errors.is_empty() {
                 Readiness::Ready
             } else {
-                invalid += 1;
                 Readiness::Invalid {
                     message: errors.join("; "),
-                    kept_last_good: kept.contains(&tb.key()),
+                    kept_last_good,
                 }
-            };
+            }
+        };
+        for tb in teams {
+            let object = ObjectRef::team_budget(tb);
+            let readiness = readiness_of(&object, kept.contains(&tb.key()));
+            if readiness != Readiness::Ready {
+                invalid += 1;
+            }
             self.readiness.insert(object.to_string(), readiness);
         }
         let now = jiff::Timestamp::now().to_string();
         for mp in pricings {
-            let object = ObjectRef::model_pricing(mp);
-            let errors: Vec<String> = compiled
-                .errors_of(&object)
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect();
-            let readiness = if errors.is_empty() {
-                Readiness::Ready
-            } else {
+            let readiness = readiness_of(&ObjectRef::model_pricing(mp), false);
+            if readiness != Readiness::Ready {
                 invalid += 1;
-                Readiness::Invalid {
-                    message: errors.join("; "),
-                    kept_last_good: false,
-                }
-            };
+            }
             let name = mp.name_any();
             let prev = mp.status.clone().unwrap_or_default();
             let mut desired = ModelPricingStatus {
