@@ -87,8 +87,14 @@ pub async fn run(args: Args) -> Result<()> {
     config.teams.sort_by(|a, b| a.team.cmp(&b.team));
     let call_cost_usd = call_cost.0 as f64 / 1e9;
 
-    let ext_redis = procs::start_extproc(dir.path(), "tally-extproc-redis", &config, Some(redis_port))?;
-    let ext_mem = procs::start_extproc(dir.path(), "tally-extproc-memory", &config, None)?;
+    let ext_redis = procs::start_extproc(
+        dir.path(),
+        "tally-extproc-redis",
+        &config,
+        Some(redis_port),
+        &args.extproc_arg,
+    )?;
+    let ext_mem = procs::start_extproc(dir.path(), "tally-extproc-memory", &config, None, &args.extproc_arg)?;
     let (envoy_plain, plain_port, _) = procs::start_envoy(dir.path(), "envoy-plain", sim_port, None)?;
     let (envoy_redis, redis_path_port, _) =
         procs::start_envoy(dir.path(), "envoy-tally-redis", sim_port, Some(ext_redis.grpc_port))?;
@@ -138,9 +144,12 @@ pub async fn run(args: Args) -> Result<()> {
         let section = overhead_phase(&args, &client, &paths, &overhead_mix).await;
         let mut section = section;
         for (name, port) in [("redis", ext_redis.admin_port), ("memory", ext_mem.admin_port)] {
-            let outcomes = decision_outcomes(port);
+            let outcomes = metric_by_label(port, "tally_decisions_total", "outcome");
             eprintln!("ext_proc ({name}) decisions by outcome over the whole phase: {outcomes:?}");
             section[format!("extproc_{name}_outcomes")] = json!(outcomes);
+            let bounds = metric_by_label(port, "tally_reservations_total", "bound");
+            eprintln!("ext_proc ({name}) reservations by bound (headers = request body not read): {bounds:?}");
+            section[format!("extproc_{name}_reservation_bounds")] = json!(bounds);
         }
         results.insert("overhead".into(), section);
     }
@@ -180,15 +189,17 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `tally_decisions_total` summed over teams, by outcome: a check that calls were really decided and settled.
-fn decision_outcomes(admin_port: u16) -> std::collections::BTreeMap<String, f64> {
+/// A counter of the ext_proc summed by one label (e.g. `tally_decisions_total` by outcome:
+/// a check that calls were really decided and settled).
+fn metric_by_label(admin_port: u16, metric: &str, label: &str) -> std::collections::BTreeMap<String, f64> {
     let body = procs::http_get(admin_port, "/metrics")
         .map(|(_, b)| b)
         .unwrap_or_default();
     let mut out = std::collections::BTreeMap::new();
-    for line in body.lines().filter(|l| l.starts_with("tally_decisions_total")) {
+    let key = format!("{label}=\"");
+    for line in body.lines().filter(|l| l.starts_with(metric)) {
         let outcome = line
-            .split("outcome=\"")
+            .split(key.as_str())
             .nth(1)
             .and_then(|r| r.split('"').next())
             .unwrap_or("?")
@@ -251,6 +262,9 @@ async fn overhead_phase(args: &Args, client: &load::HttpClient, paths: &[Path<'_
         .collect();
     print_overhead(&runs, &added);
 
+    if args.no_ladder {
+        return json!({ "runs": runs, "added_over_envoy": added });
+    }
     eprintln!("\n== maximum sustained throughput (errors 0, nothing dropped, ≥95% of target achieved, p99 < 50 ms)");
     let ladder: Vec<f64> = if args.quick {
         vec![250.0, 500.0, 1000.0, 2000.0, 3000.0, 4000.0]

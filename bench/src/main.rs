@@ -55,6 +55,13 @@ pub struct Args {
     /// Budget strictness: the budget fits exactly k calls; 10 × k are sent concurrently.
     #[arg(long, default_value_t = 20)]
     pub k: u64,
+    /// Skip the sustained-throughput ladder of the overhead phase (fixed rates only).
+    #[arg(long)]
+    pub no_ladder: bool,
+    /// Extra flag for every `tally-extproc` started (repeatable), e.g. `--extproc-arg=--request-body=always`
+    /// to measure a setting against the default in separate invocations.
+    #[arg(long, allow_hyphen_values = true)]
+    pub extproc_arg: Vec<String>,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench/results/latest.json")]
     pub out: PathBuf,

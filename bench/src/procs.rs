@@ -219,7 +219,13 @@ pub struct ExtProcProc {
     pub admin_port: u16,
 }
 
-pub fn start_extproc(dir: &Path, name: &str, config: &CompiledConfig, redis_port: Option<u16>) -> Result<ExtProcProc> {
+pub fn start_extproc(
+    dir: &Path,
+    name: &str,
+    config: &CompiledConfig,
+    redis_port: Option<u16>,
+    extra_args: &[String],
+) -> Result<ExtProcProc> {
     let own = dir.join(name);
     std::fs::create_dir_all(own.join("spool"))?;
     std::fs::write(own.join("config.json"), config.to_json_pretty())?;
@@ -237,6 +243,7 @@ pub fn start_extproc(dir: &Path, name: &str, config: &CompiledConfig, redis_port
         Some(port) => cmd.args(["--store", "redis", "--redis-url", &format!("redis://127.0.0.1:{port}/")]),
         None => cmd.args(["--store", "memory"]),
     };
+    cmd.args(extra_args);
     let mut proc = Proc::spawn(name, cmd, dir)?;
     wait_ready(&mut proc, Duration::from_secs(60), "GET /readyz", || {
         matches!(http_get(admin_port, "/readyz"), Some((200, _)))

@@ -59,7 +59,13 @@ pub async fn teams_row(
     let config = mix::config(teams, Nanos::parse_usd("1000000")?)?;
     let config_bytes = config.to_json_pretty().len();
     let started = Instant::now();
-    let ext = start_extproc(dir, &format!("tally-extproc-{teams}-teams"), &config, Some(redis_port))?;
+    let ext = start_extproc(
+        dir,
+        &format!("tally-extproc-{teams}-teams"),
+        &config,
+        Some(redis_port),
+        &[],
+    )?;
     let startup_s = started.elapsed().as_secs_f64();
     let rss_idle_mib = ext.proc.rss_kib() as f64 / 1024.0;
     let (_envoy, port, _) = start_envoy(dir, &format!("envoy-{teams}-teams"), sim_port, Some(ext.grpc_port))?;
@@ -129,7 +135,7 @@ pub async fn streams_row(
 ) -> Result<StreamsRow> {
     let name = format!("streams-{events}x{delay_ms}ms");
     let config = mix::config(10, Nanos::parse_usd("1000000")?)?;
-    let ext = start_extproc(dir, &format!("tally-extproc-{name}"), &config, Some(redis_port))?;
+    let ext = start_extproc(dir, &format!("tally-extproc-{name}"), &config, Some(redis_port), &[])?;
     let (envoy, port, _) = start_envoy(dir, &format!("envoy-{name}"), sim_port, Some(ext.grpc_port))?;
     let base = format!("http://127.0.0.1:{port}");
     // Warm both processes (connection pools, allocator arenas) with a few short streams.

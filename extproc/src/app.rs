@@ -21,7 +21,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::{CompiledConfig, UNKNOWN_TEAM};
 use crate::metrics::{GenerationLabels, Metrics, OutcomeLabels, TeamLabels};
 use crate::policy::Policy;
-use crate::processor::{FailMode, Options, Shared};
+use crate::processor::{FailMode, Options, RequestBody, Shared};
 use crate::server::Processor;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -90,6 +90,11 @@ pub struct Args {
     /// Approximate cap of each team's ledger stream in Redis (and of the memory ledger).
     #[arg(long, env = "TALLY_LEDGER_MAX_LEN", default_value_t = 1_000_000)]
     pub ledger_max_len: u64,
+    /// When the request body is read: `when-needed` reserves from `content-length` and the
+    /// model's output cap when that fits every budget (one ext_proc round trip less), and reads
+    /// the body for `max_tokens` otherwise; `always` reads it before every reservation.
+    #[arg(long, env = "TALLY_REQUEST_BODY", value_enum, default_value = "when-needed")]
+    pub request_body: RequestBody,
     /// How often the config file is checked for changes, milliseconds.
     #[arg(long, env = "TALLY_CONFIG_POLL_MS", default_value_t = 1000)]
     pub config_poll_ms: u64,
@@ -169,6 +174,7 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
             default_region: args.default_region.clone(),
             reservation_ttl: Duration::from_secs(args.reservation_ttl_seconds),
             ledger_max_len: args.ledger_max_len,
+            request_body: args.request_body,
         },
     });
     install(&shared, config);

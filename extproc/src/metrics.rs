@@ -29,6 +29,14 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReservationLabels {
+    /// `headers` (tentative, from `content-length` and the output cap) or `body`.
+    pub bound: &'static str,
+    /// `held`, `refused` (from the headers: the body is read next), `duplicate` or `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub team: String,
     pub outcome: &'static str,
@@ -62,6 +70,7 @@ pub struct Metrics {
     pub budget_remaining: Family<TeamLabels, Gauge>,
     pub budget_limit: Family<TeamLabels, Gauge>,
     pub decision_seconds: Histogram,
+    pub reservations: Family<ReservationLabels, Counter>,
     pub store_errors: Family<OpLabels, Counter>,
     pub spool_depth: Gauge,
     pub spool_replayed: Counter,
@@ -118,6 +127,12 @@ impl Metrics {
             "Time to decide on a request (attribution, policy, reservation)",
             decision_seconds.clone(),
         );
+        let reservations = Family::<ReservationLabels, Counter>::default();
+        registry.register(
+            "reservations",
+            "Worst-case reservations by what bounded them (headers, body) and result (held, refused, duplicate, error)",
+            reservations.clone(),
+        );
         let store_errors = Family::<OpLabels, Counter>::default();
         registry.register(
             "store_errors",
@@ -168,6 +183,7 @@ impl Metrics {
             budget_remaining,
             budget_limit,
             decision_seconds,
+            reservations,
             store_errors,
             spool_depth,
             spool_replayed,

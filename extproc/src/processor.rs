@@ -20,7 +20,7 @@ use crate::bedrock::{self, Operation};
 use crate::config::{Enforcement, Prices};
 use crate::eventstream::StreamUsage;
 use crate::ledger::{LedgerRecord, Outcome};
-use crate::metrics::{CallLabels, DecisionLabels, Metrics, OpLabels, TeamLabels, TokenLabels};
+use crate::metrics::{CallLabels, DecisionLabels, Metrics, OpLabels, ReservationLabels, TeamLabels, TokenLabels};
 use crate::money::Nanos;
 use crate::policy::{self, Attribution, Claims, Plan, Policy};
 use crate::pricing::{self, Usage};
@@ -53,6 +53,19 @@ pub struct Options {
     pub default_region: String,
     pub reservation_ttl: Duration,
     pub ledger_max_len: u64,
+    pub request_body: RequestBody,
+}
+
+/// When the request body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RequestBody {
+    /// Only when the headers cannot settle admission: the call is reserved from
+    /// `content-length` and the model's output cap if that fits every budget,
+    /// else the body is read for the tighter `max_tokens` bound. Saves one
+    /// ext_proc round trip per call.
+    WhenNeeded,
+    /// Always, before reserving (tightest bound; Converse `serviceTier` in the body is recorded).
+    Always,
 }
 
 impl Default for Options {
@@ -65,6 +78,7 @@ impl Default for Options {
             default_region: "us-east-1".into(),
             reservation_ttl: Duration::from_secs(15 * 60),
             ledger_max_len: 1_000_000,
+            request_body: RequestBody::WhenNeeded,
         }
     }
 }
@@ -147,6 +161,25 @@ pub struct Mode {
     pub request_body: BodyMode,
     pub response_headers: bool,
     pub response_body: BodyMode,
+}
+
+impl Mode {
+    /// Headers both ways and no bodies: the mode after admission from the headers.
+    const HEADERS_ONLY: Mode = Mode {
+        request_body: BodyMode::None,
+        response_headers: true,
+        response_body: BodyMode::None,
+    };
+}
+
+/// What bounds the worst case at admission.
+#[derive(Debug)]
+enum Bound {
+    /// The request headers alone (`content-length`, the model's output cap):
+    /// a tentative reservation, which falls back to reading the body.
+    Headers,
+    /// What the request body said (nothing, when there is no body).
+    Body(RequestFacts),
 }
 
 /// What to tell Envoy.
@@ -378,10 +411,24 @@ impl Exchange {
             finished: false,
         });
         let needs_body = parsed.operation.is_inference() || parsed.operation.model_in_body();
+        let from_headers = opts.request_body == RequestBody::WhenNeeded
+            && parsed.operation.is_inference()
+            && self
+                .call
+                .as_ref()
+                .is_some_and(|c| !c.model_id.is_empty() && c.content_length.is_some());
         let reply = if let Some(denied) = self.authorize().await {
             denied
         } else if !needs_body || end_of_stream {
-            self.admit(RequestFacts::default()).await
+            self.admit(Bound::Body(RequestFacts::default()))
+                .await
+                .unwrap_or_else(Reply::pass)
+        } else if let Some(admitted) = if from_headers {
+            self.admit(Bound::Headers).await
+        } else {
+            None
+        } {
+            admitted
         } else {
             // Ask for the body (needed for max_tokens and the worst case); the
             // response phases are set once we know the status and content type.
@@ -430,7 +477,7 @@ impl Exchange {
             RequestFacts::default()
         };
         call.body = Vec::new();
-        self.admit(facts).await
+        self.admit(Bound::Body(facts)).await.unwrap_or_else(Reply::pass)
     }
 
     fn attribution_metadata(&self) -> Vec<(&'static str, String)> {
@@ -465,9 +512,11 @@ impl Exchange {
     }
 
     /// Checks policy and reserves the worst case against every budget of the call.
-    async fn admit(&mut self, facts: RequestFacts) -> Reply {
+    /// `None`: a tentative reservation from the headers did not fit; nothing was
+    /// held, and the body must be read.
+    async fn admit(&mut self, bound: Bound) -> Option<Reply> {
         let decided = Instant::now();
-        let reply = self.admit_inner(facts).await;
+        let reply = self.admit_inner(bound).await;
         self.shared
             .metrics
             .decision_seconds
@@ -475,11 +524,15 @@ impl Exchange {
         reply
     }
 
-    async fn admit_inner(&mut self, facts: RequestFacts) -> Reply {
-        let Some(call) = self.call.as_mut() else {
-            return Reply::pass();
-        };
+    async fn admit_inner(&mut self, bound: Bound) -> Option<Reply> {
+        let call = self.call.as_mut()?;
         call.admitted = true;
+        let (facts, tentative) = match bound {
+            Bound::Headers => (RequestFacts::default(), true),
+            Bound::Body(facts) => (facts, false),
+        };
+        // After a reservation from the headers nothing else of the request is needed.
+        let mode = tentative.then_some(Mode::HEADERS_ONLY);
         // Identity and allowlists were checked on the request headers; only a
         // model first named in the body (StartAsyncInvoke) needs checking again.
         let model_from_body = facts.model_id.filter(|_| call.model_id.is_empty());
@@ -491,7 +544,7 @@ impl Exchange {
             call.service_tier = facts.service_tier.clone();
         }
         if check_model && let Some(denied) = self.authorize().await {
-            return denied;
+            return Some(denied);
         }
         let call = self.call.as_mut().expect("call present");
         let policy = &self.policy;
@@ -522,16 +575,17 @@ impl Exchange {
             budgets: plan.budgets.clone(),
             now_ms: self.time.as_millisecond(),
             ttl: self.shared.opts.reservation_ttl,
+            tentative,
         };
         call.plan = Some(plan);
         // Zero-cost calls (CountTokens, unpriced models) are never blocked by budgets.
         if reserve.amount == Nanos::ZERO {
-            return Reply::Continue {
+            return Some(Reply::Continue {
                 set_headers: vec![],
                 remove_headers: vec![],
-                mode: None,
+                mode,
                 metadata: self.attribution_metadata(),
-            };
+            });
         }
         let mut outcome = self.try_reserve(&reserve).await;
         if matches!(outcome, Ok(ReserveOutcome::Duplicate)) {
@@ -540,10 +594,30 @@ impl Exchange {
             self.call.as_mut().expect("call present").charge_id = reserve.charge_id.clone();
             outcome = self.try_reserve(&reserve).await;
         }
+        let result = match &outcome {
+            Ok(ReserveOutcome::Reserved { .. }) => "held",
+            Ok(ReserveOutcome::Refused { .. }) => "refused",
+            Ok(ReserveOutcome::Duplicate) => "duplicate",
+            Err(_) => "error",
+        };
+        self.shared
+            .metrics
+            .reservations
+            .get_or_create(&ReservationLabels {
+                bound: if tentative { "headers" } else { "body" },
+                result,
+            })
+            .inc();
         let call = self.call.as_mut().expect("call present");
         match outcome {
             Ok(ReserveOutcome::Reserved { over, .. }) => {
                 call.over = over;
+            }
+            Ok(ReserveOutcome::Refused { .. }) if tentative => {
+                call.admitted = false;
+                call.plan = None;
+                call.worst_case = Nanos::ZERO;
+                return None;
             }
             Ok(ReserveOutcome::Refused {
                 label,
@@ -567,7 +641,7 @@ impl Exchange {
                     ("x-tally-budget-resets-at".to_string(), resets),
                 ];
                 self.record_refusal(Outcome::Blocked, &message).await;
-                return self.respond(400, "ServiceQuotaExceededException", message, headers);
+                return Some(self.respond(400, "ServiceQuotaExceededException", message, headers));
             }
             Ok(ReserveOutcome::Duplicate) => {
                 call.note = Some("duplicate charge id twice; not reserved".into());
@@ -594,22 +668,22 @@ impl Exchange {
                                 outcome: "unavailable",
                             })
                             .inc();
-                        return self.respond(
+                        return Some(self.respond(
                             503,
                             "ServiceUnavailableException",
                             "Tally cannot reach its budget store and is configured to fail closed; retry later".into(),
                             vec![],
-                        );
+                        ));
                     }
                 }
             }
         }
-        Reply::Continue {
+        Some(Reply::Continue {
             set_headers: vec![],
             remove_headers: vec![],
-            mode: None,
+            mode,
             metadata: self.attribution_metadata(),
-        }
+        })
     }
 
     async fn try_reserve(&self, r: &ReserveRequest) -> Result<ReserveOutcome, StoreError> {

@@ -66,6 +66,25 @@ async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_ov
         &[("outcome", "blocked")],
     );
     assert_eq!(blocked, 1.0, "the SDK did not retry the refusal");
+    // Through Envoy: while the model's output cap fits, calls are reserved from the headers and
+    // the body never goes to the ext_proc; near the limit the body is read and the tighter
+    // max_tokens bound admits calls the cap could not, and refuses the last one.
+    let metrics = stack.extproc.metrics().await;
+    let reservations = |bound: &str, result: &str| {
+        metric_sum(
+            &metrics,
+            "tally_reservations_total",
+            &[("bound", bound), ("result", result)],
+        )
+    };
+    assert!(reservations("headers", "held") >= 1.0, "{metrics}");
+    assert!(reservations("body", "held") >= 1.0, "{metrics}");
+    assert_eq!(reservations("body", "refused"), 1.0, "{metrics}");
+    assert_eq!(
+        reservations("headers", "refused"),
+        reservations("body", "held") + reservations("body", "refused"),
+        "every body read follows a tentative refusal: {metrics}"
+    );
 
     let ledger = stack
         .extproc

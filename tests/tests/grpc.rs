@@ -20,7 +20,7 @@ use tally_extproc::app::{Args, StoreKind, run};
 use tally_extproc::config::*;
 use tally_extproc::money::{Nanos, NanosPerMillion};
 use tally_extproc::period::Period;
-use tally_extproc::processor::FailMode;
+use tally_extproc::processor::{FailMode, RequestBody};
 use tally_tests::fixtures::redis::RedisServer;
 use tonic::transport::Channel;
 
@@ -104,7 +104,7 @@ impl Service {
     }
 
     async fn start_with(config: &CompiledConfig, redis_url: &str, cluster: bool, fail_mode: FailMode) -> Service {
-        Self::start_full(config, redis_url, cluster, None, fail_mode).await
+        Self::start_full(config, redis_url, cluster, None, fail_mode, RequestBody::WhenNeeded).await
     }
 
     async fn start_full(
@@ -113,6 +113,7 @@ impl Service {
         cluster: bool,
         ca_file: Option<std::path::PathBuf>,
         fail_mode: FailMode,
+        request_body: RequestBody,
     ) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
@@ -138,6 +139,7 @@ impl Service {
             workflow_header: "x-workflow-id".into(),
             reservation_ttl_seconds: 900,
             ledger_max_len: 100_000,
+            request_body,
             config_poll_ms: 200,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -537,9 +539,10 @@ async fn invoke_stream_split_at_every_byte_boundary_is_charged_exactly() {
 #[tokio::test]
 async fn concurrent_calls_are_admitted_only_while_the_budget_covers_them() {
     let redis = RedisServer::start(false).await;
-    // Worst case of each call: body bytes × 0.8 + 1000 × 4 (haiku, USD/1M).
+    // Worst case of each call: body bytes × 1 (the dearest input class, 5-minute cache writes)
+    // + 1000 × 4 (haiku, USD/1M).
     let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1000,"messages":[]}"#;
-    let worst = body.len() as i64 * 800 + 1000 * 4000; // nano-USD
+    let worst = body.len() as i64 * 1000 + 1000 * 4000; // nano-USD
     let k = 5;
     let limit = Nanos(worst * k + worst / 2);
     let svc = Arc::new(Service::start(&config(Some(&limit.to_string())), &redis, FailMode::Open).await);
@@ -628,6 +631,142 @@ async fn concurrent_calls_are_admitted_only_while_the_budget_covers_them() {
         (n - k) as usize
     );
     assert_eq!(counter(&redis, "search", "blocked").await, n - k);
+}
+
+/// An open exchange: send a message, read its answer, keep the stream.
+struct Open {
+    tx: tokio::sync::mpsc::Sender<ProcessingRequest>,
+    inbound: tonic::Streaming<ProcessingResponse>,
+}
+
+impl Open {
+    async fn new(svc: &Service) -> Open {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let inbound = svc
+            .client
+            .clone()
+            .process(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        Open { tx, inbound }
+    }
+
+    async fn send(&mut self, m: ProcessingRequest) -> ProcessingResponse {
+        self.tx.send(m).await.unwrap();
+        self.inbound.message().await.unwrap().expect("an answer")
+    }
+}
+
+const HAIKU_INVOKE_BODY: &[u8] = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1000,"messages":[]}"#;
+/// 1000 in + 100 out of haiku = 0.0012 USD.
+const HAIKU_TOKEN_HEADERS: [(&str, &str); 2] = [
+    ("x-amzn-bedrock-input-token-count", "1000"),
+    ("x-amzn-bedrock-output-token-count", "100"),
+];
+
+/// One InvokeModel of haiku with `content-length`; returns the answer to its request headers.
+async fn invoke_with_length(open: &mut Open, id: &str) -> ProcessingResponse {
+    let len = HAIKU_INVOKE_BODY.len().to_string();
+    let path = format!("/model/{}/invoke", HAIKU.replace(':', "%3A"));
+    open.send(req_headers(
+        &path,
+        &[
+            ("x-team-id", "search"),
+            ("amz-sdk-invocation-id", id),
+            ("content-length", &len),
+        ],
+        false,
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn reserves_from_the_headers_when_the_output_cap_fits_and_reads_the_body_when_not() {
+    // Haiku: dearest input class 1 USD/1M (5-minute cache writes), output 4 USD/1M, cap 8192 tokens.
+    let bytes = HAIKU_INVOKE_BODY.len() as i64;
+    let cap_worst = bytes * 1000 + 8192 * 4000; // nano-USD, from content-length and the cap
+    let body_worst = bytes * 1000 + 1000 * 4000; // from max_tokens = 1000 in the body
+    const NONE: i32 = 0;
+    const BUFFERED: i32 = 2;
+
+    // 1. The cap fits: reserved at the headers, Envoy told not to send the body.
+    let redis = RedisServer::start(false).await;
+    let svc = Service::start(&config(Some("1")), &redis, FailMode::Open).await;
+    let mut call = Open::new(&svc).await;
+    let answer = invoke_with_length(&mut call, "fits").await;
+    let mode = answer.mode_override.expect("a complete mode after admission");
+    assert_eq!((mode.request_body_mode, mode.response_body_mode), (NONE, NONE));
+    assert_eq!(mode.response_header_mode, 1 /* SEND */);
+    assert_eq!(counter(&redis, "search", "reserved").await, cap_worst);
+    let done = call.send(resp_headers(200, &HAIKU_TOKEN_HEADERS)).await;
+    assert_eq!(header(&set_headers(&done), "x-tally-cost-usd"), Some("0.0012"));
+    assert_eq!(counter(&redis, "search", "spent").await, 1_200_000);
+    assert_eq!(counter(&redis, "search", "reserved").await, 0);
+    svc.stop().await;
+
+    // 2. Only the body's bound fits: the tentative reservation holds nothing, counts no
+    //    refusal, and the body is asked for; the body's bound is then reserved.
+    let redis = RedisServer::start(false).await;
+    let limit = Nanos(body_worst + body_worst / 2);
+    let svc = Service::start(&config(Some(&limit.to_string())), &redis, FailMode::Open).await;
+    let mut call = Open::new(&svc).await;
+    let answer = invoke_with_length(&mut call, "tight").await;
+    let mode = answer.mode_override.expect("asks for the body");
+    assert_eq!(mode.request_body_mode, BUFFERED);
+    assert_eq!(counter(&redis, "search", "reserved").await, 0);
+    assert_eq!(counter(&redis, "search", "blocked").await, 0);
+    let admitted = call.send(req_body(HAIKU_INVOKE_BODY)).await;
+    assert!(
+        !matches!(
+            admitted.response,
+            Some(processing_response::Response::ImmediateResponse(_))
+        ),
+        "{admitted:?}"
+    );
+    assert_eq!(counter(&redis, "search", "reserved").await, body_worst);
+    call.send(resp_headers(200, &HAIKU_TOKEN_HEADERS)).await;
+    assert_eq!(counter(&redis, "search", "spent").await, 1_200_000);
+    svc.stop().await;
+
+    // 3. Neither fits: refused once, on the body's bound, and counted once.
+    let redis = RedisServer::start(false).await;
+    let limit = Nanos(body_worst / 2);
+    let svc = Service::start(&config(Some(&limit.to_string())), &redis, FailMode::Open).await;
+    let mut call = Open::new(&svc).await;
+    invoke_with_length(&mut call, "over").await;
+    let refused = call.send(req_body(HAIKU_INVOKE_BODY)).await;
+    let Some(processing_response::Response::ImmediateResponse(r)) = &refused.response else {
+        panic!("expected a refusal: {refused:?}");
+    };
+    let message = String::from_utf8_lossy(&r.body);
+    assert!(message.contains(&Nanos(body_worst).to_string()), "{message}");
+    assert_eq!(counter(&redis, "search", "blocked").await, 1);
+    let records = ledger(&redis, "search").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["outcome"], "blocked");
+    svc.stop().await;
+
+    // 4. `--request-body always`: the body is read even when the cap would fit.
+    let redis = RedisServer::start(false).await;
+    let svc = Service::start_full(
+        &config(Some("1")),
+        &redis.url(),
+        false,
+        None,
+        FailMode::Open,
+        RequestBody::Always,
+    )
+    .await;
+    let mut call = Open::new(&svc).await;
+    let answer = invoke_with_length(&mut call, "always").await;
+    assert_eq!(
+        answer.mode_override.expect("asks for the body").request_body_mode,
+        BUFFERED
+    );
+    call.send(req_body(HAIKU_INVOKE_BODY)).await;
+    assert_eq!(counter(&redis, "search", "reserved").await, body_worst);
+    svc.stop().await;
 }
 
 async fn one_converse(svc: &Service, id: &str) -> Vec<ProcessingResponse> {
@@ -1317,7 +1456,15 @@ async fn works_over_tls_with_rediss_urls() {
     .await;
     assert!(up, "TLS redis-server did not start");
     let ca = d.join("ca.crt");
-    let svc = Service::start_full(&config(Some("100")), &url, false, Some(ca.clone()), FailMode::Closed).await;
+    let svc = Service::start_full(
+        &config(Some("100")),
+        &url,
+        false,
+        Some(ca.clone()),
+        FailMode::Closed,
+        RequestBody::WhenNeeded,
+    )
+    .await;
     let out = one_converse(&svc, "tls-1").await;
     assert_eq!(header(&set_headers(&out[3]), "x-tally-cost-usd"), Some("0.10913166"));
     let certs = redis::TlsCertificates {

@@ -123,7 +123,7 @@ static_resources:
                       grpc_service:
                         envoy_grpc: { cluster_name: tally_extproc }
                       # Headers only by default; the ext_proc asks per call for what it needs
-                      # (BUFFERED request body for Bedrock operations, BUFFERED response body
+                      # (BUFFERED request body when the headers cannot admit a call, BUFFERED response body
                       # for JSON answers, STREAMED for event streams), always sending a complete mode.
                       processing_mode:
                         request_header_mode: SEND

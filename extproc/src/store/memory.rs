@@ -78,8 +78,8 @@ impl MemoryStore {
             let Some(limit) = b.limit else { continue };
             let used = s.used(&b.key);
             if used.saturating_add(r.amount) > limit {
-                if b.enforce {
-                    if let Some(first) = r.budgets.first() {
+                if b.enforce || r.tentative {
+                    if let Some(first) = r.budgets.first().filter(|_| !r.tentative) {
                         s.counters.entry(first.key.clone()).or_default().blocked += 1;
                     }
                     return ReserveOutcome::Refused {
@@ -135,5 +135,63 @@ impl MemoryStore {
 
     pub fn counters(&self, key: &str) -> Counters {
         self.lock().counters.get(key).copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::Budget;
+
+    fn request(charge_id: &str, amount: i64, tentative: bool) -> ReserveRequest {
+        let budget = |key: &str, limit: i64, enforce: bool| Budget {
+            key: key.into(),
+            label: key.into(),
+            limit: Some(Nanos(limit)),
+            enforce,
+        };
+        ReserveRequest {
+            team: "t".into(),
+            charge_id: charge_id.into(),
+            amount: Nanos(amount),
+            budgets: vec![budget("team", 100, true), budget("workflow", 10, false)],
+            now_ms: 0,
+            ttl: Duration::from_secs(60),
+            tentative,
+        }
+    }
+
+    #[test]
+    fn a_tentative_reservation_fits_every_limit_or_holds_and_counts_nothing() {
+        let store = MemoryStore::new();
+        // Over the Warn budget: a tentative try is refused, holds nothing and counts no refusal.
+        assert!(matches!(
+            store.reserve(&request("a", 20, true)),
+            ReserveOutcome::Refused { .. }
+        ));
+        assert_eq!(store.counters("team"), Counters::default());
+        // The same amount, not tentative, is held and flagged over the Warn budget.
+        assert_eq!(
+            store.reserve(&request("a", 20, false)),
+            ReserveOutcome::Reserved {
+                team_used: Nanos(20),
+                over: vec!["workflow".into()],
+            }
+        );
+        // Under every limit a tentative reservation is held like any other.
+        let s2 = MemoryStore::new();
+        assert!(matches!(
+            s2.reserve(&request("b", 5, true)),
+            ReserveOutcome::Reserved { .. }
+        ));
+        assert_eq!(s2.counters("team").reserved, Nanos(5));
+        // An enforcing refusal that is not tentative is counted.
+        assert!(matches!(
+            s2.reserve(&request("c", 200, false)),
+            ReserveOutcome::Refused { .. }
+        ));
+        assert_eq!(s2.counters("team").blocked, 1);
     }
 }

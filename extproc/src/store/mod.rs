@@ -32,6 +32,11 @@ pub struct ReserveRequest {
     pub budgets: Vec<Budget>,
     pub now_ms: i64,
     pub ttl: Duration,
+    /// A first try from the request headers alone, with a looser bound: held
+    /// only if it fits under every limit (`Warn` budgets included); otherwise
+    /// nothing is held or counted as blocked, and the caller retries with the
+    /// tighter bound the request body gives.
+    pub tentative: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
