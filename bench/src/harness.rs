@@ -15,6 +15,8 @@ use crate::scale;
 use crate::strictness;
 use crate::{Args, Phase, litellm, mix};
 
+/// The path with the production store, the one compared with the peers.
+const TALLY_REDIS: &str = "envoy+tally(redis)";
 /// Teams in the overhead config; calls rotate over all of them.
 const OVERHEAD_TEAMS: usize = 100;
 /// The team whose budget fits exactly k calls.
@@ -94,8 +96,11 @@ pub async fn run(args: Args) -> Result<()> {
         Some(redis_port),
         &args.extproc_arg,
     )?;
-    let ext_mem = procs::start_extproc(dir.path(), "tally-extproc-memory", &config, None, &args.extproc_arg)?;
+    let ext_mem = procs::start_extproc(dir.path(), "tally-extproc-memory", &config, None, &args.extproc_args())?;
+    let (null_ext, null_port) = procs::start_null_extproc(dir.path(), args.extproc_workers)?;
     let (envoy_plain, plain_port, _) = procs::start_envoy(dir.path(), "envoy-plain", sim_port, None)?;
+    let (envoy_null, null_path_port, _) =
+        procs::start_envoy(dir.path(), "envoy-null-extproc", sim_port, Some(null_port))?;
     let (envoy_redis, redis_path_port, _) =
         procs::start_envoy(dir.path(), "envoy-tally-redis", sim_port, Some(ext_redis.grpc_port))?;
     let (envoy_mem, mem_path_port, _) =
@@ -112,7 +117,12 @@ pub async fn run(args: Args) -> Result<()> {
             procs: vec![&envoy_plain, &sim],
         },
         Path {
-            name: "envoy+tally(redis)",
+            name: "envoy+null-extproc",
+            port: null_path_port,
+            procs: vec![&envoy_null, &null_ext, &sim],
+        },
+        Path {
+            name: TALLY_REDIS,
             port: redis_path_port,
             procs: vec![&envoy_redis, &ext_redis.proc, &redis, &sim],
         },
@@ -169,7 +179,15 @@ pub async fn run(args: Args) -> Result<()> {
         .await;
         results.insert("peers".into(), section);
     }
-    drop((envoy_plain, envoy_redis, envoy_mem, ext_redis, ext_mem));
+    drop((
+        envoy_plain,
+        envoy_null,
+        null_ext,
+        envoy_redis,
+        envoy_mem,
+        ext_redis,
+        ext_mem,
+    ));
 
     if matches!(args.phase, Phase::All | Phase::Scale) {
         let section = scale_phase(&args, &client, dir.path(), sim_port, redis_port).await?;
@@ -333,8 +351,12 @@ async fn peers_phase(
     call_cost_usd: f64,
 ) -> Value {
     let mut section = serde_json::Map::new();
+    let (direct_path, tally_path) = (
+        &paths[0],
+        paths.iter().find(|p| p.name == TALLY_REDIS).expect("the Redis path"),
+    );
     // Tally's strictness first: it needs no peer.
-    let tally_base = format!("http://127.0.0.1:{}", paths[2].port);
+    let tally_base = format!("http://127.0.0.1:{}", tally_path.port);
     let tally = strictness::run(
         "tally (envoy+ext_proc+redis)",
         client,
@@ -386,8 +408,8 @@ async fn peers_phase(
         ..spec
     };
     load::run(client, &litellm_base, &chat, warm).await;
-    let direct = overhead::measure(client, &paths[0], &converse, spec).await;
-    let tally_run = overhead::measure(client, &paths[2], &converse, spec).await;
+    let direct = overhead::measure(client, direct_path, &converse, spec).await;
+    let tally_run = overhead::measure(client, tally_path, &converse, spec).await;
     let litellm_run = overhead::measure(client, &litellm_path, &chat, spec).await;
     let tally_added = overhead::added(&tally_run, &direct);
     let litellm_added = overhead::added(&litellm_run, &direct);
@@ -498,7 +520,7 @@ async fn scale_phase(
     };
     let mut rows = Vec::new();
     for &n in team_counts {
-        let row = scale::teams_row(dir, client, sim_port, redis_port, n, args.quick).await?;
+        let row = scale::teams_row(dir, client, sim_port, redis_port, n, args.quick, &args.extproc_args()).await?;
         eprintln!(
             "  {n} teams: rss {:.1} MiB, decision mean {:.3} ms",
             row.rss_after_load_mib, row.decision_mean_ms
@@ -526,7 +548,7 @@ async fn scale_phase(
     }
     let mut streams = Vec::new();
     for shape in [(20u32, 150u64), (200, 15)] {
-        let row = scale::streams_row(dir, client, sim_port, redis_port, 1000, shape).await?;
+        let row = scale::streams_row(dir, client, sim_port, redis_port, 1000, shape, &args.extproc_args()).await?;
         streams.push(row);
     }
     println!("\nConcurrent ConverseStreams (1000 open at once; peak RSS over the idle baseline)");

@@ -58,6 +58,10 @@ pub struct Args {
     /// Skip the sustained-throughput ladder of the overhead phase (fixed rates only).
     #[arg(long)]
     pub no_ladder: bool,
+    /// Runtime worker threads of every ext_proc (Tally's and the null one); Envoy runs with
+    /// `--concurrency 1` too, so each process of the path gets one core's worth of threads.
+    #[arg(long, default_value_t = 1)]
+    pub extproc_workers: usize,
     /// Extra flag for every `tally-extproc` started (repeatable), e.g. `--extproc-arg=--request-body=always`
     /// to measure a setting against the default in separate invocations.
     #[arg(long, allow_hyphen_values = true)]
@@ -68,6 +72,13 @@ pub struct Args {
 }
 
 impl Args {
+    /// Flags for every `tally-extproc` started.
+    pub fn extproc_args(&self) -> Vec<String> {
+        let mut out = vec!["--worker-threads".to_string(), self.extproc_workers.to_string()];
+        out.extend(self.extproc_arg.iter().cloned());
+        out
+    }
+
     pub fn run_seconds(&self) -> Duration {
         Duration::from_secs(self.seconds.unwrap_or(if self.quick { 4 } else { 10 }))
     }

@@ -212,6 +212,18 @@ pub fn start_redis(dir: &Path) -> Result<(Proc, u16)> {
     Ok((p, port))
 }
 
+/// `null-extproc` (release): the ext_proc that answers every message at once (the mechanism's floor).
+pub fn start_null_extproc(dir: &Path, workers: usize) -> Result<(Proc, u16)> {
+    let port = free_port();
+    let mut cmd = Command::new(release_binary("null-extproc")?);
+    cmd.arg(format!("127.0.0.1:{port}")).arg(workers.to_string());
+    let mut p = Proc::spawn("null-extproc", cmd, dir)?;
+    wait_ready(&mut p, Duration::from_secs(10), "listening", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })?;
+    Ok((p, port))
+}
+
 /// `tally-extproc` (release) with `config`; `redis_port: None` → `--store memory`.
 pub struct ExtProcProc {
     pub proc: Proc,

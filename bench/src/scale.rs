@@ -55,6 +55,7 @@ pub async fn teams_row(
     redis_port: u16,
     teams: usize,
     quick: bool,
+    extproc_args: &[String],
 ) -> Result<TeamsRow> {
     let config = mix::config(teams, Nanos::parse_usd("1000000")?)?;
     let config_bytes = config.to_json_pretty().len();
@@ -64,7 +65,7 @@ pub async fn teams_row(
         &format!("tally-extproc-{teams}-teams"),
         &config,
         Some(redis_port),
-        &[],
+        extproc_args,
     )?;
     let startup_s = started.elapsed().as_secs_f64();
     let rss_idle_mib = ext.proc.rss_kib() as f64 / 1024.0;
@@ -132,10 +133,17 @@ pub async fn streams_row(
     redis_port: u16,
     concurrent: usize,
     (events, delay_ms): (u32, u64),
+    extproc_args: &[String],
 ) -> Result<StreamsRow> {
     let name = format!("streams-{events}x{delay_ms}ms");
     let config = mix::config(10, Nanos::parse_usd("1000000")?)?;
-    let ext = start_extproc(dir, &format!("tally-extproc-{name}"), &config, Some(redis_port), &[])?;
+    let ext = start_extproc(
+        dir,
+        &format!("tally-extproc-{name}"),
+        &config,
+        Some(redis_port),
+        extproc_args,
+    )?;
     let (envoy, port, _) = start_envoy(dir, &format!("envoy-{name}"), sim_port, Some(ext.grpc_port))?;
     let base = format!("http://127.0.0.1:{port}");
     // Warm both processes (connection pools, allocator arenas) with a few short streams.

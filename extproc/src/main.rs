@@ -1,9 +1,32 @@
 use clap::Parser;
 use tally_extproc::app::{Args, run};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// [`Args`] plus what only the process needs.
+#[derive(Parser)]
+#[command(
+    name = "tally-extproc",
+    version,
+    about = "Envoy ext_proc service that prices, budgets and records AWS Bedrock calls"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+    /// Runtime worker threads; 0 = one per available core. One is cheaper per call when the
+    /// ext_proc shares few cores with Envoy (fewer cross-thread wake-ups); add replicas to scale.
+    #[arg(long, env = "TALLY_WORKER_THREADS", default_value_t = 0)]
+    worker_threads: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let Cli { args, worker_threads } = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        runtime.worker_threads(worker_threads);
+    }
+    runtime.enable_all().build()?.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
