@@ -28,6 +28,9 @@ use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::spool::Spool;
 
+/// How long shutdown waits for exchanges still settling (each store call is bounded to 500 ms).
+const SETTLE_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
     Redis,
@@ -176,6 +179,7 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
             ledger_max_len: args.ledger_max_len,
             request_body: args.request_body,
         },
+        exchanges: tokio_util::task::TaskTracker::new(),
     });
     install(&shared, config);
     if let Some(s) = &shared.spool {
@@ -250,6 +254,17 @@ pub async fn run(
     let (g, a) = tokio::join!(grpc_server, admin_server);
     g.context("gRPC server")?;
     a.context("admin server")?;
+    // Streams Envoy reset as it went away may still be settling.
+    shared.exchanges.close();
+    if tokio::time::timeout(SETTLE_GRACE, shared.exchanges.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            left = shared.exchanges.len(),
+            "exchanges still settling at exit; their reservations expire after the reservation TTL"
+        );
+    }
     // Last chance for spooled charges before exit; what remains stays on disk for the next start.
     if let Err(e) = shared.replay_spool().await {
         tracing::warn!(error = %e, "spool replay at shutdown failed; it stays on disk");

@@ -90,6 +90,9 @@ pub struct Shared {
     pub spool: Option<Spool>,
     pub metrics: Metrics,
     pub opts: Options,
+    /// One task per Envoy stream; shutdown waits for them, so an exchange
+    /// cut short as the process stops is still settled.
+    pub exchanges: tokio_util::task::TaskTracker,
 }
 
 impl Shared {

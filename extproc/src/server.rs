@@ -49,7 +49,7 @@ impl ExternalProcessor for Processor {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(8);
         let shared = self.shared.clone();
-        tokio::spawn(async move {
+        self.shared.exchanges.spawn(async move {
             let mut exchange = Exchange::new(shared);
             loop {
                 // Envoy ends every stream with a reset after the last message:
