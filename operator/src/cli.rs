@@ -40,7 +40,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Run the operator: reconcile TeamBudgets and ModelPricings into the config ConfigMap and
     /// keep their status live from Redis (leader-elected; serves /metrics, /healthz, /readyz).
-    Operator(crate::controller::OperatorArgs),
+    Operator(Box<crate::controller::OperatorArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Crds(args) => crds(&args, &mut std::io::stdout().lock()),
         Command::Render(args) => render(&args, &mut std::io::stdout().lock()),
         // stdout stays unlocked: the operator's tasks log to it from other threads.
-        Command::Operator(args) => Ok(crate::controller::main(args).await?),
+        Command::Operator(args) => Ok(crate::controller::main(*args).await?),
     }
 }
 

@@ -894,8 +894,28 @@ fn redis_settings_reach_both_components_without_exposing_the_password() {
         env_of("tally-operator", "TALLY_REDIS_URL")["value"].as_str(),
         Some("rediss://tally:$(TALLY_REDIS_PASSWORD)@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379")
     );
-    let extproc = &get(&docs, "Deployment", "tally-extproc")["spec"]["template"]["spec"]["containers"][0];
-    assert!(strs(&extproc["args"]).contains(&"--redis-cluster"), "cluster mode flag");
+    // Cluster mode and the private CA reach both: the operator reads counters with the same client.
+    for deployment in ["tally-extproc", "tally-operator"] {
+        let pod = &get(&docs, "Deployment", deployment)["spec"]["template"]["spec"];
+        let args = strs(&pod["containers"][0]["args"]);
+        assert!(args.contains(&"--redis-cluster"), "{deployment}: cluster mode flag");
+        let ca = args.iter().position(|a| *a == "--redis-ca-file").map(|i| args[i + 1]);
+        assert_eq!(ca, Some("/etc/tally-redis-ca/ca.crt"), "{deployment}");
+        let mount = pod["containers"][0]["volumeMounts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|m| m["name"] == "redis-ca")
+            .unwrap_or_else(|| panic!("{deployment}: CA mounted"));
+        assert_eq!(mount["mountPath"].as_str(), Some("/etc/tally-redis-ca"));
+        let volume = pod["volumes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == "redis-ca")
+            .unwrap_or_else(|| panic!("{deployment}: CA volume"));
+        assert_eq!(volume["secret"]["secretName"].as_str(), Some("tally-redis-ca"));
+    }
 
     let bundled = documents(&render(Some("bundled-redis.yaml"), &[]));
     let c = &get(&bundled, "Deployment", "tally-extproc")["spec"]["template"]["spec"]["containers"][0];

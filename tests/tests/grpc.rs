@@ -21,7 +21,7 @@ use tally_extproc::config::*;
 use tally_extproc::money::{Nanos, NanosPerMillion};
 use tally_extproc::period::Period;
 use tally_extproc::processor::{FailMode, RequestBody};
-use tally_tests::fixtures::redis::RedisServer;
+use tally_tests::fixtures::redis::{RedisCluster, RedisServer};
 use tonic::transport::Channel;
 
 const SONNET_US: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -1193,134 +1193,15 @@ async fn every_envoy_processing_mode_still_prices_the_call() {
     svc.stop().await;
 }
 
-/// Three redis-server nodes forming a Redis Cluster (no replicas), owned by the test.
-struct RedisCluster {
-    _nodes: Vec<tally_tests::fixtures::process::OwnedProcess>,
-    ports: Vec<u16>,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisCluster {
-    async fn start() -> RedisCluster {
-        use tally_tests::fixtures::{process, tools};
-        let dir = tempfile::tempdir().unwrap();
-        let mut nodes = Vec::new();
-        let mut ports = Vec::new();
-        for i in 0..3 {
-            let port = process::free_port();
-            let node_dir = dir.path().join(format!("n{i}"));
-            std::fs::create_dir_all(&node_dir).unwrap();
-            let mut cmd = std::process::Command::new(tools::redis_server());
-            cmd.args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-            .arg("--dir")
-            .arg(&node_dir);
-            nodes.push(process::OwnedProcess::spawn(&format!("redis-cluster-{i}"), cmd).unwrap());
-            ports.push(port);
-        }
-        for &port in &ports {
-            let url = format!("redis://127.0.0.1:{port}/");
-            let up = process::wait_until(Duration::from_secs(10), || {
-                let url = url.clone();
-                async move {
-                    match redis::Client::open(url.as_str())
-                        .unwrap()
-                        .get_multiplexed_async_connection()
-                        .await
-                    {
-                        Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await.is_ok(),
-                        Err(_) => false,
-                    }
-                }
-            })
-            .await;
-            assert!(up, "cluster node {port} did not start");
-        }
-        let cli = tools::redis_server().with_file_name("redis-cli");
-        let out = std::process::Command::new(&cli)
-            .arg("--cluster")
-            .arg("create")
-            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        // Wait until every node agrees the cluster is up.
-        for &port in &ports {
-            let url = format!("redis://127.0.0.1:{port}/");
-            let ok = process::wait_until(Duration::from_secs(20), || {
-                let url = url.clone();
-                async move {
-                    let Ok(mut c) = redis::Client::open(url.as_str())
-                        .unwrap()
-                        .get_multiplexed_async_connection()
-                        .await
-                    else {
-                        return false;
-                    };
-                    let info: String = redis::cmd("CLUSTER")
-                        .arg("INFO")
-                        .query_async(&mut c)
-                        .await
-                        .unwrap_or_default();
-                    info.contains("cluster_state:ok")
-                }
-            })
-            .await;
-            assert!(ok, "cluster did not reach cluster_state:ok");
-        }
-        RedisCluster {
-            _nodes: nodes,
-            ports,
-            _dir: dir,
-        }
-    }
-}
-
 /// Every script touches one team's keys only (`{team}` hash tag), so it runs on
 /// Redis Cluster, whichever node owns the team's slot.
 #[tokio::test]
 async fn works_on_redis_cluster_with_teams_on_different_slots() {
     let cluster = RedisCluster::start().await;
-    // A throwaway single node gives the Service fixture a URL; the ext_proc is pointed at the cluster.
-    let seed = format!("redis://127.0.0.1:{}/", cluster.ports[0]);
-    // Pick a second team whose hash slot lives on another node than "search".
-    let mut node = redis::Client::open(seed.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let mut node_of = async |team: &str| {
-        let slot: u16 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(format!("tally:{{{team}}}:ledger"))
-            .query_async(&mut node)
-            .await
-            .unwrap();
-        slot / 5462 // three masters split the 16384 slots in thirds
-    };
-    let search_node = node_of("search").await;
-    let mut other = None;
-    for candidate in ["ads", "billing", "chat", "docs", "edge", "fraud", "growth"] {
-        if node_of(candidate).await != search_node {
-            other = Some(candidate);
-            break;
-        }
-    }
-    let other = other.expect("some candidate team hashes to another node");
+    let seed = cluster.url();
+    let other = cluster
+        .team_on_another_node("search", &["ads", "billing", "chat", "docs", "edge", "fraud", "growth"])
+        .await;
     let mut cfg = config(Some("100"));
     let mut second = cfg.teams[0].clone();
     second.team = other.into();

@@ -27,6 +27,7 @@ use tally_extproc::config::CompiledConfig;
 use tally_extproc::store::keys;
 use tally_operator::controller::{self, OperatorArgs};
 use tally_operator::crd::{ModelPricing, TeamBudget};
+use tally_tests::fixtures::redis::RedisCluster;
 use tally_tests::kube_apiserver::{KubeApiServer, free_port, tool_bin};
 use tokio::sync::oneshot;
 
@@ -360,12 +361,13 @@ struct Replica {
 }
 
 async fn start_replica(client: Client, redis_url: &str, identity: &str) -> Result<Replica> {
-    start_replica_with(client, Some(redis_url), identity, vec![]).await
+    start_replica_with(client, Some(redis_url), false, identity, vec![]).await
 }
 
 async fn start_replica_with(
     client: Client,
     redis_url: Option<&str>,
+    redis_cluster: bool,
     identity: &str,
     watch_namespaces: Vec<String>,
 ) -> Result<Replica> {
@@ -375,6 +377,9 @@ async fn start_replica_with(
         config_map_name: "tally-config".into(),
         config_map_namespace: Some(NS.into()),
         redis_url: redis_url.map(Into::into),
+        redis_cluster,
+        redis_ca_file: None,
+        redis_password: None,
         status_interval: Duration::from_millis(500),
         metrics_listen: listener.local_addr()?,
         leader_election_namespace: Some(NS.into()),
@@ -755,7 +760,7 @@ async fn operator_watches_only_configured_namespaces_without_redis() -> Result<(
         .expect_err("ads is not watched");
     assert!(matches!(&denied, kube::Error::Api(e) if e.code == 403), "{denied}");
 
-    let replica = start_replica_with(operator, None, "solo", vec!["search".into()]).await?;
+    let replica = start_replica_with(operator, None, false, "solo", vec!["search".into()]).await?;
     let budget = json!({"limitUSD": "50", "period": "Weekly", "timezone": "Europe/Berlin"});
     let search: Api<TeamBudget> = Api::namespaced(admin.clone(), "search");
     apply(
@@ -794,6 +799,74 @@ async fn operator_watches_only_configured_namespaces_without_redis() -> Result<(
     // The unwatched namespace's object is never touched.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(ads.get("ads").await?.status.is_none());
+    replica.shutdown().await?;
+    Ok(())
+}
+
+/// `--redis-cluster`: the operator reads live spend through the same cluster client as the
+/// ext_proc, for teams whose counters live on different masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_reads_spend_from_a_redis_cluster() -> Result<()> {
+    let kube = KubeApiServer::start().await?;
+    let admin = kube.admin_client().await?;
+    install_crds(&admin).await?;
+    let cluster = RedisCluster::start().await;
+    let other = cluster
+        .team_on_another_node("search", &["ads", "billing", "chat", "docs", "edge", "fraud", "growth"])
+        .await;
+    let period = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m")
+        .to_string();
+    let client = redis::cluster::ClusterClient::new(vec![cluster.url()])?;
+    let mut conn = client.get_async_connection().await?;
+    for (team, spent) in [("search", 30 * USD), (other, 4 * USD)] {
+        let _: () = redis::cmd("HSET")
+            .arg(keys::counter(team, &period, &keys::Scope::Team))
+            .arg(keys::field::SPENT)
+            .arg(spent)
+            .arg(keys::field::REQUESTS)
+            .arg(3)
+            .query_async(&mut conn)
+            .await?;
+    }
+    for ns in [NS, "search", other] {
+        create_namespace(&admin, ns).await?;
+    }
+    let replica = start_replica_with(admin.clone(), Some(&cluster.url()), true, "cluster", vec![]).await?;
+    let budget = json!({"limitUSD": "40", "period": "Monthly", "timezone": "UTC"});
+    for team in ["search", other] {
+        let api: Api<TeamBudget> = Api::namespaced(admin.clone(), team);
+        apply(
+            &api,
+            team,
+            team_budget(team, team, json!({"team": team, "budget": budget})),
+        )
+        .await?;
+    }
+    for (team, spent, remaining) in [("search", "30.00", "10.00"), (other, "4.00", "36.00")] {
+        let api: Api<TeamBudget> = Api::namespaced(admin.clone(), team);
+        let tb = eventually(
+            &format!("{team} spend from the cluster"),
+            Duration::from_secs(30),
+            || async {
+                let tb = api.get(team).await?;
+                Ok(tb
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.spent_usd.clone())
+                    .is_some()
+                    .then_some(tb))
+            },
+        )
+        .await;
+        let s = tb.status.unwrap();
+        assert_eq!(
+            (s.spent_usd.as_deref(), s.remaining_usd.as_deref(), s.requests),
+            (Some(spent), Some(remaining), Some(3)),
+            "{team}"
+        );
+    }
     replica.shutdown().await?;
     Ok(())
 }

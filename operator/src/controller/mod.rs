@@ -40,8 +40,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tally_extproc::config::CompiledConfig;
-use tally_extproc::money::Nanos;
 use tally_extproc::store::keys;
+use tally_extproc::store::redis::RedisStore;
 use tokio::sync::watch;
 
 use crate::compiler::{self, ObjectRef};
@@ -66,6 +66,15 @@ pub struct OperatorArgs {
     /// period and conditions only; spend fields stay empty and spend conditions `Unknown`.
     #[arg(long, env = "TALLY_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Treat the URL as a Redis Cluster seed node (as the ext_proc's flag of the same name).
+    #[arg(long, env = "TALLY_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
+    /// PEM CA bundle to verify a `rediss://` server with, instead of the system roots.
+    #[arg(long, env = "TALLY_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// Redis password (prefer the environment variable); a password in the URL works too.
+    #[arg(long, env = "TALLY_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
     /// How often team statuses are refreshed from Redis even without changes (`30s`, `1m`).
     #[arg(long, env = "TALLY_STATUS_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub status_interval: Duration,
@@ -106,6 +115,11 @@ pub enum Error {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("invalid --redis-url: {0}")]
     RedisUrl(#[source] redis::RedisError),
+    #[error("cannot read --redis-ca-file {path}: {source}")]
+    RedisCa {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `Result` of this module.
@@ -180,7 +194,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let redis = match &args.redis_url {
-        Some(url) => Some(redis::Client::open(url.as_str()).map_err(Error::RedisUrl)?),
+        Some(url) => {
+            redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(Error::RedisUrl)?;
+            let ca_pem = match &args.redis_ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|source| Error::RedisCa {
+                    path: path.clone(),
+                    source,
+                })?),
+                None => None,
+            };
+            Some(RedisSettings {
+                url: url.clone(),
+                cluster: args.redis_cluster,
+                password: args.redis_password.clone(),
+                ca_pem,
+            })
+        }
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
@@ -231,7 +260,7 @@ pub async fn run(
         args: args.clone(),
         namespace,
         redis,
-        redis_conn: None,
+        redis_store: None,
         metrics: metrics.clone(),
         identity: identity.clone(),
         readiness: HashMap::new(),
@@ -266,13 +295,22 @@ pub async fn run(
     Ok(())
 }
 
+/// How to reach the Redis the ext_proc writes to: the same client code and options as the ext_proc.
+struct RedisSettings {
+    url: String,
+    cluster: bool,
+    password: Option<String>,
+    ca_pem: Option<Vec<u8>>,
+}
+
 /// What the reconcile passes share.
 struct Ctx {
     client: Client,
     args: OperatorArgs,
     namespace: String,
-    redis: Option<redis::Client>,
-    redis_conn: Option<redis::aio::MultiplexedConnection>,
+    redis: Option<RedisSettings>,
+    /// Connected on first use (the operator starts while Redis is down), dropped on an error.
+    redis_store: Option<RedisStore>,
     metrics: Arc<Metrics>,
     /// This replica's identity, the events' `reportingInstance`.
     identity: String,
@@ -549,43 +587,35 @@ impl Ctx {
     }
 
     async fn read_counters(&mut self, tb: &TeamBudget, now: jiff::Timestamp) -> Reading {
-        let Some(client) = &self.redis else {
+        let Some(settings) = &self.redis else {
             return Reading::NoStore;
         };
         let Some(period_key) = status::period_key(tb.spec.budget.as_ref(), now) else {
             return Reading::Counters(Counters::default());
         };
-        if self.redis_conn.is_none() {
-            match client.get_multiplexed_async_connection().await {
-                Ok(conn) => self.redis_conn = Some(conn),
+        if self.redis_store.is_none() {
+            let connected = RedisStore::connect(
+                &settings.url,
+                settings.cluster,
+                settings.password.as_deref(),
+                settings.ca_pem.clone(),
+            )
+            .await;
+            match connected {
+                Ok(store) => self.redis_store = Some(store),
                 Err(error) => {
                     tracing::warn!(%error, "Redis unavailable; keeping the last known spend");
                     return Reading::Unavailable;
                 }
             }
         }
-        let conn = self.redis_conn.as_mut().expect("connected above");
+        let store = self.redis_store.as_ref().expect("connected above");
         let key = keys::counter(&tb.spec.team, &period_key, &keys::Scope::Team);
-        let fields = [
-            keys::field::SPENT,
-            keys::field::RESERVED,
-            keys::field::REQUESTS,
-            keys::field::BLOCKED,
-        ];
-        let values: Result<Vec<Option<i64>>, _> = redis::cmd("HMGET").arg(&key).arg(&fields).query_async(conn).await;
-        match values {
-            Ok(v) => {
-                let at = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
-                Reading::Counters(Counters {
-                    spent: Nanos(at(0)),
-                    reserved: Nanos(at(1)),
-                    requests: at(2),
-                    blocked: at(3),
-                })
-            }
+        match store.counters(&key).await {
+            Ok(counters) => Reading::Counters(counters),
             Err(error) => {
                 tracing::warn!(%error, %key, "reading counters failed");
-                self.redis_conn = None;
+                self.redis_store = None;
                 Reading::Unavailable
             }
         }

@@ -14,14 +14,8 @@ use crate::crd::condition::{Condition, ConditionStatus, set_condition, types};
 use crate::crd::team_budget::{AlertsRaised, utilization_percent};
 use crate::crd::{Budget, TeamBudget, TeamBudgetStatus};
 
-/// One team's counters for the current period (the `team` scope hash in Redis).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub spent: Nanos,
-    pub reserved: Nanos,
-    pub requests: i64,
-    pub blocked: i64,
-}
+/// One team's counters for the current period (the `team` scope hash in Redis), as the ext_proc's store reads them.
+pub use tally_extproc::store::Counters;
 
 /// What the controller could learn about a team's spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,8 +145,8 @@ pub fn team_status(
     status.reserved_usd = Some(counters.reserved.to_string());
     status.remaining_usd = Some(remaining.to_string());
     status.utilization = utilization_percent(committed, limit);
-    status.requests = Some(counters.requests);
-    status.blocked = Some(counters.blocked);
+    status.requests = Some(i64::try_from(counters.requests).unwrap_or(i64::MAX));
+    status.blocked = Some(i64::try_from(counters.blocked).unwrap_or(i64::MAX));
 
     let crossed: Vec<u8> = budget
         .alert_thresholds
