@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -27,8 +27,8 @@ use tally_extproc::config::CompiledConfig;
 use tally_extproc::store::keys;
 use tally_operator::controller::{self, OperatorArgs};
 use tally_operator::crd::{ModelPricing, TeamBudget};
-use tally_tests::fixtures::redis::RedisCluster;
-use tally_tests::kube_apiserver::{KubeApiServer, free_port, tool_bin};
+use tally_tests::fixtures::redis::{RedisCluster, RedisServer};
+use tally_tests::kube_apiserver::{KubeApiServer, tool_bin};
 use tokio::sync::oneshot;
 
 const NS: &str = "tally-system";
@@ -62,76 +62,30 @@ where
     }
 }
 
-/// A redis-server on a free loopback port, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    async fn start() -> Result<Self> {
-        let bin = tool_bin("redis-server");
-        if !bin.exists() {
-            bail!("{} not found: run `scripts/tools/redis.sh`", bin.display());
-        }
-        let dir = tempfile::tempdir()?;
-        let port = free_port();
-        let child = Command::new(bin)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server did not listen on {port}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(Redis { child, port, _dir: dir })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    async fn set_team(&self, team: &str, period: &str, spent: i64, reserved: i64, requests: i64) -> Result<()> {
-        let mut conn = redis::Client::open(self.url())?
-            .get_multiplexed_async_connection()
-            .await?;
-        let key = keys::counter(team, period, &keys::Scope::Team);
-        let _: () = redis::cmd("HSET")
-            .arg(&key)
-            .arg(keys::field::SPENT)
-            .arg(spent)
-            .arg(keys::field::RESERVED)
-            .arg(reserved)
-            .arg(keys::field::REQUESTS)
-            .arg(requests)
-            .arg(keys::field::BLOCKED)
-            .arg(0)
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Seeds a team's counters for `period` as the ext_proc would have left them.
+async fn set_team(
+    redis: &RedisServer,
+    team: &str,
+    period: &str,
+    spent: i64,
+    reserved: i64,
+    requests: i64,
+) -> Result<()> {
+    let mut conn = redis.connection().await;
+    let key = keys::counter(team, period, &keys::Scope::Team);
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(keys::field::SPENT)
+        .arg(spent)
+        .arg(keys::field::RESERVED)
+        .arg(reserved)
+        .arg(keys::field::REQUESTS)
+        .arg(requests)
+        .arg(keys::field::BLOCKED)
+        .arg(0)
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
 }
 
 /// Applies every CRD in `crds/` and waits until each is Established.
@@ -466,12 +420,12 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
         .expect_err("the operator must not read secrets");
     assert!(matches!(&denied, kube::Error::Api(e) if e.code == 403), "{denied}");
 
-    let redis = Redis::start().await?;
+    let redis = RedisServer::start(false).await;
     let period = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
         .strftime("%Y-%m")
         .to_string();
-    redis.set_team("search", &period, 85 * USD, 2 * USD, 42).await?;
+    set_team(&redis, "search", &period, 85 * USD, 2 * USD, 42).await?;
 
     let a = start_replica(operator.clone(), &redis.url(), "replica-a").await?;
     // The first replica leads; a second one waits.
@@ -568,7 +522,7 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
     );
 
     // --- Exhaustion: the condition flips and one event is raised, once.
-    redis.set_team("search", &period, 99 * USD, 3 * USD, 50).await?;
+    set_team(&redis, "search", &period, 99 * USD, 3 * USD, 50).await?;
     eventually("BudgetExceeded", Duration::from_secs(20), || async {
         let tb = tbs_search.get("search").await?;
         Ok((condition(&tb, "BudgetExceeded").map(|c| c.0) == Some("True".into())).then_some(()))
