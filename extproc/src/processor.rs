@@ -426,25 +426,29 @@ impl Exchange {
             self.admit(Bound::Body(RequestFacts::default()))
                 .await
                 .unwrap_or_else(Reply::pass)
-        } else if let Some(admitted) = if from_headers {
-            self.admit(Bound::Headers).await
         } else {
-            None
-        } {
-            admitted
-        } else {
-            // Ask for the body (needed for max_tokens and the worst case); the
-            // response phases are set once we know the status and content type.
-            let mode = Mode {
-                request_body: BodyMode::Buffered,
-                response_headers: true,
-                response_body: BodyMode::None,
+            let admitted = if from_headers {
+                self.admit(Bound::Headers).await
+            } else {
+                None
             };
-            Reply::Continue {
-                set_headers: vec![],
-                remove_headers: vec![],
-                mode: Some(mode),
-                metadata: self.attribution_metadata(),
+            match admitted {
+                Some(reply) => reply,
+                None => {
+                    // Ask for the body (max_tokens bounds the worst case); the response
+                    // phases are set once we know the status and content type.
+                    let mode = Mode {
+                        request_body: BodyMode::Buffered,
+                        response_headers: true,
+                        response_body: BodyMode::None,
+                    };
+                    Reply::Continue {
+                        set_headers: vec![],
+                        remove_headers: vec![],
+                        mode: Some(mode),
+                        metadata: self.attribution_metadata(),
+                    }
+                }
             }
         };
         match reply {
