@@ -93,9 +93,10 @@ pub struct Args {
     /// Approximate cap of each team's ledger stream in Redis (and of the memory ledger).
     #[arg(long, env = "TALLY_LEDGER_MAX_LEN", default_value_t = 1_000_000)]
     pub ledger_max_len: u64,
-    /// When the request body is read: `when-needed` reserves from `content-length` and the
-    /// model's output cap when that fits every budget (one ext_proc round trip less), and reads
-    /// the body for `max_tokens` otherwise; `always` reads it before every reservation.
+    /// When the request body is read: `when-needed` reserves a non-streaming call from
+    /// `content-length` and the model's output cap when that fits every budget (one ext_proc
+    /// round trip less), and reads the body for `max_tokens` otherwise (always for streams);
+    /// `always` reads it before every reservation.
     #[arg(long, env = "TALLY_REQUEST_BODY", value_enum, default_value = "when-needed")]
     pub request_body: RequestBody,
     /// How often the config file is checked for changes, milliseconds.

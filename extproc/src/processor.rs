@@ -59,10 +59,10 @@ pub struct Options {
 /// When the request body is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RequestBody {
-    /// Only when the headers cannot settle admission: the call is reserved from
-    /// `content-length` and the model's output cap if that fits every budget,
-    /// else the body is read for the tighter `max_tokens` bound. Saves one
-    /// ext_proc round trip per call.
+    /// Only when the headers cannot settle admission: a non-streaming call is
+    /// reserved from `content-length` and the model's output cap if that fits
+    /// every budget, else the body is read for the tighter `max_tokens` bound.
+    /// Streaming calls always have it read. Saves one ext_proc round trip per call.
     WhenNeeded,
     /// Always, before reserving (tightest bound; Converse `serviceTier` in the body is recorded).
     Always,
@@ -414,8 +414,11 @@ impl Exchange {
             finished: false,
         });
         let needs_body = parsed.operation.is_inference() || parsed.operation.model_in_body();
+        // Streams are cancelled mid-way (a chat UI's stop button) before any usage arrives and are
+        // then charged their whole reservation: that must be the request's own max_tokens bound.
         let from_headers = opts.request_body == RequestBody::WhenNeeded
             && parsed.operation.is_inference()
+            && !parsed.operation.streams_response()
             && self
                 .call
                 .as_ref()

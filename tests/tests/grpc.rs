@@ -747,7 +747,29 @@ async fn reserves_from_the_headers_when_the_output_cap_fits_and_reads_the_body_w
     assert_eq!(records[0]["outcome"], "blocked");
     svc.stop().await;
 
-    // 4. `--request-body always`: the body is read even when the cap would fit.
+    // 4. A stream reads its body even when the cap fits: a cancelled stream is charged its
+    //    reservation, which must be the request's own max_tokens bound.
+    let redis = RedisServer::start(false).await;
+    let svc = Service::start(&config(Some("1")), &redis, FailMode::Open).await;
+    let mut call = Open::new(&svc).await;
+    let len = HAIKU_INVOKE_BODY.len().to_string();
+    let path = format!("/model/{}/invoke-with-response-stream", HAIKU.replace(':', "%3A"));
+    let answer = call
+        .send(req_headers(
+            &path,
+            &[("x-team-id", "search"), ("content-length", &len)],
+            false,
+        ))
+        .await;
+    assert_eq!(
+        answer.mode_override.expect("asks for the body").request_body_mode,
+        BUFFERED
+    );
+    call.send(req_body(HAIKU_INVOKE_BODY)).await;
+    assert_eq!(counter(&redis, "search", "reserved").await, body_worst);
+    svc.stop().await;
+
+    // 5. `--request-body always`: the body is read even when the cap would fit.
     let redis = RedisServer::start(false).await;
     let svc = Service::start_full(
         &config(Some("1")),
