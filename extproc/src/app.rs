@@ -93,11 +93,11 @@ pub struct Args {
     /// Approximate cap of each team's ledger stream in Redis (and of the memory ledger).
     #[arg(long, env = "TALLY_LEDGER_MAX_LEN", default_value_t = 1_000_000)]
     pub ledger_max_len: u64,
-    /// When the request body is read: `when-needed` reserves a non-streaming call from
-    /// `content-length` and the model's output cap when that fits every budget (one ext_proc
-    /// round trip less), and reads the body for `max_tokens` otherwise (always for streams);
-    /// `always` reads it before every reservation.
-    #[arg(long, env = "TALLY_REQUEST_BODY", value_enum, default_value = "when-needed")]
+    /// When the request body is read: `always` before every reservation (the request's own
+    /// `max_tokens` bound); `when-needed` reserves a non-streaming call from `content-length` and
+    /// the model's output cap when that fits every budget (one ext_proc round trip less), and
+    /// reads the body only otherwise (and always for streams).
+    #[arg(long, env = "TALLY_REQUEST_BODY", value_enum, default_value = "always")]
     pub request_body: RequestBody,
     /// How often the config file is checked for changes, milliseconds.
     #[arg(long, env = "TALLY_CONFIG_POLL_MS", default_value_t = 1000)]

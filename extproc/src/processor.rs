@@ -59,13 +59,16 @@ pub struct Options {
 /// When the request body is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RequestBody {
+    /// Always, before reserving: the tightest bound (the request's `max_tokens`), and a
+    /// Converse `serviceTier` given only in the body is recorded.
+    Always,
     /// Only when the headers cannot settle admission: a non-streaming call is
     /// reserved from `content-length` and the model's output cap if that fits
     /// every budget, else the body is read for the tighter `max_tokens` bound.
-    /// Streaming calls always have it read. Saves one ext_proc round trip per call.
+    /// Streaming calls always have it read. Saves one ext_proc round trip per call
+    /// (one pod-network round trip when the ext_proc runs apart from Envoy); a call
+    /// cut before its response is then charged the output-cap bound.
     WhenNeeded,
-    /// Always, before reserving (tightest bound; Converse `serviceTier` in the body is recorded).
-    Always,
 }
 
 impl Default for Options {
@@ -78,7 +81,7 @@ impl Default for Options {
             default_region: "us-east-1".into(),
             reservation_ttl: Duration::from_secs(15 * 60),
             ledger_max_len: 1_000_000,
-            request_body: RequestBody::WhenNeeded,
+            request_body: RequestBody::Always,
         }
     }
 }

@@ -21,7 +21,10 @@ fn tiny_stack_options() -> StackOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_overspent() {
-    let stack = Stack::start(tiny_stack_options()).await;
+    // `--request-body when-needed`, so both admission bounds are exercised through Envoy.
+    let mut opts = tiny_stack_options();
+    opts.extproc_args = vec!["--request-body".into(), "when-needed".into()];
+    let stack = Stack::start(opts).await;
     // Standard retries on: the refusal must still be the first and only attempt.
     let client = stack.retrying_client(Attribution::team("tiny"));
     let mut ok = 0;

@@ -104,7 +104,7 @@ impl Service {
     }
 
     async fn start_with(config: &CompiledConfig, redis_url: &str, cluster: bool, fail_mode: FailMode) -> Service {
-        Self::start_full(config, redis_url, cluster, None, fail_mode, RequestBody::WhenNeeded).await
+        Self::start_full(config, redis_url, cluster, None, fail_mode, RequestBody::Always).await
     }
 
     async fn start_full(
@@ -681,6 +681,19 @@ async fn invoke_with_length(open: &mut Open, id: &str) -> ProcessingResponse {
     .await
 }
 
+/// `--request-body when-needed`.
+async fn when_needed(config: &CompiledConfig, redis: &RedisServer) -> Service {
+    Service::start_full(
+        config,
+        &redis.url(),
+        false,
+        None,
+        FailMode::Open,
+        RequestBody::WhenNeeded,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn reserves_from_the_headers_when_the_output_cap_fits_and_reads_the_body_when_not() {
     // Haiku: dearest input class 1 USD/1M (5-minute cache writes), output 4 USD/1M, cap 8192 tokens.
@@ -692,7 +705,7 @@ async fn reserves_from_the_headers_when_the_output_cap_fits_and_reads_the_body_w
 
     // 1. The cap fits: reserved at the headers, Envoy told not to send the body.
     let redis = RedisServer::start(false).await;
-    let svc = Service::start(&config(Some("1")), &redis, FailMode::Open).await;
+    let svc = when_needed(&config(Some("1")), &redis).await;
     let mut call = Open::new(&svc).await;
     let answer = invoke_with_length(&mut call, "fits").await;
     let mode = answer.mode_override.expect("a complete mode after admission");
@@ -709,7 +722,7 @@ async fn reserves_from_the_headers_when_the_output_cap_fits_and_reads_the_body_w
     //    refusal, and the body is asked for; the body's bound is then reserved.
     let redis = RedisServer::start(false).await;
     let limit = Nanos(body_worst + body_worst / 2);
-    let svc = Service::start(&config(Some(&limit.to_string())), &redis, FailMode::Open).await;
+    let svc = when_needed(&config(Some(&limit.to_string())), &redis).await;
     let mut call = Open::new(&svc).await;
     let answer = invoke_with_length(&mut call, "tight").await;
     let mode = answer.mode_override.expect("asks for the body");
@@ -732,7 +745,7 @@ async fn reserves_from_the_headers_when_the_output_cap_fits_and_reads_the_body_w
     // 3. Neither fits: refused once, on the body's bound, and counted once.
     let redis = RedisServer::start(false).await;
     let limit = Nanos(body_worst / 2);
-    let svc = Service::start(&config(Some(&limit.to_string())), &redis, FailMode::Open).await;
+    let svc = when_needed(&config(Some(&limit.to_string())), &redis).await;
     let mut call = Open::new(&svc).await;
     invoke_with_length(&mut call, "over").await;
     let refused = call.send(req_body(HAIKU_INVOKE_BODY)).await;
@@ -750,7 +763,7 @@ async fn reserves_from_the_headers_when_the_output_cap_fits_and_reads_the_body_w
     // 4. A stream reads its body even when the cap fits: a cancelled stream is charged its
     //    reservation, which must be the request's own max_tokens bound.
     let redis = RedisServer::start(false).await;
-    let svc = Service::start(&config(Some("1")), &redis, FailMode::Open).await;
+    let svc = when_needed(&config(Some("1")), &redis).await;
     let mut call = Open::new(&svc).await;
     let len = HAIKU_INVOKE_BODY.len().to_string();
     let path = format!("/model/{}/invoke-with-response-stream", HAIKU.replace(':', "%3A"));
@@ -769,17 +782,9 @@ async fn reserves_from_the_headers_when_the_output_cap_fits_and_reads_the_body_w
     assert_eq!(counter(&redis, "search", "reserved").await, body_worst);
     svc.stop().await;
 
-    // 5. `--request-body always`: the body is read even when the cap would fit.
+    // 5. The default, `--request-body always`: the body is read even when the cap would fit.
     let redis = RedisServer::start(false).await;
-    let svc = Service::start_full(
-        &config(Some("1")),
-        &redis.url(),
-        false,
-        None,
-        FailMode::Open,
-        RequestBody::Always,
-    )
-    .await;
+    let svc = Service::start(&config(Some("1")), &redis, FailMode::Open).await;
     let mut call = Open::new(&svc).await;
     let answer = invoke_with_length(&mut call, "always").await;
     assert_eq!(
@@ -1365,7 +1370,7 @@ async fn works_over_tls_with_rediss_urls() {
         false,
         Some(ca.clone()),
         FailMode::Closed,
-        RequestBody::WhenNeeded,
+        RequestBody::Always,
     )
     .await;
     let out = one_converse(&svc, "tls-1").await;

@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         redis_url: None,
         fail_mode: FailMode::Open,
         default_region: "us-east-1".into(),
+        extra_args: vec![],
     })
     .await;
     let envoy = Envoy::start(&EnvoyOptions {
