@@ -582,6 +582,15 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
         message.contains("spec.budget.timezone") && message.contains("previous valid version"),
         "{message}"
     );
+    // Announced once as a Warning event naming the field, not on every pass.
+    let invalid = eventually("an InvalidSpec event for ads", Duration::from_secs(20), || async {
+        Ok(events_of(&admin, "ads", "ads")
+            .await
+            .ok()
+            .and_then(|e| e.get("InvalidSpec").copied()))
+    })
+    .await;
+    assert_eq!(invalid, 1);
     let (hash3, config) = published(&admin).await?.unwrap();
     assert_eq!(hash3, hash2, "the last good config of ads is kept");
     assert_eq!(config.teams[0].budget.as_ref().unwrap().timezone, "UTC");

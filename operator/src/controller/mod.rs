@@ -46,7 +46,7 @@ use tokio::sync::watch;
 
 use crate::compiler::{self, ObjectRef};
 use crate::crd::condition::set_condition;
-use crate::crd::{API_VERSION, ModelPricing, ModelPricingStatus, TeamBudget};
+use crate::crd::{API_VERSION, ModelPricing, ModelPricingStatus, TeamBudget, TeamBudgetStatus};
 use status::{Counters, Readiness, Reading};
 use telemetry::{Metrics, Probe};
 
@@ -264,6 +264,8 @@ pub async fn run(
         metrics: metrics.clone(),
         identity: identity.clone(),
         readiness: HashMap::new(),
+        written: HashMap::new(),
+        written_pricings: HashMap::new(),
     };
     let mut ctx = ctx;
     tokio::pin!(shutdown);
@@ -316,6 +318,11 @@ struct Ctx {
     identity: String,
     /// Readiness of each object (`ObjectRef` display) from the last config pass.
     readiness: HashMap<String, Readiness>,
+    /// The status this leadership term last wrote per TeamBudget uid: newer than the watch cache
+    /// until the update comes back, so two quick passes cannot raise the same event twice.
+    written: HashMap<String, TeamBudgetStatus>,
+    /// The same for ModelPricings.
+    written_pricings: HashMap<String, ModelPricingStatus>,
 }
 
 /// A watch event reduced to what matters for triggering: which stream, and whether it changed
@@ -330,6 +337,9 @@ enum Signal {
 impl Ctx {
     /// Reconciles while this replica leads; returns only if every watch stream ends.
     async fn lead(&mut self) {
+        // Another replica may have written statuses since this one last led.
+        self.written.clear();
+        self.written_pricings.clear();
         let mut team_stores: Vec<Store<TeamBudget>> = vec![];
         let mut streams: Vec<BoxStream<'static, Signal>> = vec![];
         let team_apis: Vec<Api<TeamBudget>> = if self.args.watch_namespaces.is_empty() {
@@ -489,25 +499,36 @@ impl Ctx {
             self.readiness.insert(object.to_string(), readiness);
         }
         let now = jiff::Timestamp::now().to_string();
+        let present: BTreeSet<String> = pricings.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        self.written_pricings.retain(|k, _| present.contains(k));
         for mp in pricings {
             let readiness = readiness_of(&ObjectRef::model_pricing(mp), false);
             if readiness != Readiness::Ready {
                 invalid += 1;
             }
             let name = mp.name_any();
-            let prev = mp.status.clone().unwrap_or_default();
+            let uid = mp.metadata.uid.clone().unwrap_or_default();
+            let prev = self
+                .written_pricings
+                .get(&uid)
+                .or(mp.status.as_ref())
+                .cloned()
+                .unwrap_or_default();
             let mut desired = ModelPricingStatus {
                 models: Some(compiled.entries_per_catalog.get(&name).copied().unwrap_or(0) as i64),
                 conditions: prev.conditions.clone(),
                 observed_generation: mp.metadata.generation,
             };
-            set_condition(
-                &mut desired.conditions,
-                status::ready_condition(&readiness, mp.metadata.generation, &now),
-            );
-            if mp.status.as_ref() != Some(&desired) {
+            let ready = status::ready_condition(&readiness, mp.metadata.generation, &now);
+            let event = status::invalid_event(&prev.conditions, &ready);
+            set_condition(&mut desired.conditions, ready);
+            if prev != desired {
                 let api: Api<ModelPricing> = Api::all(self.client.clone());
                 apply_status(&api, &name, "ModelPricing", &desired).await?;
+                self.written_pricings.insert(uid, desired);
+            }
+            if let Some(e) = event {
+                self.emit(&mp.object_ref(&()), &e, &name).await;
             }
         }
         self.metrics.invalid_objects.set(invalid);
@@ -519,7 +540,21 @@ impl Ctx {
         let started = Instant::now();
         let mut ok = true;
         let now = jiff::Timestamp::now();
-        for tb in teams {
+        let uid = |tb: &TeamBudget| tb.metadata.uid.clone().unwrap_or_default();
+        let present: BTreeSet<String> = teams.iter().map(uid).collect();
+        self.written.retain(|k, _| present.contains(k));
+        for cached in teams {
+            let fresher;
+            let tb = match self.written.get(&uid(cached)) {
+                Some(w) if cached.status.as_ref() != Some(w) => {
+                    fresher = TeamBudget {
+                        status: Some(w.clone()),
+                        ..cached.clone()
+                    };
+                    &fresher
+                }
+                _ => cached,
+            };
             let readiness = self
                 .readiness
                 .get(&ObjectRef::team_budget(tb).to_string())
@@ -538,22 +573,29 @@ impl Ctx {
                     // Events only after the status recording them is stored: at most once.
                     continue;
                 }
+                self.written.insert(uid(tb), desired.clone());
             }
             let reference = tb.object_ref(&());
             for e in events {
-                match self.publish(&reference, &e).await {
-                    Ok(()) => {
-                        self.metrics.events.inc();
-                        tracing::info!(object = %tb.key(), reason = %e.reason, note = %e.note, "event");
-                    }
-                    Err(error) => {
-                        ok = false;
-                        tracing::warn!(%error, object = %tb.key(), reason = %e.reason, "could not publish event");
-                    }
-                }
+                ok &= self.emit(&reference, &e, &tb.key()).await;
             }
         }
         self.metrics.observe("status", started.elapsed(), ok);
+    }
+
+    /// Publishes `e`, counting and logging it; `false` if the API server refused it.
+    async fn emit(&self, regarding: &ObjectReference, e: &status::EventToEmit, object: &str) -> bool {
+        match self.publish(regarding, e).await {
+            Ok(()) => {
+                self.metrics.events.inc();
+                tracing::info!(%object, reason = %e.reason, note = %e.note, "event");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, %object, reason = %e.reason, "could not publish event");
+                false
+            }
+        }
     }
 
     /// Creates one `events.k8s.io/v1` Event about `regarding`. Each alert is raised once, so
@@ -576,7 +618,7 @@ impl Ctx {
             type_: Some(if e.warning { "Warning" } else { "Normal" }.into()),
             reason: Some(e.reason.clone()),
             note: Some(e.note.clone()),
-            action: Some("ReadCounters".into()),
+            action: Some(e.action.into()),
             regarding: Some(regarding.clone()),
             reporting_controller: Some(format!("tally.dev/{FIELD_MANAGER}")),
             reporting_instance: Some(self.identity.clone()),

@@ -44,9 +44,30 @@ pub enum Readiness {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventToEmit {
     pub warning: bool,
-    /// CamelCase reason (`ThresholdCrossed`, `BudgetExhausted`).
+    /// CamelCase reason (`ThresholdCrossed`, `BudgetExhausted`, `InvalidSpec`).
     pub reason: String,
     pub note: String,
+    /// What the operator was doing (`Compile`, `ReadCounters`).
+    pub action: &'static str,
+}
+
+/// A Warning event when an object has just become invalid, or its problems changed. Raised
+/// once: the `Ready` condition that records it is stored before events are published, and the
+/// next pass compares against it.
+pub fn invalid_event(prev: &[Condition], ready: &Condition) -> Option<EventToEmit> {
+    if ready.status != ConditionStatus::False {
+        return None;
+    }
+    let before = prev.iter().find(|c| c.type_ == types::READY);
+    if before.is_some_and(|b| b.status == ready.status && b.message == ready.message) {
+        return None;
+    }
+    Some(EventToEmit {
+        warning: true,
+        reason: ready.reason.clone(),
+        note: ready.message.clone(),
+        action: "Compile",
+    })
 }
 
 /// The `Ready` condition for an object.
@@ -83,6 +104,22 @@ pub fn ready_condition(readiness: &Readiness, generation: Option<i64>, now: &str
 
 /// The status a `TeamBudget` should have, and the events to raise on the way there.
 pub fn team_status(
+    tb: &TeamBudget,
+    readiness: &Readiness,
+    reading: Reading,
+    now: Timestamp,
+) -> (TeamBudgetStatus, Vec<EventToEmit>) {
+    let (status, mut events) = spend_status(tb, readiness, reading, now);
+    let prev = tb.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+    let ready = status.conditions.iter().find(|c| c.type_ == types::READY);
+    if let Some(e) = ready.and_then(|r| invalid_event(prev, r)) {
+        events.insert(0, e);
+    }
+    (status, events)
+}
+
+/// [`team_status`] but for the `InvalidSpec` event.
+fn spend_status(
     tb: &TeamBudget,
     readiness: &Readiness,
     reading: Reading,
@@ -215,6 +252,7 @@ pub fn team_status(
             events.push(EventToEmit {
                 warning: t >= 100,
                 reason: "ThresholdCrossed".into(),
+                action: "ReadCounters",
                 note: format!(
                     "team {} reached {t}% of its {} budget of {limit} USD (spent {}, reserved {}); the period ends {ends}",
                     tb.spec.team,
@@ -235,6 +273,7 @@ pub fn team_status(
         events.push(EventToEmit {
             warning: true,
             reason: "BudgetExhausted".into(),
+            action: "ReadCounters",
             note: format!(
                 "team {} has no budget left ({remaining} of {limit} USD); {what} until {ends}",
                 tb.spec.team
@@ -283,6 +322,28 @@ mod tests {
     use crate::crd::{BudgetPeriod, Enforcement, TeamBudgetSpec};
 
     const USD: i64 = 1_000_000_000;
+
+    #[test]
+    fn an_invalid_spec_is_announced_once_per_distinct_problem() {
+        let invalid = |message: &str| Readiness::Invalid {
+            message: message.into(),
+            kept_last_good: true,
+        };
+        let now = "2026-11-26T10:00:00Z";
+        let ready = ready_condition(&Readiness::Ready, Some(1), now);
+        let bad = ready_condition(&invalid("spec.budget.timezone: unknown"), Some(2), now);
+        assert_eq!(invalid_event(&[], &ready), None, "valid objects raise nothing");
+        let e = invalid_event(std::slice::from_ref(&ready), &bad).expect("newly invalid");
+        assert!(e.warning && e.reason == "InvalidSpec" && e.action == "Compile");
+        assert!(e.note.contains("spec.budget.timezone"), "{}", e.note);
+        assert_eq!(
+            invalid_event(std::slice::from_ref(&bad), &bad),
+            None,
+            "already recorded in status"
+        );
+        let other = ready_condition(&invalid("spec.budget.limitUSD: negative"), Some(3), now);
+        assert!(invalid_event(&[bad], &other).is_some(), "a different problem is news");
+    }
 
     fn team(limit: &str, thresholds: Vec<u8>) -> TeamBudget {
         let mut tb = TeamBudget::new(
