@@ -62,7 +62,7 @@ pub struct Args {
     /// `--concurrency 1` too, so each process of the path gets one core's worth of threads.
     #[arg(long, default_value_t = 1)]
     pub extproc_workers: usize,
-    /// Extra flag for every `tally-extproc` started (repeatable), e.g. `--extproc-arg=--request-body=always`
+    /// Extra flag for every `tally-extproc` started (repeatable), e.g. `--extproc-arg=--request-body=when-needed`
     /// to measure a setting against the default in separate invocations.
     #[arg(long, allow_hyphen_values = true)]
     pub extproc_arg: Vec<String>,
