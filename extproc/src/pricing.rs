@@ -410,39 +410,16 @@ mod tests {
         with_catch_all
             .entries
             .insert(0, entry("*", &[], prices("75", "75", "0", "0", "0")));
-        let book2 = PriceBook::new(&with_catch_all);
-        assert_eq!(
-            book2
-                .lookup(&format!("eu.{sonnet}"), "eu-west-1")
-                .unwrap()
-                .entry
-                .prices
-                .input
-                .0,
-            75_000_000_000
-        );
+        let input_in = |c: &Catalog, model: &str| {
+            PriceBook::new(c)
+                .lookup(model, "eu-west-1")
+                .map(|p| p.entry.prices.input.0)
+        };
+        let eu_sonnet = format!("eu.{sonnet}");
+        assert_eq!(input_in(&with_catch_all, &eu_sonnet), Some(75_000_000_000));
         with_catch_all.entries.rotate_left(1); // now last: the base entry wins
-        let book2 = PriceBook::new(&with_catch_all);
-        assert_eq!(
-            book2
-                .lookup(&format!("eu.{sonnet}"), "eu-west-1")
-                .unwrap()
-                .entry
-                .prices
-                .input
-                .0,
-            3_000_000_000
-        );
-        assert_eq!(
-            book2
-                .lookup("mystery.model-v1", "eu-west-1")
-                .unwrap()
-                .entry
-                .prices
-                .input
-                .0,
-            75_000_000_000
-        );
+        assert_eq!(input_in(&with_catch_all, &eu_sonnet), Some(3_000_000_000));
+        assert_eq!(input_in(&with_catch_all, "mystery.model-v1"), Some(75_000_000_000));
         let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
         assert_eq!(input(book.alias(arn), "us-east-1"), Some(3_300_000_000));
         assert_eq!(book.alias("other"), "other");

@@ -318,7 +318,7 @@ pub struct Exchange {
 
 fn internal_headers(h: &Headers) -> Vec<String> {
     h.0.iter()
-        .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-tally-"))
+        .filter(|(n, _)| n.starts_with("x-tally-"))
         .map(|(n, _)| n.clone())
         .collect()
 }

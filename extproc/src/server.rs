@@ -74,10 +74,10 @@ impl ExternalProcessor for Processor {
 async fn handle(ex: &mut Exchange, msg: ProcessingRequest) -> Option<ProcessingResponse> {
     use processing_request::Request as Req;
     use processing_response::Response as Resp;
-    let principals = peer_principals(&msg.attributes);
     let (reply, wrap): (Reply, fn(CommonResponse) -> Resp) = match msg.request? {
         Req::RequestHeaders(h) => {
             let headers = headers(h.headers.as_ref());
+            let principals = peer_principals(&msg.attributes);
             (ex.request_headers(&headers, h.end_of_stream, principals).await, |c| {
                 Resp::RequestHeaders(HeadersResponse { response: Some(c) })
             })

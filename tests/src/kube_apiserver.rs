@@ -73,52 +73,7 @@ impl KubeApiServer {
 
         // A CA and a serving cert for 127.0.0.1 signed by it (rustls refuses a self-signed CA
         // certificate as the server's own), and the service-account signing key.
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let ca = [
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=tally-test-ca",
-        ];
-        openssl(d, &[&["req", "-x509"][..], &ec, &ca].concat())?;
-        let csr = [
-            "-keyout",
-            "serving.key",
-            "-out",
-            "serving.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ];
-        openssl(d, &[&["req"][..], &ec, &csr].concat())?;
-        std::fs::write(
-            d.join("serving.ext"),
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )?;
-        let sign = [
-            "x509",
-            "-req",
-            "-in",
-            "serving.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-        ];
-        let out = [
-            "-CAcreateserial",
-            "-out",
-            "serving.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "serving.ext",
-        ];
-        openssl(d, &[&sign[..], &out].concat())?;
+        loopback_ca_and_cert(d, "serving")?;
         openssl(
             d,
             &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key"],
@@ -301,6 +256,56 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
         bail!("openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
+}
+
+/// Writes `ca.crt`/`ca.key` and, signed by that CA, `<name>.crt`/`<name>.key` serving
+/// 127.0.0.1 (and `localhost`) into `dir`: TLS for loopback test servers.
+pub fn loopback_ca_and_cert(dir: &Path, name: &str) -> Result<()> {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ca = [
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tally-test-ca",
+    ];
+    openssl(dir, &[&["req", "-x509"][..], &ec, &ca].concat())?;
+    let (key, csr, crt, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}.ext"),
+    );
+    let request = ["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"];
+    openssl(dir, &[&["req"][..], &ec, &request].concat())?;
+    std::fs::write(
+        dir.join(&ext),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    )
 }
 
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {

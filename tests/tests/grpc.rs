@@ -243,14 +243,7 @@ fn req_headers(path: &str, extra: &[(&str, &str)], eos: bool) -> ProcessingReque
 }
 
 fn req_body(body: &[u8]) -> ProcessingRequest {
-    ProcessingRequest {
-        request: Some(processing_request::Request::RequestBody(HttpBody {
-            body: body.to_vec(),
-            end_of_stream: true,
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
+    req_body_chunk(body, true)
 }
 
 fn resp_headers(status: u16, extra: &[(&str, &str)]) -> ProcessingRequest {
@@ -1274,63 +1267,7 @@ async fn works_over_tls_with_rediss_urls() {
     use tally_tests::fixtures::{process, tools};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .current_dir(d)
-            .args(args)
-            .output()
-            .expect("openssl on PATH");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=tally-test-ca",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
+    tally_tests::kube_apiserver::loopback_ca_and_cert(d, "srv").expect("test certificates");
     let port = process::free_port();
     let mut cmd = std::process::Command::new(tools::redis_server());
     cmd.current_dir(d)

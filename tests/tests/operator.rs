@@ -88,6 +88,18 @@ async fn set_team(
     Ok(())
 }
 
+/// A real kube-apiserver with the CRDs installed, and its admin client (operator logs to the test output).
+async fn apiserver_with_crds() -> Result<(KubeApiServer, Client)> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("tally_operator=debug,kube=warn,kube_client::client::builder=off")
+        .with_test_writer()
+        .try_init();
+    let kube = KubeApiServer::start().await?;
+    let admin = kube.admin_client().await?;
+    install_crds(&admin).await?;
+    Ok((kube, admin))
+}
+
 /// Applies every CRD in `crds/` and waits until each is Established.
 async fn install_crds(admin: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
@@ -365,13 +377,7 @@ impl Replica {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("tally_operator=debug,kube=warn,kube_client::client::builder=off")
-        .with_test_writer()
-        .try_init();
-    let kube = KubeApiServer::start().await?;
-    let admin = kube.admin_client().await?;
-    install_crds(&admin).await?;
+    let (kube, admin) = apiserver_with_crds().await?;
     create_namespace(&admin, NS).await?;
     create_namespace(&admin, "search").await?;
     create_namespace(&admin, "ads").await?;
@@ -703,13 +709,7 @@ async fn operator_reconciles_config_status_and_events_with_chart_rbac() -> Resul
 /// namespace's teams are compiled, and their status shows the period with spend `Unknown`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_watches_only_configured_namespaces_without_redis() -> Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("tally_operator=debug,kube=warn,kube_client::client::builder=off")
-        .with_test_writer()
-        .try_init();
-    let kube = KubeApiServer::start().await?;
-    let admin = kube.admin_client().await?;
-    install_crds(&admin).await?;
+    let (kube, admin) = apiserver_with_crds().await?;
     for ns in [NS, "search", "ads"] {
         create_namespace(&admin, ns).await?;
     }
@@ -770,9 +770,7 @@ async fn operator_watches_only_configured_namespaces_without_redis() -> Result<(
 /// ext_proc, for teams whose counters live on different masters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_reads_spend_from_a_redis_cluster() -> Result<()> {
-    let kube = KubeApiServer::start().await?;
-    let admin = kube.admin_client().await?;
-    install_crds(&admin).await?;
+    let (_kube, admin) = apiserver_with_crds().await?;
     let cluster = RedisCluster::start().await;
     let other = cluster
         .team_on_another_node("search", &["ads", "billing", "chat", "docs", "edge", "fraud", "growth"])
