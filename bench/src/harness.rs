@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tally_extproc::money::Nanos;
-use tally_extproc::pricing::{PriceBook, Usage, cost};
+use tally_config::money::Nanos;
+use tally_config::pricing::{PriceBook, Usage, cost};
 
 use crate::load::{self, Spec};
 use crate::overhead::{self, Path, Run};

@@ -8,9 +8,9 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::json;
-use tally_extproc::config::{BudgetConfig, CompiledConfig, Enforcement, TeamConfig};
-use tally_extproc::money::Nanos;
-use tally_extproc::period::Period;
+use tally_config::compiled::{BudgetConfig, CompiledConfig, Enforcement, TeamConfig};
+use tally_config::money::Nanos;
+use tally_config::period::Period;
 
 use crate::load::Shape;
 
@@ -122,7 +122,7 @@ pub fn team_id(i: usize) -> String {
 /// synthetic teams, each with a monthly budget of `budget` (blocking).
 pub fn config(teams: usize, budget: Nanos) -> anyhow::Result<CompiledConfig> {
     let root = tally_tests::fixtures::tools::workspace_root();
-    let json = tally_operator::cli::render_to_string(&[root.join("examples/catalog")], "default")
+    let json = tally_api::render::render_to_string(&[root.join("examples/catalog")], "default")
         .map_err(|e| anyhow::anyhow!("compiling examples/catalog: {e}"))?;
     let mut config = CompiledConfig::from_json(json.as_bytes())?;
     config.generation = format!("bench-{teams}");

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use tally_extproc::config::CompiledConfig;
+use tally_config::compiled::CompiledConfig;
 use tally_tests::fixtures::envoy::{EnvoyOptions, chart_values, render_from_chart};
 use tally_tests::fixtures::tools;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::Serialize;
-use tally_extproc::money::Nanos;
+use tally_config::money::Nanos;
 
 use crate::load::{self, HttpClient, Outcome, Spec};
 use crate::mix;

@@ -11,11 +11,11 @@ use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use base64::Engine as _;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tally_config::compiled::{Alias, Catalog, PriceEntry, Prices};
+use tally_config::money::NanosPerMillion;
+use tally_config::pricing::{PriceBook, Usage, cost};
 use tally_extproc::bedrock::parse_call;
-use tally_extproc::config::{Alias, Catalog, PriceEntry, Prices};
 use tally_extproc::eventstream::StreamUsage;
-use tally_extproc::money::NanosPerMillion;
-use tally_extproc::pricing::{PriceBook, Usage, cost};
 
 /// The catalog Tally ships (`examples/catalog/bedrock-on-demand.yaml`, ~200 entries in
 /// precedence order), read with a line parser so the bench needs no YAML crate.

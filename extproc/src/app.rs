@@ -18,15 +18,15 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::{CompiledConfig, UNKNOWN_TEAM};
 use crate::metrics::{GenerationLabels, Metrics, OutcomeLabels, TeamLabels};
 use crate::policy::Policy;
 use crate::processor::{FailMode, Options, RequestBody, Shared};
 use crate::server::Processor;
-use crate::store::Store;
-use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
-use crate::store::spool::Spool;
+use tally_config::compiled::{CompiledConfig, UNKNOWN_TEAM};
+use tally_store::Store;
+use tally_store::memory::MemoryStore;
+use tally_store::redis::RedisStore;
+use tally_store::spool::Spool;
 
 /// How long shutdown waits for exchanges still settling (each store call is bounded to 500 ms).
 const SETTLE_GRACE: Duration = Duration::from_secs(5);

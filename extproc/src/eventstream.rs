@@ -284,10 +284,10 @@ fn mentions_usage(json: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pricing::Usage;
     use aws_smithy_eventstream::frame::write_message_to;
     use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
     use base64::Engine;
+    use tally_config::pricing::Usage;
 
     fn event(event_type: &str, payload: &[u8]) -> Vec<u8> {
         let msg = Message::new(payload.to_vec())

@@ -1,23 +1,19 @@
 //! Tally's data plane: an Envoy `ext_proc` service that attributes, prices,
 //! reserves and settles every AWS Bedrock Runtime call.
 //!
-//! The pure decisions (`bedrock`, `attribution`, `pricing`, `period`, `policy`,
-//! `usage`, `eventstream`) take plain data and are unit-tested without
-//! processes; `server`, `store` and `admin` carry data between them and Envoy,
-//! Redis and Prometheus.
-#![forbid(unsafe_code)]
+//! The pure decisions — which operation and model a path names ([`bedrock`]),
+//! who is charged and which budgets apply ([`policy`]), what a response says it
+//! used ([`usage`], [`eventstream`]) — take plain data and are unit-tested
+//! without processes. [`processor`] runs one call through its ext_proc phases;
+//! [`server`] carries the gRPC stream to it, [`app`] wires flags, the store
+//! (`tally-store`), metrics ([`metrics`]) and the admin endpoints together.
+//! The contract with the operator (config, money, prices) is `tally-config`.
 
 pub mod app;
 pub mod bedrock;
-pub mod config;
 pub mod eventstream;
-pub mod ledger;
 pub mod metrics;
-pub mod money;
-pub mod period;
 pub mod policy;
-pub mod pricing;
 pub mod processor;
 pub mod server;
-pub mod store;
 pub mod usage;

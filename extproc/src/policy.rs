@@ -11,11 +11,12 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::config::{CompiledConfig, Enforcement, Prices, TeamConfig, UNKNOWN_TEAM};
-use crate::money::Nanos;
-use crate::period::{self, Period, Window};
-use crate::pricing::{self, PriceBook, Priced, glob_matches, strip_geo_prefix};
-use crate::store::keys::{self, Scope};
+use tally_config::compiled::{CompiledConfig, Enforcement, Prices, TeamConfig, UNKNOWN_TEAM};
+use tally_config::keys::{self, Scope};
+use tally_config::money::Nanos;
+use tally_config::period::{self, Period, Window};
+use tally_config::pricing::{self, PriceBook, Priced, glob_matches, strip_geo_prefix};
+use tally_store::Budget;
 
 /// Longest attribution header value kept; longer values are treated as absent.
 pub const MAX_ID_LEN: usize = 128;
@@ -76,18 +77,6 @@ impl Denial {
             Denial::Model { model, scope } => format!("Tally: model {model:?} is not allowed for {scope}"),
         }
     }
-}
-
-/// One counter a call is charged to, and the limit it must stay within.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Budget {
-    /// Redis key of the counter (`tally:{team}:c:<period>:<scope>`).
-    pub key: String,
-    /// Human name for messages: `team "search"`, `workflow "search/rag"`.
-    pub label: String,
-    pub limit: Option<Nanos>,
-    /// `false` for `Warn` budgets: over-limit calls pass and are flagged.
-    pub enforce: bool,
 }
 
 /// Everything the store needs to reserve and later settle a call.
@@ -274,8 +263,8 @@ pub fn worst_case(prices: &Prices, model_max_output: u32, body_bytes: u64, reque
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::*;
-    use crate::money::NanosPerMillion;
+    use tally_config::compiled::*;
+    use tally_config::money::NanosPerMillion;
 
     fn config() -> CompiledConfig {
         let team = |id: &str| TeamConfig {

@@ -17,16 +17,16 @@ use arc_swap::ArcSwap;
 use jiff::Timestamp;
 
 use crate::bedrock::{self, Operation};
-use crate::config::{Enforcement, Prices};
 use crate::eventstream::StreamUsage;
-use crate::ledger::{LedgerRecord, Outcome};
 use crate::metrics::{CallLabels, DecisionLabels, Metrics, OpLabels, ReservationLabels, TeamLabels, TokenLabels};
-use crate::money::Nanos;
 use crate::policy::{self, Attribution, Claims, Plan, Policy};
-use crate::pricing::{self, Usage};
-use crate::store::spool::Spool;
-use crate::store::{ReserveOutcome, ReserveRequest, SettleOutcome, Settlement, Store, StoreError};
 use crate::usage::{self, Accumulator, RequestFacts};
+use tally_config::compiled::{Enforcement, Prices};
+use tally_config::ledger::{LedgerRecord, Outcome};
+use tally_config::money::Nanos;
+use tally_config::pricing::{self, Usage};
+use tally_store::spool::Spool;
+use tally_store::{ReserveOutcome, ReserveRequest, SettleOutcome, Settlement, Store, StoreError};
 
 /// The most request body kept to read `max_tokens` & co; the rest is only counted.
 const MAX_BODY_FACTS: usize = 4 * 1024 * 1024;

@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::pricing::Usage;
+use tally_config::pricing::Usage;
 
 /// Token counts seen in one place; `None` = this place did not say.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

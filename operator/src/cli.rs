@@ -9,9 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::compiler;
-use crate::crd;
-use crate::manifest;
+use tally_api::crd;
+
 use crate::{Error, Result};
 
 /// Per-request cost attribution and budgets for AWS Bedrock on Kubernetes.
@@ -93,7 +92,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 pub fn crds(args: &CrdsArgs, stdout: &mut impl Write) -> Result<()> {
     match &args.out_dir {
         None => {
-            let yaml = crd::crds_yaml()?;
+            let yaml = crd::crds_yaml().map_err(tally_api::Error::from)?;
             stdout.write_all(yaml.as_bytes()).map_err(|source| Error::Write {
                 path: "stdout".into(),
                 source,
@@ -106,9 +105,11 @@ pub fn crds(args: &CrdsArgs, stdout: &mut impl Write) -> Result<()> {
             })?;
             for crd in crd::crds() {
                 let path = dir.join(crd::crd_file_name(&crd));
-                std::fs::write(&path, crd::crd_yaml(&crd)?).map_err(|source| Error::Write {
-                    path: path.clone(),
-                    source,
+                std::fs::write(&path, crd::crd_yaml(&crd).map_err(tally_api::Error::from)?).map_err(|source| {
+                    Error::Write {
+                        path: path.clone(),
+                        source,
+                    }
                 })?;
                 tracing::info!(path = %path.display(), "wrote CRD");
             }
@@ -117,7 +118,7 @@ pub fn crds(args: &CrdsArgs, stdout: &mut impl Write) -> Result<()> {
     }
 }
 
-/// `tally render`: the config JSON, or [`Error::Invalid`] listing every problem.
+/// `tally render`: the config JSON, or [`tally_api::Error::Invalid`] listing every problem.
 pub fn render(args: &RenderArgs, stdout: &mut impl Write) -> Result<()> {
     let json = render_to_string(&args.paths, &args.namespace)?;
     match &args.output {
@@ -132,29 +133,7 @@ pub fn render(args: &RenderArgs, stdout: &mut impl Write) -> Result<()> {
     }
 }
 
-/// Loads and compiles the manifests under `paths`; the pretty JSON config with
-/// a trailing newline, or every problem (loading and compiling) at once.
+/// Loads and compiles the manifests under `paths` (see [`tally_api::render`]).
 pub fn render_to_string(paths: &[PathBuf], namespace: &str) -> Result<String> {
-    let manifests = manifest::load(paths, namespace);
-    for skipped in &manifests.skipped {
-        tracing::warn!("skipped, not a Tally object: {skipped}");
-    }
-    let compiled = compiler::compile_lenient(&manifests.teams, &manifests.pricings);
-    let mut problems = manifests.problems.clone();
-    problems.extend(compiled.errors.iter().map(|e| manifest::Problem {
-        origin: manifests.origins.get(&e.object).cloned(),
-        message: e.to_string(),
-    }));
-    if !problems.is_empty() {
-        // In file order; within a document, in the order found (fields in spec order).
-        problems.sort_by(|a, b| a.origin.cmp(&b.origin));
-        return Err(Error::Invalid(problems.iter().map(ToString::to_string).collect()));
-    }
-    tracing::info!(
-        teams = compiled.config.teams.len(),
-        price_entries = compiled.config.catalog.entries.len(),
-        generation = %compiled.config.generation,
-        "compiled"
-    );
-    Ok(compiled.config.to_json_pretty() + "\n")
+    Ok(tally_api::render::render_to_string(paths, namespace)?)
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use tally_operator::crd;
+use tally_api::crd;
 
 fn crds_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds")

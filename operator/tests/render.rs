@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tally_extproc::config::{CompiledConfig, Enforcement};
-use tally_extproc::money::Nanos;
-use tally_extproc::pricing::PriceBook;
+use tally_config::compiled::{CompiledConfig, Enforcement};
+use tally_config::money::Nanos;
+use tally_config::pricing::PriceBook;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -4,12 +4,12 @@
 //! compute expected costs from their own literals, never from this module or
 //! from the code under test.
 
-use tally_extproc::config::{
+use tally_config::compiled::{
     Alias, BudgetConfig, CONFIG_VERSION, Catalog, CompiledConfig, Enforcement, PriceEntry, Prices, TeamConfig,
     TenantConfig, WorkflowConfig,
 };
-use tally_extproc::money::{Nanos, NanosPerMillion};
-use tally_extproc::period::Period;
+use tally_config::money::{Nanos, NanosPerMillion};
+use tally_config::period::Period;
 
 pub const HAIKU: &str = "anthropic.claude-haiku-4-5-20251001-v1:0";
 pub const US_HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
@@ -113,7 +113,7 @@ pub fn default_config() -> CompiledConfig {
 /// Compiles TeamBudget and ModelPricing manifests (files or directories) with
 /// the operator's compiler, as the operator would; panics listing every problem.
 pub fn compile_manifests(paths: &[std::path::PathBuf]) -> CompiledConfig {
-    let manifests = tally_operator::manifest::load(paths, "default");
+    let manifests = tally_api::manifest::load(paths, "default");
     assert!(
         manifests.problems.is_empty(),
         "manifest problems in {paths:?}:\n{}",
@@ -124,7 +124,7 @@ pub fn compile_manifests(paths: &[std::path::PathBuf]) -> CompiledConfig {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    tally_operator::compiler::compile(&manifests.teams, &manifests.pricings).unwrap_or_else(|errors| {
+    tally_api::compiler::compile(&manifests.teams, &manifests.pricings).unwrap_or_else(|errors| {
         panic!(
             "compile errors:\n{}",
             errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")

@@ -16,10 +16,10 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 };
 use redis::AsyncCommands;
 use serde_json::{Value, json};
+use tally_config::compiled::*;
+use tally_config::money::{Nanos, NanosPerMillion};
+use tally_config::period::Period;
 use tally_extproc::app::{Args, StoreKind, run};
-use tally_extproc::config::*;
-use tally_extproc::money::{Nanos, NanosPerMillion};
-use tally_extproc::period::Period;
 use tally_extproc::processor::{FailMode, RequestBody};
 use tally_tests::fixtures::redis::{RedisCluster, RedisServer};
 use tonic::transport::Channel;

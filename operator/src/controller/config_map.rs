@@ -1,7 +1,7 @@
 //! What goes into the compiled-config ConfigMap: pure decisions over the compiler's output and
 //! the config that is currently published.
 //!
-//! Policy for invalid objects (the compiler leaves them out, see [`crate::compiler`]):
+//! Policy for invalid objects (the compiler leaves them out, see [`tally_api::compiler`]):
 //! - an invalid **`TeamBudget`** keeps its **last good config**: the team as it appears in the
 //!   currently published config (matched by `source`, `namespace/name`) is carried over, so a typo
 //!   in a budget never switches enforcement off. It is not carried over when its team id or one of
@@ -13,9 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tally_extproc::config::CompiledConfig;
+use tally_config::compiled::CompiledConfig;
 
-use crate::compiler::with_generation;
+use tally_api::compiler::with_generation;
 
 /// Key of the compiled config in the ConfigMap's `data`.
 pub const CONFIG_KEY: &str = "config.json";
@@ -69,7 +69,7 @@ pub fn keep_last_good(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tally_extproc::config::{CONFIG_VERSION, Catalog, TeamConfig, TenantConfig};
+    use tally_config::compiled::{CONFIG_VERSION, Catalog, TeamConfig, TenantConfig};
 
     fn team(id: &str, source: &str, tenants: &[&str]) -> TeamConfig {
         TeamConfig {

@@ -3,7 +3,7 @@
 //! Design: reflector-based, one whole-config reconcile. The config is small and every object can
 //! change every team's view (a tenant or alias moving between objects), so any change to a
 //! `TeamBudget` or `ModelPricing` recompiles everything with the compiler `tally render` uses
-//! ([`crate::compiler::compile_lenient`]), publishes the result to one ConfigMap (only when its
+//! ([`tally_api::compiler::compile_lenient`]), publishes the result to one ConfigMap (only when its
 //! content hash changes, see [`config_map`]) and sets each object's `Ready` condition. A second
 //! pass, on every change and every `--status-interval`, reads each team's counters from Redis and
 //! writes its status and events ([`status`]). Both passes run only on the replica holding the
@@ -39,15 +39,15 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use tally_extproc::config::CompiledConfig;
-use tally_extproc::store::keys;
-use tally_extproc::store::redis::RedisStore;
+use tally_config::compiled::CompiledConfig;
+use tally_config::keys;
+use tally_store::redis::RedisStore;
 use tokio::sync::watch;
 
-use crate::compiler::{self, ObjectRef};
-use crate::crd::condition::set_condition;
-use crate::crd::{API_VERSION, ModelPricing, ModelPricingStatus, TeamBudget, TeamBudgetStatus};
 use status::{Counters, Readiness, Reading};
+use tally_api::compiler::{self, ObjectRef};
+use tally_api::crd::condition::set_condition;
+use tally_api::crd::{API_VERSION, ModelPricing, ModelPricingStatus, TeamBudget, TeamBudgetStatus};
 use telemetry::{Metrics, Probe};
 
 /// Field manager of every server-side apply the operator makes.

@@ -7,15 +7,15 @@
 //! in memory, so a restarted or newly elected operator does not repeat events.
 
 use jiff::Timestamp;
-use tally_extproc::money::Nanos;
-use tally_extproc::period;
+use tally_config::money::Nanos;
+use tally_config::period;
 
-use crate::crd::condition::{Condition, ConditionStatus, set_condition, types};
-use crate::crd::team_budget::{AlertsRaised, utilization_percent};
-use crate::crd::{Budget, TeamBudget, TeamBudgetStatus};
+use tally_api::crd::condition::{Condition, ConditionStatus, set_condition, types};
+use tally_api::crd::team_budget::{AlertsRaised, utilization_percent};
+use tally_api::crd::{Budget, TeamBudget, TeamBudgetStatus};
 
 /// One team's counters for the current period (the `team` scope hash in Redis), as the ext_proc's store reads them.
-pub use tally_extproc::store::Counters;
+pub use tally_store::Counters;
 
 /// What the controller could learn about a team's spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,8 +267,8 @@ fn spend_status(
     if exhausted && !alerts.exhausted {
         alerts.exhausted = true;
         let what = match budget.enforcement {
-            crate::crd::Enforcement::Block => "calls are refused",
-            crate::crd::Enforcement::Warn => "calls continue (enforcement Warn) and are recorded as over budget",
+            tally_api::crd::Enforcement::Block => "calls are refused",
+            tally_api::crd::Enforcement::Warn => "calls continue (enforcement Warn) and are recorded as over budget",
         };
         events.push(EventToEmit {
             warning: true,
@@ -304,9 +304,9 @@ fn reached(committed: Nanos, limit: Nanos, percent: u8) -> bool {
 
 fn period_name(budget: &Budget) -> &'static str {
     match budget.period {
-        crate::crd::BudgetPeriod::Daily => "daily",
-        crate::crd::BudgetPeriod::Weekly => "weekly",
-        crate::crd::BudgetPeriod::Monthly => "monthly",
+        tally_api::crd::BudgetPeriod::Daily => "daily",
+        tally_api::crd::BudgetPeriod::Weekly => "weekly",
+        tally_api::crd::BudgetPeriod::Monthly => "monthly",
     }
 }
 
@@ -318,8 +318,8 @@ pub fn status_needs_patch(current: Option<&TeamBudgetStatus>, desired: &TeamBudg
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::condition::find_condition;
-    use crate::crd::{BudgetPeriod, Enforcement, TeamBudgetSpec};
+    use tally_api::crd::condition::find_condition;
+    use tally_api::crd::{BudgetPeriod, Enforcement, TeamBudgetSpec};
 
     const USD: i64 = 1_000_000_000;
 

@@ -8,7 +8,6 @@
 //!   append the ledger record — idempotent per charge id, so a replay from the
 //!   spool never double-counts.
 
-pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod spool;
@@ -17,12 +16,23 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::LedgerRecord;
-use crate::money::Nanos;
-use crate::policy::Budget;
+use tally_config::ledger::LedgerRecord;
+use tally_config::money::Nanos;
 
 /// How long a settled charge id is remembered (spool replays are within this).
 pub const SETTLED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One counter a call is charged to, and the limit it must stay within.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// Redis key of the counter (`tally:{team}:c:<period>:<scope>`).
+    pub key: String,
+    /// Human name for messages: `team "search"`, `workflow "search/rag"`.
+    pub label: String,
+    pub limit: Option<Nanos>,
+    /// `false` for `Warn` budgets: over-limit calls pass and are flagged.
+    pub enforce: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReserveRequest {

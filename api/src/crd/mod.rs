@@ -303,7 +303,7 @@ mod tests {
             " 1",
             "1,5",
         ] {
-            let parsed = tally_extproc::money::parse_decimal_nanos(s).is_ok();
+            let parsed = tally_config::money::parse_decimal_nanos(s).is_ok();
             assert_eq!(re.is_match(s), parsed, "{s:?}");
         }
     }

@@ -13,6 +13,9 @@ use super::Usd;
 use super::condition::Condition;
 use super::team_budget::MODEL_GLOB_PATTERN;
 
+/// Largest `maxOutputTokens` accepted (the schema's `maximum`).
+pub const MAX_OUTPUT_TOKENS: u32 = 10_000_000;
+
 /// Regular expression of an AWS region name (`us-east-1`, `us-gov-west-1`, `eu-central-2`).
 pub const REGION_PATTERN: &str = r"^[a-z]{2,}(-[a-z]+)+-[0-9]+$";
 /// Regular expression of a calendar date (`YYYY-MM-DD`).
@@ -102,7 +105,7 @@ pub struct ModelPrice {
     pub cache_write1h_per_million: Option<Usd>,
     /// Largest number of output tokens the model produces in one call; the budget
     /// check reserves this many output tokens for a call that sets no lower maximum.
-    #[schemars(range(min = 1, max = crate::compiler::catalog::MAX_OUTPUT_TOKENS))]
+    #[schemars(range(min = 1, max = MAX_OUTPUT_TOKENS))]
     pub max_output_tokens: u32,
 }
 

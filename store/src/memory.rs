@@ -4,9 +4,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use super::{Counters, ReserveOutcome, ReserveRequest, SettleOutcome, Settlement};
-use crate::ledger::LedgerRecord;
-use crate::money::Nanos;
+use crate::{Counters, ReserveOutcome, ReserveRequest, SettleOutcome, Settlement};
+use tally_config::ledger::LedgerRecord;
+use tally_config::money::Nanos;
 
 #[derive(Default)]
 struct State {
@@ -123,7 +123,7 @@ impl MemoryStore {
             s.ledger.pop_front();
         }
         s.settled
-            .insert(st.charge_id.clone(), now_ms() + super::SETTLED_TTL.as_millis() as i64);
+            .insert(st.charge_id.clone(), now_ms() + crate::SETTLED_TTL.as_millis() as i64);
         SettleOutcome::Settled { team_used }
     }
 
@@ -143,7 +143,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::policy::Budget;
+    use crate::Budget;
 
     fn request(charge_id: &str, amount: i64, tentative: bool) -> ReserveRequest {
         let budget = |key: &str, limit: i64, enforce: bool| Budget {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Catalog, PriceEntry, Prices};
+use crate::compiled::{Catalog, PriceEntry, Prices};
 use crate::money::Nanos;
 
 /// Cross-region inference-profile prefixes (`us.anthropic.claude-…`).
@@ -206,7 +206,7 @@ pub fn strip_geo_prefix(model: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Alias;
+    use crate::compiled::Alias;
     use crate::money::NanosPerMillion;
 
     fn usd(s: &str) -> NanosPerMillion {

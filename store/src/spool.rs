@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{Settlement, StoreError};
+use crate::{Settlement, StoreError};
 
 const FILE_NAME: &str = "settlements.jsonl";
 
@@ -126,8 +126,8 @@ fn read_all(path: &Path) -> Result<Vec<Settlement>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{LedgerRecord, Outcome};
-    use crate::money::Nanos;
+    use tally_config::ledger::{LedgerRecord, Outcome};
+    use tally_config::money::Nanos;
 
     pub(crate) fn settlement(id: &str) -> Settlement {
         Settlement {

@@ -12,9 +12,10 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use super::{Counters, ReserveOutcome, ReserveRequest, Result, SettleOutcome, Settlement, StoreError, keys};
-use crate::ledger::LedgerRecord;
-use crate::money::Nanos;
+use crate::{Counters, ReserveOutcome, ReserveRequest, Result, SettleOutcome, Settlement, StoreError};
+use tally_config::keys;
+use tally_config::ledger::LedgerRecord;
+use tally_config::money::Nanos;
 
 /// Releases the reservation `id` (if held): subtracts its amount from the
 /// counters it was held on. Shared by both scripts.
@@ -248,7 +249,7 @@ impl RedisStore {
         inv.arg(&s.charge_id)
             .arg(s.cost.0)
             .arg(if s.count_request { "1" } else { "0" })
-            .arg(super::SETTLED_TTL.as_secs())
+            .arg(crate::SETTLED_TTL.as_secs())
             .arg(ledger_max_len)
             .arg(record)
             .arg(s.team_limit.map_or(-1, |l| l.0));

@@ -11,7 +11,7 @@
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tally_extproc::money::Nanos;
+use tally_config::money::Nanos;
 
 use super::Usd;
 use super::condition::Condition;
@@ -174,30 +174,11 @@ pub enum BudgetPeriod {
     Monthly,
 }
 
-impl From<BudgetPeriod> for tally_extproc::period::Period {
-    fn from(p: BudgetPeriod) -> Self {
-        match p {
-            BudgetPeriod::Daily => Self::Daily,
-            BudgetPeriod::Weekly => Self::Weekly,
-            BudgetPeriod::Monthly => Self::Monthly,
-        }
-    }
-}
-
 /// What happens when the budget cannot cover a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Enforcement {
     Block,
     Warn,
-}
-
-impl From<Enforcement> for tally_extproc::config::Enforcement {
-    fn from(e: Enforcement) -> Self {
-        match e {
-            Enforcement::Block => Self::Block,
-            Enforcement::Warn => Self::Warn,
-        }
-    }
 }
 
 /// A workflow of the team.

@@ -14,15 +14,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
-use tally_extproc::config::{Alias, Catalog, PriceEntry, Prices};
-use tally_extproc::money::NanosPerMillion;
+use tally_config::compiled::{Alias, Catalog, PriceEntry, Prices};
+use tally_config::money::NanosPerMillion;
 
 use super::syntax::{check_date, check_model_glob, check_region};
 use super::{CompileError, ObjectRef};
+use crate::crd::model_pricing::MAX_OUTPUT_TOKENS;
 use crate::crd::{ModelPricing, Usd};
-
-/// Largest `maxOutputTokens` accepted (the schema's `maximum`).
-pub const MAX_OUTPUT_TOKENS: u32 = 10_000_000;
 
 /// One valid `ModelPricing`, converted.
 #[derive(Debug, Clone)]
@@ -273,7 +271,7 @@ mod tests {
     use super::super::test_objects::{alias, price, pricing};
     use super::super::{compile, compile_lenient};
     use super::*;
-    use tally_extproc::pricing::PriceBook;
+    use tally_config::pricing::PriceBook;
 
     const SONNET: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
 

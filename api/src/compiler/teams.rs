@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
-use tally_extproc::config::{BudgetConfig, TeamConfig, TenantConfig, WorkflowConfig};
-use tally_extproc::money::Nanos;
-use tally_extproc::period;
+use tally_config::compiled::{self, BudgetConfig, TeamConfig, TenantConfig, WorkflowConfig};
+use tally_config::money::Nanos;
+use tally_config::period::{self, Period};
 
 use super::syntax::{check_model_glob, check_principal, check_team_id, check_tenant_or_workflow_id};
 use super::{CompileError, ObjectRef};
-use crate::crd::{Budget, TeamBudget, Usd};
+use crate::crd::{Budget, BudgetPeriod, Enforcement, TeamBudget, Usd};
 
 /// Collects the errors of one object.
 struct Problems {
@@ -251,6 +251,27 @@ fn sub_limit(
         );
     }
     Some(limit)
+}
+
+// The CRD spells the contract's enums its own way (CamelCase in the API);
+// converting them is the compiler's job, so the CRD types need no contract import.
+impl From<BudgetPeriod> for Period {
+    fn from(p: BudgetPeriod) -> Self {
+        match p {
+            BudgetPeriod::Daily => Self::Daily,
+            BudgetPeriod::Weekly => Self::Weekly,
+            BudgetPeriod::Monthly => Self::Monthly,
+        }
+    }
+}
+
+impl From<Enforcement> for compiled::Enforcement {
+    fn from(e: Enforcement) -> Self {
+        match e {
+            Enforcement::Block => Self::Block,
+            Enforcement::Warn => Self::Warn,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
-use tally_extproc::config::{CONFIG_VERSION, CompiledConfig};
+use tally_config::compiled::{CONFIG_VERSION, CompiledConfig};
 
 use crate::crd::{ModelPricing, TeamBudget};
 
