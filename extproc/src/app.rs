@@ -18,9 +18,9 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::exchange::{FailMode, Options, RequestBody, Shared};
 use crate::metrics::{GenerationLabels, Metrics, OutcomeLabels, TeamLabels};
 use crate::policy::Policy;
-use crate::processor::{FailMode, Options, RequestBody, Shared};
 use crate::server::Processor;
 use tally_config::compiled::{CompiledConfig, UNKNOWN_TEAM};
 use tally_store::Store;

@@ -4,7 +4,7 @@
 //! The pure decisions — which operation and model a path names ([`bedrock`]),
 //! who is charged and which budgets apply ([`policy`]), what a response says it
 //! used ([`usage`], [`eventstream`]) — take plain data and are unit-tested
-//! without processes. [`processor`] runs one call through its ext_proc phases;
+//! without processes. [`exchange`] runs one call through its ext_proc phases;
 //! [`server`] carries the gRPC stream to it, [`app`] wires flags, the store
 //! (`tally-store`), metrics ([`metrics`]) and the admin endpoints together.
 //! The contract with the operator (config, money, prices) is `tally-config`.
@@ -12,8 +12,8 @@
 pub mod app;
 pub mod bedrock;
 pub mod eventstream;
+pub mod exchange;
 pub mod metrics;
 pub mod policy;
-pub mod processor;
 pub mod server;
 pub mod usage;

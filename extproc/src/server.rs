@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::processor::{BodyMode, Exchange, Headers, Mode, Reply, Shared};
+use crate::exchange::{BodyMode, Exchange, Headers, Mode, Reply, Shared};
 
 /// Dynamic metadata namespace the ext_proc writes (Envoy's access log reads `%DYN_META(tally:team)%`).
 pub const METADATA_NAMESPACE: &str = "tally";

@@ -107,6 +107,20 @@ pub enum StoreError {
     Protocol(String),
     #[error("spool: {0}")]
     Spool(String),
+    /// The store did not answer within [`DEADLINE`]; callers treat it as an outage.
+    #[error("{op} timed out after {} ms", DEADLINE.as_millis())]
+    Timeout { op: &'static str },
+}
+
+/// The longest a reservation or settlement may take before it counts as an
+/// outage (the fail mode applies, the settlement is spooled). Kept here, behind
+/// the store, so every caller gets the same deadline and the same error.
+pub const DEADLINE: Duration = Duration::from_millis(500);
+
+async fn within_deadline<T>(op: &'static str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or(Err(StoreError::Timeout { op }))
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -118,16 +132,18 @@ pub enum Store {
 }
 
 impl Store {
+    /// Holds `r.amount` against every budget or none, within [`DEADLINE`].
     pub async fn reserve(&self, r: &ReserveRequest) -> Result<ReserveOutcome> {
         match self {
-            Store::Redis(s) => s.reserve(r).await,
+            Store::Redis(s) => within_deadline("reserve", s.reserve(r)).await,
             Store::Memory(s) => Ok(s.reserve(r)),
         }
     }
 
+    /// Charges a finished call once per charge id, within [`DEADLINE`].
     pub async fn settle(&self, s: &Settlement, ledger_max_len: u64) -> Result<SettleOutcome> {
         match self {
-            Store::Redis(r) => r.settle(s, ledger_max_len).await,
+            Store::Redis(r) => within_deadline("settle", r.settle(s, ledger_max_len)).await,
             Store::Memory(m) => Ok(m.settle(s, ledger_max_len)),
         }
     }

@@ -1,0 +1,132 @@
+//! One call's state across its phases: an explicit [`Phase`] instead of flags,
+//! and one buffer per direction.
+
+use tally_config::money::Nanos;
+use tally_config::pricing::Usage;
+
+use crate::eventstream::StreamUsage;
+use crate::policy::Plan;
+use crate::usage::Accumulator;
+
+use super::admission::PriceInfo;
+use super::facts::CallFacts;
+
+/// The most request body kept to read `max_tokens` & co; the rest is only counted.
+const MAX_BODY_FACTS: usize = 4 * 1024 * 1024;
+/// The most of a JSON response body kept when Envoy streams it in pieces.
+const MAX_JSON_RESPONSE: usize = 8 * 1024 * 1024;
+
+/// Where a call is in its life. Moves forward only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Headers seen; nothing reserved yet (the body may still be coming).
+    Requested,
+    /// Admission ran: reserved, or let through without a reservation (zero cost,
+    /// fail-open, a duplicate id); settlement is owed.
+    Admitted,
+    /// Settled or refused and recorded; nothing more happens.
+    Finished,
+}
+
+/// What the response body is read as.
+#[derive(Debug, Default)]
+pub enum ResponseBody {
+    /// Not read (priced from headers, or not asked for yet).
+    #[default]
+    Unread,
+    /// A JSON body, kept until its end (bounded).
+    Json(Vec<u8>),
+    /// An event stream, decoded as it passes.
+    Stream(Box<StreamUsage>),
+}
+
+#[derive(Debug)]
+pub struct Call {
+    pub facts: CallFacts,
+    pub phase: Phase,
+    /// Request body bytes seen, and the first [`MAX_BODY_FACTS`] of them.
+    pub body_len: u64,
+    pub body: Vec<u8>,
+    /// Set at admission.
+    pub price: Option<PriceInfo>,
+    pub plan: Option<Plan>,
+    pub worst_case: Nanos,
+    /// `Warn` budgets the reservation went beyond.
+    pub over: Vec<String>,
+    pub note: Option<String>,
+    /// Response status (0 until the response headers arrive).
+    pub status: u16,
+    /// Usage from the response headers and a JSON body.
+    pub usage: Accumulator,
+    pub response: ResponseBody,
+}
+
+impl Call {
+    pub fn new(facts: CallFacts) -> Call {
+        Call {
+            facts,
+            phase: Phase::Requested,
+            body_len: 0,
+            body: Vec::new(),
+            price: None,
+            plan: None,
+            worst_case: Nanos::ZERO,
+            over: vec![],
+            note: None,
+            status: 0,
+            usage: Accumulator::default(),
+            response: ResponseBody::Unread,
+        }
+    }
+
+    /// Counts a request body chunk and keeps what fits for reading its facts.
+    pub fn push_request_body(&mut self, chunk: &[u8]) {
+        self.body_len += chunk.len() as u64;
+        let room = MAX_BODY_FACTS.saturating_sub(self.body.len());
+        self.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    /// The whole request body, if all of it was kept; the buffer is released.
+    pub fn take_request_body(&mut self) -> Option<Vec<u8>> {
+        let body = std::mem::take(&mut self.body);
+        (body.len() as u64 == self.body_len).then_some(body)
+    }
+
+    /// Bytes the worst case counts as input: the body seen, else `content-length`.
+    pub fn input_bytes(&self) -> u64 {
+        if self.body_len > 0 {
+            self.body_len
+        } else {
+            self.facts.content_length.unwrap_or(0)
+        }
+    }
+
+    /// Keeps a JSON response chunk (bounded).
+    pub fn push_json(&mut self, chunk: &[u8]) {
+        if !matches!(self.response, ResponseBody::Json(_)) {
+            self.response = ResponseBody::Json(Vec::new());
+        }
+        if let ResponseBody::Json(json) = &mut self.response {
+            let room = MAX_JSON_RESPONSE.saturating_sub(json.len());
+            json.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+
+    /// The stream decoder, when the response is an event stream.
+    pub fn stream(&self) -> Option<&StreamUsage> {
+        match &self.response {
+            ResponseBody::Stream(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether any usage arrived (stream events, or headers and JSON).
+    pub fn seen_usage(&self) -> bool {
+        self.stream().map_or(self.usage.any(), |s| s.usage.any())
+    }
+
+    /// The usage to charge: the stream's when streaming, else headers + JSON.
+    pub fn observed_usage(&self) -> Usage {
+        self.stream().map_or(self.usage, |s| s.usage).usage()
+    }
+}

@@ -1,0 +1,101 @@
+//! What an exchange reports to Prometheus and the log. Label values come from
+//! the settled record, so metrics and ledger always agree.
+
+use tally_config::compiled::Enforcement;
+use tally_config::ledger::Outcome;
+use tally_config::money::Nanos;
+use tally_config::pricing::Usage;
+use tally_store::Settlement;
+
+use crate::metrics::{
+    CallLabels, DecisionLabels, Metrics, ModelLabels, OpLabels, ReservationLabels, TeamLabels, TokenLabels,
+};
+use crate::policy::Policy;
+
+/// One decision of `outcome` for `team` (`tally_decisions_total`).
+pub fn decision(m: &Metrics, team: &str, outcome: &'static str) {
+    m.decisions
+        .get_or_create(&DecisionLabels {
+            team: team.to_string(),
+            outcome,
+        })
+        .inc();
+}
+
+pub fn reservation(m: &Metrics, tentative: bool, result: &'static str) {
+    m.reservations
+        .get_or_create(&ReservationLabels {
+            bound: if tentative { "headers" } else { "body" },
+            result,
+        })
+        .inc();
+}
+
+pub fn store_error(m: &Metrics, op: &'static str) {
+    m.store_errors.get_or_create(&OpLabels { op }).inc();
+}
+
+pub fn unpriced(m: &Metrics, model: &str) {
+    m.unpriced
+        .get_or_create(&ModelLabels {
+            model: model.to_string(),
+        })
+        .inc();
+}
+
+/// A settled call: its decision, spend, tokens, the team's remaining budget, and the log line.
+pub fn settled(m: &Metrics, policy: &Policy, s: &Settlement, usage: &Usage, remaining: Option<Nanos>) {
+    let r = &s.record;
+    let model = if r.model.is_empty() { &r.model_id } else { &r.model };
+    let workflow = r.workflow.clone().unwrap_or_else(|| "none".into());
+    decision(m, &r.team, r.outcome.as_str());
+    let call = CallLabels {
+        team: r.team.clone(),
+        workflow: workflow.clone(),
+        model: model.clone(),
+    };
+    m.spend.get_or_create(&call).inc_by(s.cost.0.max(0) as u64);
+    for (class, n) in [
+        ("input", usage.input),
+        ("output", usage.output),
+        ("cache_read", usage.cache_read),
+        ("cache_write_5m", usage.cache_write_5m),
+        ("cache_write_1h", usage.cache_write_1h),
+    ] {
+        if n > 0 {
+            let labels = TokenLabels {
+                team: call.team.clone(),
+                workflow: call.workflow.clone(),
+                model: call.model.clone(),
+                class,
+            };
+            m.tokens.get_or_create(&labels).inc_by(n);
+        }
+    }
+    if let Some(rem) = remaining {
+        m.budget_remaining
+            .get_or_create(&TeamLabels { team: r.team.clone() })
+            .set(rem.0);
+    }
+    let enforcement = policy
+        .team(&r.team)
+        .and_then(|t| t.budget.as_ref())
+        .map(|b| b.enforcement);
+    if enforcement == Some(Enforcement::Warn) && !r.over_budget.is_empty() {
+        tracing::warn!(request_id = %r.request_id, team = %r.team, over = ?r.over_budget, "over a Warn budget");
+    }
+    tracing::info!(
+        request_id = %r.request_id,
+        team = %r.team,
+        workflow = %workflow,
+        model = %model,
+        outcome = r.outcome.as_str(),
+        cost_usd = %r.cost_usd,
+        "settled"
+    );
+}
+
+/// A refused call (allowlist or budget).
+pub fn refused(m: &Metrics, team: &str, outcome: Outcome) {
+    decision(m, team, outcome.as_str());
+}

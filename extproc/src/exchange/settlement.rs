@@ -1,0 +1,137 @@
+//! Settlement, decided: what a finished or refused call is charged and the
+//! ledger record it leaves. Pure — the exchange hands the result to the store.
+
+use std::time::Instant;
+
+use jiff::Timestamp;
+use tally_config::ledger::{LedgerRecord, Outcome};
+use tally_config::money::Nanos;
+use tally_config::pricing::{self, Usage};
+use tally_store::Settlement;
+
+use crate::policy::Plan;
+
+use super::call::Call;
+
+pub const NOTE_NO_BODY: &str = "request body not seen: admitted without a reservation";
+pub const NOTE_NO_USAGE: &str = "no usage arrived before the exchange ended: charged the worst-case reservation";
+
+/// What a finished call is charged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub usage: Usage,
+    pub cost: Nanos,
+    pub note: Option<String>,
+}
+
+/// The charge of a call that ended with `outcome`. An upstream error with no
+/// usage costs nothing; a call cut before any usage arrived is charged its
+/// whole worst-case reservation; non-inference calls are free.
+pub fn charge(call: &Call, outcome: Outcome) -> Charge {
+    let usage = match outcome {
+        Outcome::UpstreamError if call.stream().is_none_or(|s| !s.usage.any()) => Usage::default(),
+        _ => call.observed_usage(),
+    };
+    let mut cost = call
+        .price
+        .as_ref()
+        .map_or(Nanos::ZERO, |p| pricing::cost(&usage, &p.prices));
+    let mut note = call.note.clone();
+    if outcome == Outcome::Incomplete && !call.seen_usage() {
+        cost = call.worst_case;
+        note = Some(NOTE_NO_USAGE.into());
+    }
+    if !call.facts.operation.is_inference() {
+        cost = Nanos::ZERO;
+    }
+    Charge { usage, cost, note }
+}
+
+/// The settlement of a finished call: its charge against every counter of `plan`.
+pub fn finished(
+    call: &Call,
+    plan: &Plan,
+    outcome: Outcome,
+    charge: &Charge,
+    time: Timestamp,
+    started: Instant,
+) -> Settlement {
+    let mut record = base_record(call, time, started, outcome, charge.note.clone());
+    let u = &charge.usage;
+    record.model = call.price.as_ref().map(|p| p.model.clone()).unwrap_or_default();
+    record.input_tokens = u.input;
+    record.output_tokens = u.output;
+    record.cache_read_tokens = u.cache_read;
+    record.cache_write5m_tokens = u.cache_write_5m;
+    record.cache_write1h_tokens = u.cache_write_1h;
+    record.cost_nanos = charge.cost.0;
+    record.cost_usd = charge.cost.to_string();
+    record.price_source = call.price.as_ref().map(|p| p.source.clone()).unwrap_or_default();
+    record.unpriced = call.price.is_none() && call.facts.operation.is_inference();
+    record.over_budget = call.over.clone();
+    Settlement {
+        team: plan.team.clone(),
+        charge_id: call.facts.charge_id.clone(),
+        cost: charge.cost,
+        counters: plan.budgets.iter().map(|b| b.key.clone()).collect(),
+        count_request: true,
+        team_limit: plan.team_limit(),
+        record,
+    }
+}
+
+/// The record of a refused call: zero cost, no counter, not counted as a request.
+pub fn refused(
+    call: &Call,
+    plan: &Plan,
+    outcome: Outcome,
+    message: &str,
+    time: Timestamp,
+    started: Instant,
+) -> Settlement {
+    let mut record = base_record(call, time, started, outcome, Some(message.to_string()));
+    record.status = if outcome == Outcome::Denied { 403 } else { 400 };
+    Settlement {
+        team: plan.team.clone(),
+        charge_id: format!("{}/{}", call.facts.charge_id, outcome.as_str()),
+        cost: Nanos::ZERO,
+        counters: vec![],
+        count_request: false,
+        team_limit: None,
+        record,
+    }
+}
+
+/// The ledger record of this call with zero usage and cost; callers fill in the rest.
+fn base_record(call: &Call, time: Timestamp, started: Instant, outcome: Outcome, note: Option<String>) -> LedgerRecord {
+    let f = &call.facts;
+    LedgerRecord {
+        request_id: f.request_id.clone(),
+        charge_id: f.charge_id.clone(),
+        time: time.to_string(),
+        operation: f.operation.as_str().to_string(),
+        model_id: f.model_id.clone(),
+        model: String::new(),
+        region: f.region.clone(),
+        team: f.who.team.clone(),
+        tenant: f.who.tenant.clone(),
+        workflow: f.who.workflow.clone(),
+        claimed_team: f.who.claimed_team.clone(),
+        input_tokens: 0,
+        output_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write5m_tokens: 0,
+        cache_write1h_tokens: 0,
+        latency_ms: started.elapsed().as_millis() as u64,
+        status: call.status,
+        outcome,
+        cost_nanos: 0,
+        cost_usd: Nanos::ZERO.to_string(),
+        team_budget_remaining_nanos: None,
+        price_source: String::new(),
+        unpriced: false,
+        over_budget: vec![],
+        service_tier: f.service_tier.clone(),
+        note,
+    }
+}

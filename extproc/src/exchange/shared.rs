@@ -1,0 +1,70 @@
+//! What every exchange shares: the live policy, the store and its spool,
+//! metrics and settings — and the one path a settlement takes to the store.
+
+use arc_swap::ArcSwap;
+use tally_config::money::Nanos;
+use tally_store::spool::Spool;
+use tally_store::{SettleOutcome, Settlement, Store, StoreError};
+
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+
+use super::observe;
+use super::options::Options;
+
+/// State shared by every exchange.
+pub struct Shared {
+    pub policy: ArcSwap<Policy>,
+    pub store: Store,
+    pub spool: Option<Spool>,
+    pub metrics: Metrics,
+    pub opts: Options,
+    /// One task per Envoy stream; shutdown waits for them, so an exchange
+    /// cut short as the process stops is still settled.
+    pub exchanges: tokio_util::task::TaskTracker,
+}
+
+impl Shared {
+    /// Settles, or spools the settlement if the store is unreachable.
+    /// Returns the team's used amount after it, when the store answered.
+    pub(super) async fn settle_or_spool(&self, s: &Settlement) -> Option<Nanos> {
+        match self.store.settle(s, self.opts.ledger_max_len).await {
+            Ok(SettleOutcome::Settled { team_used }) => return Some(team_used),
+            Ok(SettleOutcome::AlreadySettled) => return None,
+            Err(StoreError::Timeout { .. }) => {
+                tracing::warn!(request_id = %s.record.request_id, "settle timed out; spooling")
+            }
+            Err(e) => tracing::warn!(request_id = %s.record.request_id, error = %e, "settle failed; spooling"),
+        }
+        observe::store_error(&self.metrics, "settle");
+        let Some(spool) = &self.spool else {
+            tracing::error!(request_id = %s.record.request_id, charge = %s.cost, "CHARGE NOT RECORDED: store down and no spool configured");
+            return None;
+        };
+        match spool.push(s) {
+            Ok(()) => self.metrics.spool_depth.set(spool.depth() as i64),
+            Err(e) => {
+                tracing::error!(request_id = %s.record.request_id, charge = %s.cost, error = %e, "CHARGE NOT RECORDED: store down and spool refused it");
+                return None;
+            }
+        };
+        None
+    }
+
+    /// Replays the spool into the store; returns how many settlements were replayed.
+    pub async fn replay_spool(&self) -> Result<u64, StoreError> {
+        let Some(spool) = &self.spool else { return Ok(0) };
+        if spool.depth() == 0 {
+            return Ok(0);
+        }
+        let n = spool
+            .replay(|s| async move { self.store.settle(&s, self.opts.ledger_max_len).await.map(|_| ()) })
+            .await?;
+        self.metrics.spool_depth.set(spool.depth() as i64);
+        self.metrics.spool_replayed.inc_by(n);
+        if n > 0 {
+            tracing::info!(replayed = n, left = spool.depth(), "replayed spooled settlements");
+        }
+        Ok(n)
+    }
+}
