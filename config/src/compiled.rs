@@ -6,8 +6,11 @@
 //! integer nano-USD, globs are already validated, and the catalog is already in
 //! precedence order, so the data plane only has to look things up.
 //!
-//! Compatibility: readers reject a `version` they do not know. Adding optional
-//! fields is compatible; anything else bumps [`CONFIG_VERSION`].
+//! Compatibility: `version` is the format's major version. Readers refuse any
+//! major version but their own; within one, writers may add optional fields
+//! and readers ignore fields they do not know (and say so in one log line), so
+//! during a rolling upgrade an older ext_proc keeps reading a newer operator's
+//! config. Anything that is not an optional addition bumps [`CONFIG_VERSION`].
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +24,7 @@ pub const CONFIG_VERSION: u32 = 1;
 pub const UNKNOWN_TEAM: &str = "unknown";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CompiledConfig {
     /// Always [`CONFIG_VERSION`].
     pub version: u32,
@@ -36,7 +39,7 @@ pub struct CompiledConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TeamConfig {
     /// The team id (`x-team-id`), unique across the cluster.
     pub team: String,
@@ -62,7 +65,7 @@ pub struct TeamConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TenantConfig {
     pub id: String,
     /// Per-tenant limit within the team's period; `None` = only the team limit applies.
@@ -71,7 +74,7 @@ pub struct TenantConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct BudgetConfig {
     pub limit: Nanos,
     pub period: Period,
@@ -93,7 +96,7 @@ pub enum Enforcement {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct WorkflowConfig {
     pub id: String,
     /// Limit within the team's period; `None` = only the team limit applies.
@@ -105,7 +108,7 @@ pub struct WorkflowConfig {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Catalog {
     /// Price entries in precedence order: the first match wins.
     #[serde(default)]
@@ -116,7 +119,7 @@ pub struct Catalog {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PriceEntry {
     /// Model id or glob (`*` any run of characters) matched against the resolved model id.
     #[serde(rename = "match")]
@@ -133,7 +136,7 @@ pub struct PriceEntry {
 
 /// Prices of each token class, nano-USD per 1M tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Prices {
     pub input: NanosPerMillion,
     pub output: NanosPerMillion,
@@ -146,7 +149,7 @@ pub struct Prices {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Alias {
     pub id: String,
     pub model: String,
@@ -173,8 +176,23 @@ impl CompiledConfig {
         }
     }
 
-    /// Parses and checks a config file's bytes.
+    /// Parses and checks a config file's bytes; fields this build does not
+    /// know (a newer writer's additions) are ignored and logged once.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let (config, unknown) = Self::from_json_reporting_unknown(bytes)?;
+        if !unknown.is_empty() {
+            tracing::info!(
+                version = config.version,
+                fields = %unknown.join(", "),
+                "config has fields this build does not know (written by a newer operator); ignoring them"
+            );
+        }
+        Ok(config)
+    }
+
+    /// [`from_json`](Self::from_json), returning the unknown fields' paths
+    /// (`teams[0].forecast`) instead of logging them.
+    pub fn from_json_reporting_unknown(bytes: &[u8]) -> Result<(Self, Vec<String>), ConfigError> {
         #[derive(Deserialize)]
         struct VersionOnly {
             version: u32,
@@ -183,9 +201,13 @@ impl CompiledConfig {
         if v.version != CONFIG_VERSION {
             return Err(ConfigError::Version { found: v.version });
         }
-        let config: CompiledConfig = serde_json::from_slice(bytes)?;
+        let raw: serde_json::Value = serde_json::from_slice(bytes)?;
+        let config: CompiledConfig = serde_json::from_value(raw.clone())?;
         config.check()?;
-        Ok(config)
+        let known = serde_json::to_value(&config)?;
+        let mut unknown = vec![];
+        unknown_fields(&raw, &known, "", &mut unknown);
+        Ok((config, unknown))
     }
 
     /// Invariants a hand-edited or corrupted file could break; the compiler never does.
@@ -205,5 +227,33 @@ impl CompiledConfig {
 
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(self).expect("config serializes")
+    }
+}
+/// Paths of `raw`'s object keys that did not survive a round trip through the
+/// known types. Empty values (`null`, `[]`) are not reported: the writer skips
+/// those when empty, so their absence says nothing.
+fn unknown_fields(raw: &serde_json::Value, known: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (raw, known) {
+        (Value::Object(r), Value::Object(k)) => {
+            for (key, value) in r {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match k.get(key) {
+                    Some(kv) => unknown_fields(value, kv, &here, out),
+                    None if value.is_null() || value.as_array().is_some_and(Vec::is_empty) => {}
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(r), Value::Array(k)) => {
+            for (i, (rv, kv)) in r.iter().zip(k).enumerate() {
+                unknown_fields(rv, kv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
 }

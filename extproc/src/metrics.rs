@@ -88,110 +88,103 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tally");
-        let spend = Family::<CallLabels, Counter>::default();
-        registry.register(
+        let mut m = Metrics {
+            registry: Registry::with_prefix("tally"),
+            spend: Family::<CallLabels, Counter>::default(),
+            tokens: Family::<TokenLabels, Counter>::default(),
+            decisions: Family::<DecisionLabels, Counter>::default(),
+            budget_remaining: Family::<TeamLabels, Gauge>::default(),
+            budget_limit: Family::<TeamLabels, Gauge>::default(),
+            decision_seconds: Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+            ]),
+            reservations: Family::<ReservationLabels, Counter>::default(),
+            store_errors: Family::<OpLabels, Counter>::default(),
+            spool_depth: Gauge::default(),
+            spool_replayed: Counter::default(),
+            config_info: Family::<GenerationLabels, Gauge>::default(),
+            config_reloads: Family::<OutcomeLabels, Counter>::default(),
+            unpriced: Family::<ModelLabels, Counter>::default(),
+            stream_decode_errors: Counter::default(),
+        };
+        let mut registry = std::mem::take(&mut m.registry);
+        m.register(&mut registry);
+        m.registry = registry;
+        m
+    }
+
+    /// Registers every metric, in the order `/metrics` lists them.
+    fn register(&self, r: &mut Registry) {
+        r.register(
             "spend_nanos",
             "Spend in nano-USD (1e-9 USD) by team, workflow and model",
-            spend.clone(),
+            self.spend.clone(),
         );
-        let tokens = Family::<TokenLabels, Counter>::default();
-        registry.register(
+        r.register(
             "tokens",
             "Tokens by team, workflow, model and price class",
-            tokens.clone(),
+            self.tokens.clone(),
         );
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register(
+        r.register(
             "decisions",
             "Bedrock calls by team and outcome (ok, blocked, denied, upstream_error, incomplete, unavailable)",
-            decisions.clone(),
+            self.decisions.clone(),
         );
-        let budget_remaining = Family::<TeamLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "budget_remaining_nanos",
             "Team budget left in the current period, nano-USD",
-            budget_remaining.clone(),
+            self.budget_remaining.clone(),
         );
-        let budget_limit = Family::<TeamLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "budget_limit_nanos",
             "Team budget limit of the current period, nano-USD",
-            budget_limit.clone(),
+            self.budget_limit.clone(),
         );
-        let decision_seconds = Histogram::new([
-            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-        ]);
-        registry.register(
+        r.register(
             "decision_duration_seconds",
             "Time to decide on a request (attribution, policy, reservation)",
-            decision_seconds.clone(),
+            self.decision_seconds.clone(),
         );
-        let reservations = Family::<ReservationLabels, Counter>::default();
-        registry.register(
+        r.register(
             "reservations",
             "Worst-case reservations by what bounded them (headers, body) and result (held, refused, duplicate, error)",
-            reservations.clone(),
+            self.reservations.clone(),
         );
-        let store_errors = Family::<OpLabels, Counter>::default();
-        registry.register(
+        r.register(
             "store_errors",
             "Failed store operations by operation",
-            store_errors.clone(),
+            self.store_errors.clone(),
         );
-        let spool_depth = Gauge::default();
-        registry.register(
+        r.register(
             "spool_depth",
             "Settlements waiting on disk for the store to come back",
-            spool_depth.clone(),
+            self.spool_depth.clone(),
         );
-        let spool_replayed = Counter::default();
-        registry.register(
+        r.register(
             "spool_replayed",
             "Settlements replayed from the spool",
-            spool_replayed.clone(),
+            self.spool_replayed.clone(),
         );
-        let config_info = Family::<GenerationLabels, Gauge>::default();
-        registry.register(
+        r.register(
             "config_info",
             "The loaded compiled config (value 1), labelled by generation",
-            config_info.clone(),
+            self.config_info.clone(),
         );
-        let config_reloads = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        r.register(
             "config_reloads",
             "Config file loads by result (ok, invalid)",
-            config_reloads.clone(),
+            self.config_reloads.clone(),
         );
-        let unpriced = Family::<ModelLabels, Counter>::default();
-        registry.register(
+        r.register(
             "unpriced_calls",
             "Calls to models no catalog prices (recorded at zero cost)",
-            unpriced.clone(),
+            self.unpriced.clone(),
         );
-        let stream_decode_errors = Counter::default();
-        registry.register(
+        r.register(
             "stream_decode_errors",
             "Event streams that could not be decoded",
-            stream_decode_errors.clone(),
+            self.stream_decode_errors.clone(),
         );
-        Metrics {
-            registry,
-            spend,
-            tokens,
-            decisions,
-            budget_remaining,
-            budget_limit,
-            decision_seconds,
-            reservations,
-            store_errors,
-            spool_depth,
-            spool_replayed,
-            config_info,
-            config_reloads,
-            unpriced,
-            stream_decode_errors,
-        }
     }
 
     pub fn encode(&self) -> String {
