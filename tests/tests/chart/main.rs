@@ -1,0 +1,24 @@
+//! The Helm chart `charts/tally`, checked with the real tools:
+//! - `helm lint --strict` and the values schema (bad values fail with a message naming them);
+//! - `helm template` for every mode (defaults, istio, envoy-gateway, bundled and external
+//!   Redis, every optional object) validated by `kubernetes-validate --strict` against the
+//!   chart's oldest supported Kubernetes and a current one;
+//! - the rendered Envoy bootstrap, by `envoy --mode validate` and by a real Envoy forwarding a
+//!   call (re-signed for the Bedrock host) to a loopback upstream;
+//! - the copies of the CRDs and of the price catalog inside the chart;
+//! - security defaults on every pod, no secret in any ConfigMap, and every reference between
+//!   the rendered objects (ServiceAccounts, Services, ConfigMaps, Envoy clusters) resolving.
+//!
+//! Tools come from `$TALLY_CACHE/bin` (`scripts/tools/helm.sh`, `scripts/tools/python.sh`).
+//! Run: `cargo test -p tally-tests --test chart`.
+
+mod copies;
+mod envoy;
+mod gateway;
+mod lint;
+mod redis;
+mod references;
+mod render;
+mod scenarios;
+mod schema;
+mod security;

@@ -1,0 +1,56 @@
+//! Redis settings (URL, password, cluster mode, private CA) reaching both the ext_proc and the
+//! operator, with the password only ever coming from a Secret; the bundled Redis's own flags.
+
+use crate::render::{arg, documents, env_var, named, pod_spec, render, strs};
+
+#[test]
+fn redis_settings_reach_both_components_without_exposing_the_password() {
+    let docs = documents(&render(Some("external-redis.yaml"), &[]));
+    let env_of =
+        |deployment: &str, var: &str| env_var(&pod_spec(&docs, "Deployment", deployment)["containers"][0], var);
+    assert_eq!(
+        env_of("tally-extproc", "TALLY_REDIS_URL")["value"].as_str(),
+        Some("rediss://tally@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379")
+    );
+    assert_eq!(
+        env_of("tally-extproc", "TALLY_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["name"].as_str(),
+        Some("tally-redis")
+    );
+    // The operator takes credentials only in its URL: the kubelet splices the Secret in.
+    assert_eq!(
+        env_of("tally-operator", "TALLY_REDIS_URL")["value"].as_str(),
+        Some("rediss://tally:$(TALLY_REDIS_PASSWORD)@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379")
+    );
+    // Cluster mode and the private CA reach both: the operator reads counters with the same client.
+    for deployment in ["tally-extproc", "tally-operator"] {
+        let pod = pod_spec(&docs, "Deployment", deployment);
+        let args = strs(&pod["containers"][0]["args"]);
+        assert!(args.contains(&"--redis-cluster"), "{deployment}: cluster mode flag");
+        let ca = args.iter().position(|a| *a == "--redis-ca-file").map(|i| args[i + 1]);
+        assert_eq!(ca, Some("/etc/tally-redis-ca/ca.crt"), "{deployment}");
+        let mount = named(&pod["containers"][0]["volumeMounts"], "name", "redis-ca")
+            .unwrap_or_else(|| panic!("{deployment}: CA mounted"));
+        assert_eq!(mount["mountPath"].as_str(), Some("/etc/tally-redis-ca"));
+        let volume = named(&pod["volumes"], "name", "redis-ca").unwrap_or_else(|| panic!("{deployment}: CA volume"));
+        assert_eq!(volume["secret"]["secretName"].as_str(), Some("tally-redis-ca"));
+    }
+
+    let bundled = documents(&render(Some("bundled-redis.yaml"), &[]));
+    let c = &pod_spec(&bundled, "Deployment", "tally-extproc")["containers"][0];
+    let url = env_var(c, "TALLY_REDIS_URL");
+    assert!(!url.is_null(), "url");
+    assert_eq!(
+        url["value"].as_str(),
+        Some("redis://tally-redis.tally.svc.cluster.local:6379")
+    );
+    assert!(!strs(&c["args"]).contains(&"--redis-cluster"));
+    let valkey = &pod_spec(&bundled, "StatefulSet", "tally-redis")["containers"][0];
+    let args = strs(&valkey["args"]);
+    assert_eq!(arg(valkey, "--appendonly"), Some("yes"), "AOF persistence: {args:?}");
+    assert_eq!(
+        arg(valkey, "--maxmemory-policy"),
+        Some("noeviction"),
+        "counters must never be evicted: {args:?}"
+    );
+    assert_eq!(arg(valkey, "--requirepass"), Some("$(REDIS_PASSWORD)"), "{args:?}");
+}

@@ -1,0 +1,70 @@
+//! Operator replicas run in-process with `controller::run`, each with its own metrics listener
+//! and a shutdown signal, as the `tally operator` binary runs them.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use kube::Client;
+use tally_operator::controller::{self, OperatorArgs};
+use tokio::sync::oneshot;
+
+use crate::NS;
+
+/// A running operator replica; stop it with [`Replica::shutdown`].
+pub struct Replica {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), controller::Error>>,
+    pub metrics_port: u16,
+}
+
+/// A replica reading counters from a single Redis, watching every namespace.
+pub async fn start_replica(client: Client, redis_url: &str, identity: &str) -> Result<Replica> {
+    start_replica_with(client, Some(redis_url), false, identity, vec![]).await
+}
+
+/// A replica with a 500 ms status interval and a 3 s lease, so the tests see changes quickly.
+pub async fn start_replica_with(
+    client: Client,
+    redis_url: Option<&str>,
+    redis_cluster: bool,
+    identity: &str,
+    watch_namespaces: Vec<String>,
+) -> Result<Replica> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let metrics_port = listener.local_addr()?.port();
+    let args = OperatorArgs {
+        config_map_name: "tally-config".into(),
+        config_map_namespace: Some(NS.into()),
+        redis_url: redis_url.map(Into::into),
+        redis_cluster,
+        redis_ca_file: None,
+        redis_password: None,
+        status_interval: Duration::from_millis(500),
+        metrics_listen: listener.local_addr()?,
+        leader_election_namespace: Some(NS.into()),
+        lease_name: "tally-operator".into(),
+        lease_duration: Duration::from_secs(3),
+        identity: Some(identity.into()),
+        watch_namespaces,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(controller::run(args, client, listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Replica {
+        stop: Some(stop),
+        task,
+        metrics_port,
+    })
+}
+
+impl Replica {
+    /// Signals a graceful shutdown and waits for `run` to return without error.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let _ = self.stop.take().map(|s| s.send(()));
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .context("operator did not stop in 20 s")???;
+        Ok(())
+    }
+}
