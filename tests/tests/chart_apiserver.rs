@@ -10,13 +10,7 @@ use tally_tests::fixtures::tools;
 use tally_tests::kube_apiserver::KubeApiServer;
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    let kubectl = tools::tally_bin_dir().join("kubectl");
-    assert!(
-        kubectl.exists(),
-        "kubectl not found at {}: run scripts/tools/helm.sh",
-        kubectl.display()
-    );
-    Command::new(kubectl)
+    Command::new(tools::cached_tool("kubectl", "helm.sh"))
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)

@@ -2,7 +2,6 @@
 //! `crds/`, namespaces, the chart's operator RBAC rendered by helm, and objects applied with
 //! server-side apply.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,20 +15,14 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tally_api::crd::TeamBudget;
-use tally_tests::kube_apiserver::{KubeApiServer, tool_bin};
+use tally_tests::fixtures::tools;
+use tally_tests::kube_apiserver::KubeApiServer;
 
 use crate::NS;
 use crate::observe::eventually;
 
 /// The field manager of everything the suite applies.
 const MANAGER: &str = "tally-test";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 fn force_apply() -> PatchParams {
     PatchParams::apply(MANAGER).force()
@@ -63,7 +56,7 @@ fn yaml_documents(text: &str) -> Result<Vec<serde_yaml::Value>> {
 async fn install_crds(admin: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     let mut names = vec![];
-    let dir = workspace().join("crds");
+    let dir = tools::workspace_root().join("crds");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .collect::<Result<_, _>>()?;
@@ -107,13 +100,9 @@ async fn install_crds(admin: &Client) -> Result<()> {
 
 /// Renders the chart's `operator-rbac.yaml` with helm and applies it; returns the ServiceAccount name.
 pub async fn install_operator_rbac(admin: &Client, helm_args: &[&str]) -> Result<String> {
-    let helm = tool_bin("helm");
-    if !helm.exists() {
-        bail!("{} not found: run `scripts/tools/helm.sh`", helm.display());
-    }
-    let out = Command::new(&helm)
+    let out = Command::new(tools::helm())
         .args(["template", "tally"])
-        .arg(workspace().join("charts/tally"))
+        .arg(tools::workspace_root().join("charts/tally"))
         .args(["--namespace", NS, "--show-only", "templates/operator-rbac.yaml"])
         .args(helm_args)
         .output()?;
