@@ -9,7 +9,15 @@ use aws_sdk_bedrockruntime::config::interceptors::{
 };
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
-use aws_sdk_bedrockruntime::error::BoxError;
+use aws_sdk_bedrockruntime::error::{BoxError, SdkError};
+use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
+use aws_sdk_bedrockruntime::operation::converse_stream::{ConverseStreamError, ConverseStreamOutput};
+use aws_sdk_bedrockruntime::operation::invoke_model::{InvokeModelError, InvokeModelOutput};
+use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::{
+    InvokeModelWithResponseStreamError, InvokeModelWithResponseStreamOutput,
+};
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::{ConverseStreamOutput as ConverseStreamEvent, ResponseStream};
 
 /// The attribution headers a client sends (`x-team-id`, `x-tenant-id`, `x-workflow-id`); `None` = not sent.
 #[derive(Debug, Clone, Default)]
@@ -125,6 +133,86 @@ pub struct AppClient {
     pub responses: ResponseLog,
 }
 
+/// The calls tests make most, sent as an application would; each returns the SDK's own result.
+impl AppClient {
+    /// `Converse` of `model` with one user message.
+    pub async fn converse(&self, model: &str, text: &str) -> Result<ConverseOutput, SdkError<ConverseError>> {
+        self.sdk
+            .converse()
+            .model_id(model)
+            .messages(user_message(text))
+            .send()
+            .await
+    }
+
+    /// `ConverseStream` of `model` with one user message (the stream still to be read).
+    pub async fn converse_stream(
+        &self,
+        model: &str,
+        text: &str,
+    ) -> Result<ConverseStreamOutput, SdkError<ConverseStreamError>> {
+        self.sdk
+            .converse_stream()
+            .model_id(model)
+            .messages(user_message(text))
+            .send()
+            .await
+    }
+
+    /// `InvokeModel` of `model` with a body in its family's format.
+    pub async fn invoke(&self, model: &str, body: Blob) -> Result<InvokeModelOutput, SdkError<InvokeModelError>> {
+        self.sdk.invoke_model().model_id(model).body(body).send().await
+    }
+
+    /// `InvokeModelWithResponseStream` of `model` (the stream still to be read).
+    pub async fn invoke_stream(
+        &self,
+        model: &str,
+        body: Blob,
+    ) -> Result<InvokeModelWithResponseStreamOutput, SdkError<InvokeModelWithResponseStreamError>> {
+        self.sdk
+            .invoke_model_with_response_stream()
+            .model_id(model)
+            .body(body)
+            .send()
+            .await
+    }
+
+    /// A header of the last response; panics when it has none.
+    pub fn last_header(&self, name: &str) -> String {
+        let headers = self.responses.last();
+        headers
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("response has no {name}: {headers:?}"))
+    }
+
+    /// `x-tally-request-id` of the last response: the `requestId` of its ledger record.
+    pub fn request_id(&self) -> String {
+        self.last_header("x-tally-request-id")
+    }
+}
+
+/// Reads an invoke stream to its end; how many `chunk` events it carried.
+pub async fn drain_invoke_stream(mut out: InvokeModelWithResponseStreamOutput) -> usize {
+    let mut chunks = 0;
+    while let Some(event) = out.body.recv().await.expect("stream event") {
+        chunks += usize::from(matches!(event, ResponseStream::Chunk(_)));
+    }
+    chunks
+}
+
+/// Reads a ConverseStream to its end; `(input, output)` tokens of its metadata event.
+pub async fn drain_converse_stream(mut out: ConverseStreamOutput) -> Option<(i32, i32)> {
+    let mut usage = None;
+    while let Some(event) = out.stream.recv().await.expect("stream event") {
+        if let ConverseStreamEvent::Metadata(m) = event {
+            usage = m.usage().map(|u| (u.input_tokens(), u.output_tokens()));
+        }
+    }
+    usage
+}
+
 /// Credentials of the application (not the gateway's: in signing mode Bedrock must see the gateway's).
 pub const CLIENT_ACCESS_KEY: &str = "AKIDAPPLICATION";
 pub const CLIENT_SECRET_KEY: &str = "application-secret";
@@ -169,29 +257,29 @@ pub fn user_message(text: &str) -> aws_sdk_bedrockruntime::types::Message {
 }
 
 /// An `InvokeModel` body in the Anthropic Messages format.
-pub fn anthropic_body(text: &str) -> aws_sdk_bedrockruntime::primitives::Blob {
+pub fn anthropic_body(text: &str) -> Blob {
     let body = serde_json::json!({
         "anthropic_version": "bedrock-2023-05-31",
         "max_tokens": 512,
         "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
     });
-    aws_sdk_bedrockruntime::primitives::Blob::new(body.to_string())
+    Blob::new(body.to_string())
 }
 
 /// An `InvokeModel` body in the Amazon Nova format.
-pub fn nova_body(text: &str) -> aws_sdk_bedrockruntime::primitives::Blob {
+pub fn nova_body(text: &str) -> Blob {
     let body = serde_json::json!({
         "schemaVersion": "messages-v1",
         "messages": [{"role": "user", "content": [{"text": text}]}],
         "inferenceConfig": {"maxTokens": 512},
     });
-    aws_sdk_bedrockruntime::primitives::Blob::new(body.to_string())
+    Blob::new(body.to_string())
 }
 
 /// An `InvokeModel` body in the Meta Llama format.
-pub fn llama_body(text: &str) -> aws_sdk_bedrockruntime::primitives::Blob {
+pub fn llama_body(text: &str) -> Blob {
     let body = serde_json::json!({"prompt": text, "max_gen_len": 512});
-    aws_sdk_bedrockruntime::primitives::Blob::new(body.to_string())
+    Blob::new(body.to_string())
 }
 
 /// Runs `tests/fixtures/e2e/boto3_client.py` with the cached Python (boto3) against

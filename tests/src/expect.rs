@@ -68,6 +68,20 @@ pub fn monthly_utc_key() -> String {
     jiff::Timestamp::now().strftime("%Y-%m").to_string()
 }
 
+/// The key of `team`'s monthly UTC counter of `scope` (`team`, `wf/<id>`, `tn/<id>`) now.
+pub fn monthly_counter_key(team: &str, scope: &str) -> String {
+    format!("tally:{{{team}}}:c:{}:{scope}", monthly_utc_key())
+}
+
+/// How many entries `team`'s ledger stream holds.
+pub async fn ledger_len(conn: &mut redis::aio::MultiplexedConnection, team: &str) -> i64 {
+    redis::cmd("XLEN")
+        .arg(format!("tally:{{{team}}}:ledger"))
+        .query_async(conn)
+        .await
+        .expect("XLEN")
+}
+
 /// Reads an integer field of a Redis hash (0 when absent).
 pub async fn hash_field(conn: &mut redis::aio::MultiplexedConnection, key: &str, field: &str) -> i64 {
     let v: Option<i64> = redis::cmd("HGET")

@@ -10,9 +10,8 @@
 //! No controllers run (no kube-controller-manager): objects are stored and validated, RBAC and CEL
 //! rules are enforced, but nothing garbage-collects or schedules.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -23,14 +22,16 @@ use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
+use crate::fixtures::process::{OwnedProcess, free_port, wait_until};
+use crate::fixtures::tools;
+
 const ADMIN_TOKEN: &str = "tally-test-admin-token";
+/// The issuer and audience of service-account tokens, as in a cluster.
+const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// Where the cached kube binaries live (`$TALLY_CACHE/bin`, default `~/.cache/tally/bin`).
 pub fn tool_bin(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TALLY_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/tally")
-    });
-    cache.join("bin").join(name)
+    tools::tally_bin_dir().join(name)
 }
 
 fn require_tool(name: &str) -> Result<PathBuf> {
@@ -45,22 +46,15 @@ fn require_tool(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
-
 /// A running etcd + kube-apiserver pair.
 pub struct KubeApiServer {
-    dir: tempfile::TempDir,
-    etcd: Child,
-    apiserver: Child,
+    // Dropped in field order: the apiserver stops before its etcd.
+    apiserver: OwnedProcess,
+    etcd: OwnedProcess,
     /// `https://127.0.0.1:<port>`
     pub url: String,
     ca_pem: String,
+    _dir: tempfile::TempDir,
 }
 
 impl KubeApiServer {
@@ -70,98 +64,52 @@ impl KubeApiServer {
         let apiserver_bin = require_tool("kube-apiserver")?;
         let dir = tempfile::Builder::new().prefix("tally-kube-").tempdir()?;
         let d = dir.path();
-
-        // A CA and a serving cert for 127.0.0.1 signed by it (rustls refuses a self-signed CA
-        // certificate as the server's own), and the service-account signing key.
-        loopback_ca_and_cert(d, "serving")?;
-        openssl(
-            d,
-            &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key"],
-        )?;
-        openssl(d, &["ec", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
-        std::fs::write(
-            d.join("tokens.csv"),
-            format!("{ADMIN_TOKEN},tally-admin,tally-admin,\"system:masters\"\n"),
-        )?;
+        write_credentials(d)?;
         let ca_pem = std::fs::read_to_string(d.join("ca.crt"))?;
 
         let etcd_port = free_port();
-        let peer_port = free_port();
-        let etcd = Command::new(&etcd_bin)
-            .args([
-                "--name=default",
-                &format!("--data-dir={}", d.join("etcd").display()),
-                &format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
-                &format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
-                &format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
-                &format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
-                &format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"),
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-            ])
-            .stdout(log_file(d, "etcd.log")?)
-            .stderr(log_file(d, "etcd.log")?)
-            .spawn()
-            .with_context(|| format!("spawning {}", etcd_bin.display()))?;
-
+        let mut etcd = OwnedProcess::spawn("etcd", etcd_command(&etcd_bin, d, etcd_port))?;
+        let listening = wait_until(Duration::from_secs(30), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", etcd_port)).await.is_ok()
+        })
+        .await;
+        if !listening {
+            bail!(
+                "{}",
+                etcd.failure(&format!("did not listen on 127.0.0.1:{etcd_port} within 30 s"))
+            );
+        }
         let port = free_port();
-        // Build `self` now so that a failure below kills etcd and prints its log.
+        let apiserver = OwnedProcess::spawn("kube-apiserver", apiserver_command(&apiserver_bin, d, etcd_port, port))?;
         let mut server = KubeApiServer {
-            dir,
+            apiserver,
             etcd,
-            apiserver: Command::new("true").spawn()?,
             url: format!("https://127.0.0.1:{port}"),
             ca_pem,
+            _dir: dir,
         };
-        wait_tcp(etcd_port, Duration::from_secs(30))
-            .await
-            .context("etcd did not listen")?;
+        server.wait_ready().await?;
+        Ok(server)
+    }
 
-        let d = server.dir.path().to_path_buf();
-        let p = |f: &str| d.join(f).display().to_string();
-        server.apiserver = Command::new(&apiserver_bin)
-            .args([
-                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                format!("--secure-port={port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--cert-dir={}", p("certs")),
-                format!("--tls-cert-file={}", p("serving.crt")),
-                format!("--tls-private-key-file={}", p("serving.key")),
-                format!("--token-auth-file={}", p("tokens.csv")),
-                format!("--service-account-key-file={}", p("sa.pub")),
-                format!("--service-account-signing-key-file={}", p("sa.key")),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                "--api-audiences=https://kubernetes.default.svc.cluster.local".into(),
-                "--authorization-mode=RBAC".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                // No controller-manager runs: the ServiceAccount admission plugin would wait for
-                // token controllers that never come.
-                "--disable-admission-plugins=ServiceAccount".into(),
-                "--enable-priority-and-fairness=false".into(),
-                "--v=1".into(),
-            ])
-            .stdout(log_file(&d, "kube-apiserver.log")?)
-            .stderr(log_file(&d, "kube-apiserver.log")?)
-            .spawn()
-            .with_context(|| format!("spawning {}", apiserver_bin.display()))?;
-
-        let admin = server.admin_client().await?;
+    /// Waits for `/readyz` to answer `ok`, then for the `default` namespace the bootstrap
+    /// controller creates shortly after.
+    async fn wait_ready(&mut self) -> Result<()> {
+        let admin = self.admin_client().await?;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Some(status) = server.apiserver.try_wait()? {
-                bail!("kube-apiserver exited early ({status}); log:\n{}", server.logs());
+            if self.apiserver.exited().is_some() {
+                bail!("{}", self.apiserver.failure("exited early"));
             }
             let req = http::Request::get("/readyz").body(Vec::new())?;
             match admin.request_text(req).await {
                 Ok(body) if body.trim() == "ok" => break,
                 _ if Instant::now() > deadline => {
-                    bail!("kube-apiserver not ready after 120 s; log:\n{}", server.logs())
+                    bail!("{}", self.apiserver.failure("not ready after 120 s"))
                 }
                 _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
-        // The bootstrap controller creates `default` shortly after /readyz; wait for it.
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin);
         while namespaces.get_opt("default").await?.is_none() {
             if Instant::now() > deadline {
@@ -169,7 +117,7 @@ impl KubeApiServer {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Ok(server)
+        Ok(())
     }
 
     /// A kubeconfig document for this server authenticating with `token`.
@@ -205,7 +153,7 @@ impl KubeApiServer {
         let sas: Api<ServiceAccount> = Api::namespaced(self.admin_client().await?, namespace);
         let request = TokenRequest {
             spec: TokenRequestSpec {
-                audiences: vec!["https://kubernetes.default.svc.cluster.local".into()],
+                audiences: vec![SERVICE_ACCOUNT_ISSUER.into()],
                 expiration_seconds: Some(3600),
                 ..Default::default()
             },
@@ -221,29 +169,78 @@ impl KubeApiServer {
 
     /// The last lines of both logs.
     pub fn logs(&self) -> String {
-        let tail = |f: &str| {
-            let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        let tail = |process: &OwnedProcess| {
+            let text = process.log();
             let lines: Vec<&str> = text.lines().collect();
             lines[lines.len().saturating_sub(80)..].join("\n")
         };
         format!(
             "--- etcd.log ---\n{}\n--- kube-apiserver.log ---\n{}",
-            tail("etcd.log"),
-            tail("kube-apiserver.log")
+            tail(&self.etcd),
+            tail(&self.apiserver)
         )
     }
 }
 
-impl Drop for KubeApiServer {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.logs());
-        }
-        for child in [&mut self.apiserver, &mut self.etcd] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// The serving CA and certificate, the service-account signing key pair and the static admin token.
+fn write_credentials(d: &Path) -> Result<()> {
+    // A CA and a serving cert for 127.0.0.1 signed by it (rustls refuses a self-signed CA
+    // certificate as the server's own), and the service-account signing key.
+    loopback_ca_and_cert(d, "serving")?;
+    openssl(
+        d,
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key"],
+    )?;
+    openssl(d, &["ec", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
+    std::fs::write(
+        d.join("tokens.csv"),
+        format!("{ADMIN_TOKEN},tally-admin,tally-admin,\"system:masters\"\n"),
+    )?;
+    Ok(())
+}
+
+fn etcd_command(bin: &Path, d: &Path, port: u16) -> Command {
+    let peer_port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--name=default",
+        &format!("--data-dir={}", d.join("etcd").display()),
+        &format!("--listen-client-urls=http://127.0.0.1:{port}"),
+        &format!("--advertise-client-urls=http://127.0.0.1:{port}"),
+        &format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+        &format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+        &format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"),
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
+    ]);
+    cmd
+}
+
+fn apiserver_command(bin: &Path, d: &Path, etcd_port: u16, port: u16) -> Command {
+    let p = |f: &str| d.join(f).display().to_string();
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+        format!("--secure-port={port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--cert-dir={}", p("certs")),
+        format!("--tls-cert-file={}", p("serving.crt")),
+        format!("--tls-private-key-file={}", p("serving.key")),
+        format!("--token-auth-file={}", p("tokens.csv")),
+        format!("--service-account-key-file={}", p("sa.pub")),
+        format!("--service-account-signing-key-file={}", p("sa.key")),
+        format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
+        format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"),
+        "--authorization-mode=RBAC".into(),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        // No controller-manager runs: the ServiceAccount admission plugin would wait for
+        // token controllers that never come.
+        "--disable-admission-plugins=ServiceAccount".into(),
+        "--enable-priority-and-fairness=false".into(),
+        "--v=1".into(),
+    ]);
+    cmd
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
@@ -306,22 +303,4 @@ pub fn loopback_ca_and_cert(dir: &Path, name: &str) -> Result<()> {
             &ext,
         ],
     )
-}
-
-fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
-    Ok(std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(name))?)
-}
-
-async fn wait_tcp(port: u16, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }

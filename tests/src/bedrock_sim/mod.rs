@@ -4,7 +4,7 @@
 //! `ConverseStream` and `CountTokens` over HTTP/1.1 and h2c, with bodies in the
 //! Anthropic, Nova and Llama formats ([`wire`]), the observed
 //! `X-Amzn-Bedrock-*-Token-Count` headers (switchable off), real event-stream
-//! framing, Bedrock-shaped errors, a configurable latency and, optionally, a
+//! framing ([`frames`]), Bedrock-shaped errors, a configurable latency and, optionally, a
 //! SigV4 check of every request ([`sigv4`]) so gateway signing is verified.
 //!
 //! What a call returns is a pure function of its request ([`scenario`]), so
@@ -13,6 +13,7 @@
 //!
 //! It must not grow Tally logic: it knows nothing of teams, prices or budgets.
 
+pub mod frames;
 pub mod scenario;
 pub mod sigv4;
 pub mod wire;
@@ -34,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use scenario::{Scenario, error_status};
+use scenario::{Scenario, SimUsage, error_status};
 use sigv4::SigV4Verifier;
 use wire::Family;
 
@@ -190,16 +191,8 @@ impl BedrockSim {
             );
         };
         self.record(operation, &model_id, &parts.headers);
-        if let Some(verifier) = &self.opts.verify_sigv4 {
-            let verdict = verifier.verify(&parts, &body);
-            let mut stats = self.stats.lock().expect("stats lock");
-            match verdict {
-                Ok(()) => stats.signatures_verified += 1,
-                Err(e) => {
-                    stats.signatures_failed += 1;
-                    return error_response(e.code(), &e.message());
-                }
-            }
+        if let Some(refusal) = self.signature_refusal(&parts, &body) {
+            return refusal;
         }
         let Ok(json) = serde_json::from_slice::<Value>(&body) else {
             return error_response("ValidationException", "request body is not JSON");
@@ -211,56 +204,84 @@ impl BedrockSim {
         if let Some(code) = &scenario.error {
             return error_response(code, &format!("simulated {code} for {model_id}"));
         }
+        self.respond(operation, &model_id, &json, &scenario)
+    }
+
+    /// With `verify_sigv4`: counts the verdict, and answers a bad signature as Bedrock does.
+    fn signature_refusal(&self, parts: &http::request::Parts, body: &[u8]) -> Option<Response<Body>> {
+        let verdict = self.opts.verify_sigv4.as_ref()?.verify(parts, body);
+        let mut stats = self.stats.lock().expect("stats lock");
+        match verdict {
+            Ok(()) => {
+                stats.signatures_verified += 1;
+                None
+            }
+            Err(e) => {
+                stats.signatures_failed += 1;
+                Some(error_response(e.code(), &e.message()))
+            }
+        }
+    }
+
+    /// The successful answer of `operation`, shaped by the request's scenario.
+    fn respond(
+        self: Arc<Self>,
+        operation: Operation,
+        model_id: &str,
+        json: &Value,
+        scenario: &Scenario,
+    ) -> Response<Body> {
         let latency_ms = self.opts.latency.as_millis() as u64;
-        let u = scenario.usage;
+        let u = &scenario.usage;
         let pieces = wire::pieces(scenario.chunks);
-        let text: String = pieces.concat();
+        let family = || Family::of_model(model_id).or_else(|| Family::of_body(json));
         match operation {
             Operation::InvokeModel => {
-                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json)) else {
-                    return unknown_family(&model_id);
+                let Some(family) = family() else {
+                    return unknown_family(model_id);
                 };
-                let mut headers = HeaderMap::new();
-                if self.opts.token_headers {
-                    let mut put = |name: &'static str, v: u64| {
-                        headers.insert(name, v.into());
-                    };
-                    put("x-amzn-bedrock-input-token-count", u.input);
-                    put("x-amzn-bedrock-output-token-count", u.output);
-                    put("x-amzn-bedrock-cache-read-input-token-count", u.cache_read);
-                    put("x-amzn-bedrock-cache-write-input-token-count", u.cache_write());
-                    put("x-amzn-bedrock-invocation-latency", latency_ms);
-                }
                 json_response(
                     StatusCode::OK,
-                    &wire::invoke_body(family, &model_id, &u, &text),
-                    headers,
+                    &wire::invoke_body(family, model_id, u, &pieces.concat()),
+                    self.token_headers(u, latency_ms),
                 )
             }
             Operation::InvokeModelWithResponseStream => {
-                let Some(family) = Family::of_model(&model_id).or_else(|| Family::of_body(&json)) else {
-                    return unknown_family(&model_id);
+                let Some(family) = family() else {
+                    return unknown_family(model_id);
                 };
-                let frames = wire::invoke_stream_chunks(family, &model_id, &u, &pieces, latency_ms)
-                    .iter()
-                    .map(wire::chunk_frame)
-                    .collect();
-                self.stream_response(frames, &scenario)
+                let chunks = wire::invoke_stream_chunks(family, model_id, u, &pieces, latency_ms);
+                let stream = chunks.iter().map(frames::chunk_frame).collect();
+                self.stream_response(stream, scenario)
             }
             Operation::Converse => json_response(
                 StatusCode::OK,
-                &wire::converse_body(&u, &text, latency_ms),
+                &wire::converse_body(u, &pieces.concat(), latency_ms),
                 HeaderMap::new(),
             ),
             Operation::ConverseStream => {
-                let frames = wire::converse_stream_events(&u, &pieces, latency_ms)
-                    .iter()
-                    .map(|(t, p)| wire::event_frame(t, p))
-                    .collect();
-                self.stream_response(frames, &scenario)
+                let events = wire::converse_stream_events(u, &pieces, latency_ms);
+                let stream = events.iter().map(|(t, p)| frames::event_frame(t, p)).collect();
+                self.stream_response(stream, scenario)
             }
             Operation::CountTokens => json_response(StatusCode::OK, &json!({"inputTokens": u.input}), HeaderMap::new()),
         }
+    }
+
+    /// `X-Amzn-Bedrock-*` headers of an `InvokeModel` answer (none when switched off).
+    fn token_headers(&self, u: &SimUsage, latency_ms: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if self.opts.token_headers {
+            let mut put = |name: &'static str, v: u64| {
+                headers.insert(name, v.into());
+            };
+            put("x-amzn-bedrock-input-token-count", u.input);
+            put("x-amzn-bedrock-output-token-count", u.output);
+            put("x-amzn-bedrock-cache-read-input-token-count", u.cache_read);
+            put("x-amzn-bedrock-cache-write-input-token-count", u.cache_write());
+            put("x-amzn-bedrock-invocation-latency", latency_ms);
+        }
+        headers
     }
 
     fn record(&self, operation: Operation, model_id: &str, headers: &HeaderMap) {
@@ -281,14 +302,14 @@ impl BedrockSim {
 
     /// An event-stream response: one body chunk per frame, the scenario's delay
     /// before every frame after the first, broken off by its `stream-error` if any.
-    fn stream_response(self: Arc<Self>, mut frames: Vec<Bytes>, scenario: &Scenario) -> Response<Body> {
+    fn stream_response(self: Arc<Self>, mut events: Vec<Bytes>, scenario: &Scenario) -> Response<Body> {
         if let Some(code) = &scenario.stream_error {
-            frames.truncate(1 + scenario.chunks as usize);
-            frames.push(wire::exception_frame(code, &format!("simulated {code} mid-stream")));
+            events.truncate(1 + scenario.chunks as usize);
+            events.push(frames::exception_frame(code, &format!("simulated {code} mid-stream")));
         }
-        let count = frames.len();
+        let count = events.len();
         let delay = Duration::from_millis(scenario.chunk_delay_ms);
-        let stream = futures::stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| {
+        let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, frame)| {
             let sim = self.clone();
             async move {
                 if i > 0 && !delay.is_zero() {

@@ -92,13 +92,90 @@ fn parse_amz_date(value: &str) -> Option<SystemTime> {
     Some(SystemTime::from(ts))
 }
 
+fn invalid(why: &str) -> SignatureError {
+    SignatureError::Invalid(why.to_string())
+}
+
+/// The body as the signature covers it: its hash as declared in `x-amz-content-sha256`
+/// (which must then match), unsigned, or the bytes themselves.
+fn signable_body<'a>(declared_hash: Option<&'a str>, body: &'a [u8]) -> Result<SignableBody<'a>, SignatureError> {
+    let body_hash = hex::encode(Sha256::digest(body));
+    Ok(match declared_hash {
+        Some("UNSIGNED-PAYLOAD") => SignableBody::UnsignedPayload,
+        Some(h) if h != body_hash => return Err(invalid("x-amz-content-sha256 does not match the body")),
+        Some(h) => SignableBody::Precomputed(h.to_string()),
+        None => SignableBody::Bytes(body),
+    })
+}
+
+/// The values of the headers the client signed; host and x-amz-date are added by the signer.
+fn signed_headers<'a>(
+    parts: &http::request::Parts,
+    auth: &Authorization<'a>,
+) -> Result<Vec<(&'a str, String)>, SignatureError> {
+    let mut headers = Vec::new();
+    for name in &auth.signed_headers {
+        if *name == "host" || *name == "x-amz-date" {
+            continue;
+        }
+        let values: Vec<&str> = parts
+            .headers
+            .get_all(*name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if values.is_empty() {
+            return Err(SignatureError::Invalid(format!("signed header {name:?} is missing")));
+        }
+        headers.push((*name, values.join(",")));
+    }
+    Ok(headers)
+}
+
 impl SigV4Verifier {
+    /// The identity `access_key`/`secret_key` signing for us-east-1, where every test runs.
+    pub fn us_east_1(access_key: &str, secret_key: &str) -> SigV4Verifier {
+        SigV4Verifier {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            region: "us-east-1".into(),
+        }
+    }
+
     /// Verifies `parts` + `body`; `Ok(())` when the signature is the one the secret key produces.
     pub fn verify(&self, parts: &http::request::Parts, body: &[u8]) -> Result<(), SignatureError> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let auth_value = header("authorization").ok_or(SignatureError::Missing)?;
-        let invalid = |why: &str| SignatureError::Invalid(why.to_string());
         let auth = parse_authorization(auth_value).ok_or_else(|| invalid("malformed Authorization header"))?;
+        self.check_scope(&auth)?;
+        let time = header("x-amz-date")
+            .and_then(parse_amz_date)
+            .ok_or_else(|| invalid("missing or bad X-Amz-Date"))?;
+        let host = header("host")
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .ok_or_else(|| invalid("no Host"))?;
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = format!("http://{host}{path_and_query}");
+        let body = signable_body(header("x-amz-content-sha256"), body)?;
+        let headers = signed_headers(parts, &auth)?;
+        let session_token = header("x-amz-security-token").map(str::to_string);
+        let request = SignableRequest::new(
+            parts.method.as_str(),
+            &uri,
+            headers.iter().map(|(k, v)| (*k, v.as_str())),
+            body,
+        )
+        .map_err(|e| SignatureError::Invalid(e.to_string()))?;
+        if self.signature(request, time, session_token)? == auth.signature {
+            Ok(())
+        } else {
+            Err(invalid("signature mismatch"))
+        }
+    }
+
+    /// Refuses a signature by another key, for another service or another region.
+    fn check_scope(&self, auth: &Authorization<'_>) -> Result<(), SignatureError> {
         if auth.access_key != self.access_key {
             return Err(invalid("unknown access key id"));
         }
@@ -114,45 +191,16 @@ impl SigV4Verifier {
                 auth.region, self.region
             )));
         }
-        let time = header("x-amz-date")
-            .and_then(parse_amz_date)
-            .ok_or_else(|| invalid("missing or bad X-Amz-Date"))?;
-        let host = header("host")
-            .map(str::to_string)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-            .ok_or_else(|| invalid("no Host"))?;
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = format!("http://{host}{path_and_query}");
+        Ok(())
+    }
 
-        let declared_hash = header("x-amz-content-sha256");
-        let body_hash = hex::encode(Sha256::digest(body));
-        let signable_body = match declared_hash {
-            Some("UNSIGNED-PAYLOAD") => SignableBody::UnsignedPayload,
-            Some(h) if h != body_hash => {
-                return Err(invalid("x-amz-content-sha256 does not match the body"));
-            }
-            Some(h) => SignableBody::Precomputed(h.to_string()),
-            None => SignableBody::Bytes(body),
-        };
-
-        // Only the headers the client signed; host and x-amz-date are added by the signer.
-        let mut headers = Vec::new();
-        for name in &auth.signed_headers {
-            if *name == "host" || *name == "x-amz-date" {
-                continue;
-            }
-            let values: Vec<&str> = parts
-                .headers
-                .get_all(*name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if values.is_empty() {
-                return Err(SignatureError::Invalid(format!("signed header {name:?} is missing")));
-            }
-            headers.push((*name, values.join(",")));
-        }
-        let session_token = header("x-amz-security-token").map(str::to_string);
+    /// The signature this identity's secret key gives `request` at `time`.
+    fn signature(
+        &self,
+        request: SignableRequest<'_>,
+        time: SystemTime,
+        session_token: Option<String>,
+    ) -> Result<String, SignatureError> {
         let identity = Credentials::new(&self.access_key, &self.secret_key, session_token, None, "bedrock-sim").into();
         let mut settings = SigningSettings::default();
         // Sign exactly what the client listed, nothing the default exclusions would drop.
@@ -166,21 +214,10 @@ impl SigV4Verifier {
             .build()
             .map_err(|e| SignatureError::Invalid(e.to_string()))?
             .into();
-        let request = SignableRequest::new(
-            parts.method.as_str(),
-            &uri,
-            headers.iter().map(|(k, v)| (*k, v.as_str())),
-            signable_body,
-        )
-        .map_err(|e| SignatureError::Invalid(e.to_string()))?;
-        let (_, expected) = sign(request, &params)
+        let (_, signature) = sign(request, &params)
             .map_err(|e| SignatureError::Invalid(e.to_string()))?
             .into_parts();
-        if expected == auth.signature {
-            Ok(())
-        } else {
-            Err(invalid("signature mismatch"))
-        }
+        Ok(signature)
     }
 }
 
@@ -189,11 +226,7 @@ mod tests {
     use super::*;
 
     fn verifier() -> SigV4Verifier {
-        SigV4Verifier {
-            access_key: "AKIDSIM".into(),
-            secret_key: "sim-secret".into(),
-            region: "us-east-1".into(),
-        }
+        SigV4Verifier::us_east_1("AKIDSIM", "sim-secret")
     }
 
     fn signed(secret: &str, body: &[u8]) -> http::Request<Vec<u8>> {

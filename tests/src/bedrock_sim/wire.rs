@@ -1,12 +1,10 @@
-//! Bedrock response shapes: model-family bodies, Converse bodies and event-stream frames.
+//! Bedrock response shapes: model-family bodies, Converse bodies and the events of streams
+//! (framed by [`super::frames`]).
 //!
 //! Shapes follow what Bedrock sends and what `aws-sdk-bedrockruntime` parses
 //! (its `protocol_serde` and `event_stream_serde`); the simulator's unit tests
 //! run the real SDK against them.
 
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
-use base64::Engine as _;
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::scenario::SimUsage;
@@ -240,46 +238,6 @@ pub fn converse_stream_events(u: &SimUsage, pieces: &[String], latency_ms: u64) 
     out
 }
 
-fn encode(message: &Message) -> Bytes {
-    let mut buf = Vec::new();
-    aws_smithy_eventstream::frame::write_message_to(message, &mut buf).expect("event-stream frame encodes");
-    Bytes::from(buf)
-}
-
-/// One `:message-type event` frame with a JSON payload.
-pub fn event_frame(event_type: &'static str, payload: &Value) -> Bytes {
-    let message = Message::new(Bytes::from(payload.to_string()))
-        .add_header(Header::new(":event-type", HeaderValue::String(event_type.into())))
-        .add_header(Header::new(
-            ":content-type",
-            HeaderValue::String("application/json".into()),
-        ))
-        .add_header(Header::new(":message-type", HeaderValue::String("event".into())));
-    encode(&message)
-}
-
-/// One `chunk` event of an invoke stream: `{"bytes": base64(model json)}`.
-pub fn chunk_frame(model_json: &Value) -> Bytes {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(model_json.to_string());
-    event_frame("chunk", &json!({"bytes": b64}))
-}
-
-/// An in-band `:message-type exception` frame (the only error signal once a stream has started).
-pub fn exception_frame(code: &str, message: &str) -> Bytes {
-    let mut type_name = code.to_string();
-    if let Some(first) = type_name.get_mut(..1) {
-        first.make_ascii_lowercase();
-    }
-    let m = Message::new(Bytes::from(json!({"message": message}).to_string()))
-        .add_header(Header::new(":exception-type", HeaderValue::String(type_name.into())))
-        .add_header(Header::new(
-            ":content-type",
-            HeaderValue::String("application/json".into()),
-        ))
-        .add_header(Header::new(":message-type", HeaderValue::String("exception".into())));
-    encode(&m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,54 +300,5 @@ mod tests {
             json!([{"ttl": "5m", "inputTokens": 4}, {"ttl": "1h", "inputTokens": 5}])
         );
         assert_eq!(t["totalTokens"], 15);
-    }
-
-    #[test]
-    fn frames_decode_incrementally_with_the_smithy_decoder() {
-        use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
-        let u = SimUsage {
-            input: 3,
-            output: 2,
-            ..SimUsage::default()
-        };
-        let frames: Vec<Bytes> = converse_stream_events(&u, &pieces(2), 1)
-            .iter()
-            .map(|(t, p)| event_frame(t, p))
-            .collect();
-        let all: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
-        // Feed 7 bytes at a time: frames split across body chunks.
-        let (mut decoder, mut buf, mut types) = (MessageFrameDecoder::new(), bytes::BytesMut::new(), Vec::new());
-        for piece in all.chunks(7) {
-            buf.extend_from_slice(piece);
-            while let DecodedFrame::Complete(m) = decoder.decode_frame(&mut buf).expect("valid frame") {
-                let t = m
-                    .headers()
-                    .iter()
-                    .find(|h| h.name().as_str() == ":event-type")
-                    .expect(":event-type");
-                types.push(t.value().as_string().expect("string").as_str().to_string());
-            }
-        }
-        assert_eq!(
-            types,
-            [
-                "messageStart",
-                "contentBlockDelta",
-                "contentBlockDelta",
-                "contentBlockStop",
-                "messageStop",
-                "metadata"
-            ]
-        );
-        let chunk = chunk_frame(&json!({"type": "message_stop"}));
-        let message = aws_smithy_eventstream::frame::read_message_from(chunk).expect("chunk frame");
-        let payload: Value = serde_json::from_slice(message.payload()).unwrap();
-        let inner = base64::engine::general_purpose::STANDARD
-            .decode(payload["bytes"].as_str().unwrap())
-            .unwrap();
-        assert_eq!(
-            serde_json::from_slice::<Value>(&inner).unwrap(),
-            json!({"type": "message_stop"})
-        );
     }
 }

@@ -1,0 +1,99 @@
+//! When something goes away mid-flight: Redis (fail open spools and replays every
+//! completed charge, fail closed refuses with a retryable error) and the client
+//! (a cut stream is charged what it used, or its whole reservation).
+
+use std::time::Duration;
+
+use tally_tests::fixtures::extproc::FailMode;
+use tally_tests::fixtures::process::wait_until;
+use tally_tests::fixtures::redis::RedisServer;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn redis_outage_in_fail_open_loses_no_completed_charge() {
+    let mut redis = RedisServer::start(true).await;
+    let svc = start(&config(Some("1000")), &redis, FailMode::Open).await;
+    for i in 0..3 {
+        assert_eq!(one_converse(&svc, &format!("before-{i}")).await.len(), 4);
+    }
+    redis.kill();
+    for i in 0..4 {
+        let out = one_converse(&svc, &format!("during-{i}")).await;
+        assert_eq!(out.len(), 4, "fail-open: calls proceed while Redis is down");
+        assert_eq!(cost_header(&out[3]).as_deref(), Some(CONVERSE_COST_USD));
+    }
+    let metrics = svc.metrics().await;
+    assert!(metrics.contains("tally_spool_depth 4"), "{metrics}");
+    redis.restart().await;
+    let drained = wait_until(Duration::from_secs(20), || async {
+        svc.metrics().await.contains("tally_spool_depth 0")
+    })
+    .await;
+    assert!(drained, "spool replayed after Redis returned");
+    for i in 0..2 {
+        one_converse(&svc, &format!("after-{i}")).await;
+    }
+    let records = ledger(&redis, "search").await;
+    assert_eq!(records.len(), 9, "every completed call is in the ledger exactly once");
+    assert_eq!(counter(&redis, "search", "spent").await, 9 * CONVERSE_COST_NANOS);
+    assert_eq!(counter(&redis, "search", "requests").await, 9);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn redis_outage_in_fail_closed_refuses_with_a_retryable_error() {
+    let mut redis = RedisServer::start(false).await;
+    let svc = start(&config(Some("1000")), &redis, FailMode::Closed).await;
+    redis.kill();
+    let out = one_converse(&svc, "closed-1").await;
+    let last = out.last().unwrap();
+    let Some(i) = immediate(last) else {
+        panic!("expected a 503, got {:?}", last.response);
+    };
+    assert_eq!(i.status.unwrap().code, 503);
+    assert!(String::from_utf8_lossy(&i.body).contains("fail closed"));
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_stream_is_recorded_incomplete() {
+    let redis = RedisServer::start(false).await;
+    let svc = start(&config(None), &redis, FailMode::Open).await;
+    let stream = anthropic_stream();
+    let path = model_path(SONNET_US, "invoke-with-response-stream");
+    let body = br#"{"max_tokens":50,"messages":[]}"#;
+    let request = |id: &str| req_headers(&path, &[("x-team-id", "search"), ("amz-sdk-invocation-id", id)], false);
+    // The stream ends (Envoy resets it) after the message_start chunk: charged what was seen.
+    let first_frame_len = u32::from_be_bytes(stream[0..4].try_into().unwrap()) as usize;
+    svc.exchange(vec![
+        request("cut-1"),
+        req_body(body),
+        resp_headers(200, &[]),
+        resp_body(&stream[..first_frame_len], false),
+    ])
+    .await;
+    // Cut before any usage: charged the whole reservation (body bytes × 6.6 + 50 × 16.5, USD/1M).
+    svc.exchange(vec![request("cut-2"), req_body(body)]).await;
+    let ok = wait_until(Duration::from_secs(5), || async {
+        ledger(&redis, "search").await.len() == 2
+    })
+    .await;
+    assert!(ok, "both cut calls recorded");
+    let records = ledger(&redis, "search").await;
+    let by_id = |id: &str| records.iter().find(|r| r["requestId"] == id).unwrap().clone();
+    let seen = by_id("cut-1");
+    // input 21 × 3.3 + output 1 × 16.5 + cache read 5 × 0.33 + writes 1 × 4.125 + 3 × 6.6 = 0.000111375 USD
+    assert_eq!(
+        (seen["outcome"].as_str(), seen["costNanos"].as_i64()),
+        (Some("incomplete"), Some(111_375))
+    );
+    let none = by_id("cut-2");
+    let body_len = body.len() as i64;
+    assert_eq!(
+        (none["outcome"].as_str(), none["costNanos"].as_i64()),
+        (Some("incomplete"), Some(body_len * 6_600 + 50 * 16_500))
+    );
+    assert_eq!(counter(&redis, "search", "reserved").await, 0);
+    svc.stop().await;
+}
