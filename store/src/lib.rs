@@ -8,6 +8,7 @@
 //!   append the ledger record — idempotent per charge id, so a replay from the
 //!   spool never double-counts.
 
+pub mod args;
 pub mod memory;
 pub mod redis;
 pub mod spool;

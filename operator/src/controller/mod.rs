@@ -41,6 +41,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tally_config::compiled::CompiledConfig;
 use tally_config::keys;
+use tally_store::args::{RedisArgs, RedisArgsError, RedisTarget};
 use tally_store::redis::RedisStore;
 use tokio::sync::watch;
 
@@ -62,19 +63,9 @@ pub struct OperatorArgs {
     /// Namespace of that ConfigMap [default: $POD_NAMESPACE, else `default`].
     #[arg(long, env = "TALLY_CONFIG_MAP_NAMESPACE")]
     pub config_map_namespace: Option<String>,
-    /// Redis holding the live counters (`redis://host:6379`). Without it the status shows the
-    /// period and conditions only; spend fields stay empty and spend conditions `Unknown`.
-    #[arg(long, env = "TALLY_REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// Treat the URL as a Redis Cluster seed node (as the ext_proc's flag of the same name).
-    #[arg(long, env = "TALLY_REDIS_CLUSTER")]
-    pub redis_cluster: bool,
-    /// PEM CA bundle to verify a `rediss://` server with, instead of the system roots.
-    #[arg(long, env = "TALLY_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<std::path::PathBuf>,
-    /// Redis password (prefer the environment variable); a password in the URL works too.
-    #[arg(long, env = "TALLY_REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
+    /// The Redis the ext_proc writes the counters to; without `--redis-url`, no live spend.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// How often team statuses are refreshed from Redis even without changes (`30s`, `1m`).
     #[arg(long, env = "TALLY_STATUS_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub status_interval: Duration,
@@ -113,13 +104,8 @@ pub enum Error {
     Client(#[source] kube::Error),
     #[error("cannot serve {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("invalid --redis-url: {0}")]
-    RedisUrl(#[source] redis::RedisError),
-    #[error("cannot read --redis-ca-file {path}: {source}")]
-    RedisCa {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Redis(#[from] RedisArgsError),
 }
 
 /// `Result` of this module.
@@ -193,25 +179,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let redis = match &args.redis_url {
-        Some(url) => {
-            redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(Error::RedisUrl)?;
-            let ca_pem = match &args.redis_ca_file {
-                Some(path) => Some(std::fs::read(path).map_err(|source| Error::RedisCa {
-                    path: path.clone(),
-                    source,
-                })?),
-                None => None,
-            };
-            Some(RedisSettings {
-                url: url.clone(),
-                cluster: args.redis_cluster,
-                password: args.redis_password.clone(),
-                ca_pem,
-            })
-        }
-        None => None,
-    };
+    let redis = args.redis.target()?;
     let metrics = Arc::new(Metrics::default());
     let reachable = Arc::new(AtomicBool::new(false));
     let identity = args.identity();
@@ -297,20 +265,12 @@ pub async fn run(
     Ok(())
 }
 
-/// How to reach the Redis the ext_proc writes to: the same client code and options as the ext_proc.
-struct RedisSettings {
-    url: String,
-    cluster: bool,
-    password: Option<String>,
-    ca_pem: Option<Vec<u8>>,
-}
-
 /// What the reconcile passes share.
 struct Ctx {
     client: Client,
     args: OperatorArgs,
     namespace: String,
-    redis: Option<RedisSettings>,
+    redis: Option<RedisTarget>,
     /// Connected on first use (the operator starts while Redis is down), dropped on an error.
     redis_store: Option<RedisStore>,
     metrics: Arc<Metrics>,
@@ -629,21 +589,14 @@ impl Ctx {
     }
 
     async fn read_counters(&mut self, tb: &TeamBudget, now: jiff::Timestamp) -> Reading {
-        let Some(settings) = &self.redis else {
+        let Some(target) = &self.redis else {
             return Reading::NoStore;
         };
         let Some(period_key) = status::period_key(tb.spec.budget.as_ref(), now) else {
             return Reading::Counters(Counters::default());
         };
         if self.redis_store.is_none() {
-            let connected = RedisStore::connect(
-                &settings.url,
-                settings.cluster,
-                settings.password.as_deref(),
-                settings.ca_pem.clone(),
-            )
-            .await;
-            match connected {
+            match target.connect().await {
                 Ok(store) => self.redis_store = Some(store),
                 Err(error) => {
                     tracing::warn!(%error, "Redis unavailable; keeping the last known spend");
@@ -751,7 +704,7 @@ mod tests {
         assert_eq!(a.status_interval, Duration::from_secs(30));
         assert_eq!(a.metrics_listen.to_string(), "0.0.0.0:8080");
         assert_eq!(a.lease_name, "tally-operator");
-        assert!(a.watch_namespaces.is_empty() && a.redis_url.is_none());
+        assert!(a.watch_namespaces.is_empty() && a.redis.url.is_none());
         let cli = Cli::try_parse_from(["tally", "--watch-namespaces", "a,b", "--status-interval", "1m30s"]).unwrap();
         assert_eq!(cli.args.watch_namespaces, ["a", "b"]);
         assert_eq!(cli.args.status_interval, Duration::from_secs(90));
