@@ -17,9 +17,16 @@ scripts/tools/python.sh
 scripts/tools/redis.sh
 scripts/tools/helm.sh
 scripts/tools/kube.sh
+scripts/tools/cargo-tools.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
+
+step "dependency hygiene: cargo machete (declared but unused), cargo deny (licenses, bans, sources)"
+# `cargo deny check advisories` needs the RustSec database from GitHub, which is
+# not reachable here; the release workflow runs it.
+"$TALLY_CACHE/bin/cargo-machete"
+"$TALLY_CACHE/bin/cargo-deny" check --hide-inclusion-graph licenses bans sources
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
