@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use kube::Client;
 use tally_operator::controller::{self, OperatorArgs};
+use tally_store::args::RedisArgs;
 use tokio::sync::oneshot;
 
 use crate::NS;
@@ -35,10 +36,12 @@ pub async fn start_replica_with(
     let args = OperatorArgs {
         config_map_name: "tally-config".into(),
         config_map_namespace: Some(NS.into()),
-        redis_url: redis_url.map(Into::into),
-        redis_cluster,
-        redis_ca_file: None,
-        redis_password: None,
+        redis: RedisArgs {
+            url: redis_url.map(Into::into),
+            cluster: redis_cluster,
+            ca_file: None,
+            password: None,
+        },
         status_interval: Duration::from_millis(500),
         metrics_listen: listener.local_addr()?,
         leader_election_namespace: Some(NS.into()),
