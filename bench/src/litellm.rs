@@ -9,17 +9,18 @@ use anyhow::{Result, bail};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::json;
+use tally_tests::fixtures::process::{OwnedProcess, free_port};
 
 use crate::load::Shape;
 use crate::mix;
-use crate::procs::{Proc, free_port, http_get, wait_ready};
+use crate::procs::{answers_200, spawn_ready};
 
 /// The model name without a budget (overhead runs) and the one with a budget (strictness).
 pub const MODEL: &str = "haiku";
 pub const BUDGET_MODEL: &str = "haiku-budget";
 
 pub struct LiteLlm {
-    pub proc: Proc,
+    pub proc: OwnedProcess,
     pub port: u16,
     pub master_key: String,
 }
@@ -70,10 +71,14 @@ pub fn start(dir: &Path, sim_port: u16, redis_port: u16, budget_usd: f64) -> Res
         .env("LITELLM_LOG", "ERROR")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("DATABASE_URL");
-    let mut proc = Proc::spawn("litellm", cmd, dir)?;
-    wait_ready(&mut proc, Duration::from_secs(180), "GET /health/liveliness", || {
-        matches!(http_get(port, "/health/liveliness"), Some((200, _)))
-    })?;
+    let ready = answers_200(port, "/health/liveliness");
+    let proc = spawn_ready(
+        "litellm",
+        cmd,
+        Duration::from_secs(180),
+        "GET /health/liveliness",
+        ready,
+    )?;
     Ok(LiteLlm { proc, port, master_key })
 }
 

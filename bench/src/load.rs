@@ -3,17 +3,20 @@
 //! a slow server cannot slow the generator down and hide its own queueing
 //! (no coordinated omission). Every run is bounded in count and time.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::{HeaderMap, Method, Request};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
+use tally_tests::fixtures::admin::status_and_body;
+use tokio::sync::mpsc;
 
 /// One request of the mix; the URI is `base + path`.
 #[derive(Debug, Clone)]
@@ -75,7 +78,8 @@ impl Outcome {
     }
 }
 
-struct Shared {
+/// What the answered requests of a run came to.
+struct Tally {
     hist: Histogram<u64>,
     ok: u64,
     errors: u64,
@@ -84,14 +88,83 @@ struct Shared {
     last_done: Instant,
 }
 
-/// Sends `spec.rate × spec.duration` requests cycling through `mix`, paced by a
-/// dedicated thread (sub-millisecond precision, unlike the runtime's timer).
-pub async fn run(client: &HttpClient, base: &str, mix: &[Shape], spec: Spec) -> Outcome {
-    let total = (spec.rate * spec.duration.as_secs_f64()).round().max(1.0) as u64;
-    let interval = Duration::from_secs_f64(1.0 / spec.rate);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
-    let start = Instant::now() + Duration::from_millis(20);
-    let pacer = std::thread::spawn(move || {
+impl Tally {
+    /// Counts one request scheduled at `due` and finished at `done`; only 2xx latencies
+    /// go into the histogram.
+    fn record(
+        &mut self,
+        result: Result<Result<u16, String>, tokio::time::error::Elapsed>,
+        due: Instant,
+        done: Instant,
+        timeout: Duration,
+    ) {
+        match result {
+            Ok(Ok(status)) if (200..300).contains(&status) => {
+                self.ok += 1;
+                let micros = done.saturating_duration_since(due).as_micros() as u64;
+                self.hist.saturating_record(micros.max(1));
+            }
+            Ok(Ok(status)) => {
+                self.errors += 1;
+                *self.statuses.entry(status).or_default() += 1;
+                self.first_error.get_or_insert_with(|| format!("HTTP {status}"));
+            }
+            Ok(Err(e)) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                self.errors += 1;
+                self.first_error
+                    .get_or_insert_with(|| format!("timeout after {timeout:?}"));
+            }
+        }
+        self.last_done = self.last_done.max(done);
+    }
+
+    /// The run's outcome: rates over the time from `start` to the last answer (at least the
+    /// run's duration), and latency percentiles in milliseconds.
+    fn outcome(&self, spec: Spec, scheduled: u64, dropped: u64, start: Instant) -> Outcome {
+        let elapsed = self
+            .last_done
+            .saturating_duration_since(start)
+            .as_secs_f64()
+            .max(spec.duration.as_secs_f64());
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let quantile = |q: f64| {
+            if self.hist.is_empty() {
+                0.0
+            } else {
+                ms(self.hist.value_at_quantile(q))
+            }
+        };
+        Outcome {
+            target_rps: spec.rate,
+            achieved_rps: self.ok as f64 / elapsed,
+            scheduled,
+            ok: self.ok,
+            errors: self.errors,
+            dropped,
+            p50_ms: quantile(0.5),
+            p90_ms: quantile(0.9),
+            p99_ms: quantile(0.99),
+            p999_ms: quantile(0.999),
+            max_ms: if self.hist.is_empty() { 0.0 } else { ms(self.hist.max()) },
+            first_error: self.first_error.clone(),
+            statuses: self.statuses.clone(),
+        }
+    }
+}
+
+/// A thread that sends `(index, due instant)` for each of `total` requests when it is due,
+/// `interval` apart from `start` (sub-millisecond precision, unlike the runtime's timer).
+fn pacer(
+    total: u64,
+    interval: Duration,
+    start: Instant,
+) -> (std::thread::JoinHandle<()>, mpsc::UnboundedReceiver<(u64, Instant)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = std::thread::spawn(move || {
         for i in 0..total {
             let due = start + interval.mul_f64(i as f64);
             let now = Instant::now();
@@ -103,7 +176,16 @@ pub async fn run(client: &HttpClient, base: &str, mix: &[Shape], spec: Spec) -> 
             }
         }
     });
-    let shared = Arc::new(Mutex::new(Shared {
+    (thread, rx)
+}
+
+/// Sends `spec.rate × spec.duration` requests cycling through `mix`, each when the pacer
+/// says it is due; a send due while `max_in_flight` are outstanding is dropped.
+pub async fn run(client: &HttpClient, base: &str, mix: &[Shape], spec: Spec) -> Outcome {
+    let total = (spec.rate * spec.duration.as_secs_f64()).round().max(1.0) as u64;
+    let start = Instant::now() + Duration::from_millis(20);
+    let (pacer, mut due_times) = pacer(total, Duration::from_secs_f64(1.0 / spec.rate), start);
+    let tally = Arc::new(Mutex::new(Tally {
         hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
         ok: 0,
         errors: 0,
@@ -111,83 +193,32 @@ pub async fn run(client: &HttpClient, base: &str, mix: &[Shape], spec: Spec) -> 
         statuses: Default::default(),
         last_done: start,
     }));
-    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let mut dropped = 0;
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some((i, due)) = rx.recv().await {
-        if in_flight.load(std::sync::atomic::Ordering::Relaxed) >= spec.max_in_flight {
+    while let Some((i, due)) = due_times.recv().await {
+        if in_flight.load(Ordering::Relaxed) >= spec.max_in_flight {
             dropped += 1;
             continue;
         }
-        in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let shape = &mix[(i as usize) % mix.len()];
-        let req = build(base, shape);
-        let (client, shared, in_flight) = (client.clone(), shared.clone(), in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let req = build(base, &mix[(i as usize) % mix.len()]);
+        let (client, tally, in_flight) = (client.clone(), tally.clone(), in_flight.clone());
         tasks.spawn(async move {
             let result = tokio::time::timeout(spec.timeout, send(&client, req)).await;
             let done = Instant::now();
-            let mut s = shared.lock().expect("results lock");
-            match result {
-                Ok(Ok(status)) if (200..300).contains(&status) => {
-                    s.ok += 1;
-                    let micros = done.saturating_duration_since(due).as_micros() as u64;
-                    s.hist.saturating_record(micros.max(1));
-                }
-                Ok(Ok(status)) => {
-                    s.errors += 1;
-                    *s.statuses.entry(status).or_default() += 1;
-                    s.first_error.get_or_insert_with(|| format!("HTTP {status}"));
-                }
-                Ok(Err(e)) => {
-                    s.errors += 1;
-                    s.first_error.get_or_insert(e);
-                }
-                Err(_) => {
-                    s.errors += 1;
-                    s.first_error
-                        .get_or_insert_with(|| format!("timeout after {:?}", spec.timeout));
-                }
-            }
-            s.last_done = s.last_done.max(done);
-            in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            tally
+                .lock()
+                .expect("results lock")
+                .record(result, due, done, spec.timeout);
+            in_flight.fetch_sub(1, Ordering::Relaxed);
         });
         // Reap finished tasks as we go so the set stays small.
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
     let _ = pacer.join();
-    let s = shared.lock().expect("results lock");
-    let elapsed = s
-        .last_done
-        .saturating_duration_since(start)
-        .as_secs_f64()
-        .max(spec.duration.as_secs_f64());
-    let ms = |q: f64| {
-        if s.hist.is_empty() {
-            0.0
-        } else {
-            s.hist.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
-    Outcome {
-        target_rps: spec.rate,
-        achieved_rps: s.ok as f64 / elapsed,
-        scheduled: total,
-        ok: s.ok,
-        errors: s.errors,
-        dropped,
-        p50_ms: ms(0.5),
-        p90_ms: ms(0.9),
-        p99_ms: ms(0.99),
-        p999_ms: ms(0.999),
-        max_ms: if s.hist.is_empty() {
-            0.0
-        } else {
-            s.hist.max() as f64 / 1000.0
-        },
-        first_error: s.first_error.clone(),
-        statuses: s.statuses.clone(),
-    }
+    tally.lock().expect("results lock").outcome(spec, total, dropped, start)
 }
 
 fn build(base: &str, shape: &Shape) -> Request<Full<Bytes>> {
@@ -200,24 +231,15 @@ fn build(base: &str, shape: &Shape) -> Request<Full<Bytes>> {
 
 /// Sends one request and reads the whole answer (a stream to its last event); the status.
 pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<u16, String> {
-    let resp = client.request(req).await.map_err(|e| format!("request: {e:?}"))?;
-    let status = resp.status().as_u16();
-    resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?;
-    Ok(status)
+    exchange(client, req).await.map(|(status, _)| status)
 }
 
 /// Sends one request and returns the status and the whole body.
 pub async fn send_full(client: &HttpClient, base: &str, shape: &Shape) -> Result<(u16, Bytes), String> {
-    let resp = client
-        .request(build(base, shape))
-        .await
-        .map_err(|e| format!("request: {e:?}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    Ok((status, body))
+    exchange(client, build(base, shape)).await
+}
+
+async fn exchange(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), String> {
+    let resp = client.request(req).await.map_err(|e| format!("request: {e:?}"))?;
+    status_and_body(resp).await.map_err(|e| format!("body: {e}"))
 }

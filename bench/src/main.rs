@@ -11,6 +11,7 @@ mod litellm;
 mod load;
 mod mix;
 mod overhead;
+mod peers;
 mod procs;
 mod scale;
 mod strictness;

@@ -100,6 +100,9 @@ pub fn converse_stream(team: &str, model: &str, words: usize, chunks: Option<(u3
     )
 }
 
+/// Teams in the overhead config; calls rotate over all of them.
+pub const OVERHEAD_TEAMS: usize = 100;
+
 /// The overhead mix: Converse, InvokeModel and ConverseStream in turn, over `teams` teams.
 pub fn overhead_mix(teams: usize) -> Vec<Shape> {
     (0..3 * teams.max(1))

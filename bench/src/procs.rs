@@ -1,77 +1,37 @@
-//! The processes a benchmark runs, each owned by the harness: started on free
-//! loopback ports, killed when dropped, and observable through `/proc`
-//! (CPU seconds and RSS), so every phase can report what each process spent.
+//! The processes a benchmark runs, each a [`OwnedProcess`] (killed when dropped)
+//! started on free loopback ports and observed through `/proc` (CPU seconds and
+//! RSS), so every phase can report what each process spent.
 
-use std::fs::File;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use tally_config::compiled::CompiledConfig;
-use tally_tests::fixtures::envoy::{EnvoyOptions, chart_values, render_from_chart};
+use tally_tests::fixtures::envoy::{self, EnvoyOptions, chart_values, render_from_chart};
+use tally_tests::fixtures::extproc::{ExtProcOptions, prepare_dir};
+use tally_tests::fixtures::process::{OwnedProcess, free_port};
+use tally_tests::fixtures::redis::server_command;
 use tally_tests::fixtures::tools;
 
-/// A child process with its output in a log file; SIGKILLed on drop.
-#[derive(Debug)]
-pub struct Proc {
-    pub name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Result<Proc> {
-        let log = dir.join(format!("{name}.log"));
-        let out = File::create(&log)?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child,
-            log,
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
+/// What `/proc` says a running process has spent (zero once it has exited).
+pub trait Spent {
     /// User + system CPU seconds so far.
-    pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds_of(&format!("/proc/{}/stat", self.pid()))
-    }
-
+    fn cpu_seconds(&self) -> f64;
     /// Resident set size, KiB.
-    pub fn rss_kib(&self) -> u64 {
-        status_kib(self.pid(), "VmRSS:")
-    }
-
-    /// The last `n` bytes of the process's output, for errors.
-    pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text[text.len().saturating_sub(n)..].to_string()
-    }
-
-    /// Fails with the log tail when the process has exited.
-    pub fn check_alive(&mut self) -> Result<()> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            bail!("{} exited ({status}); log tail:\n{}", self.name, self.log_tail(4000));
-        }
-        Ok(())
-    }
+    fn rss_kib(&self) -> u64;
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Spent for OwnedProcess {
+    fn cpu_seconds(&self) -> f64 {
+        self.pid()
+            .map_or(0.0, |pid| cpu_seconds_of(&format!("/proc/{pid}/stat")))
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.pid().map_or(0, rss_kib_of)
     }
 }
 
@@ -105,25 +65,17 @@ pub fn self_cpu_seconds() -> f64 {
     cpu_seconds_of("/proc/self/stat")
 }
 
-fn status_kib(pid: u32, key: &str) -> u64 {
+/// `VmRSS` of `/proc/<pid>/status`, KiB (0 when the process is gone).
+pub fn rss_kib_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| {
-                l.strip_prefix(key)
-                    .map(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             })
         })
-        .flatten()
         .unwrap_or(0)
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 /// A blocking `GET` on loopback: `(status, body)`, `None` when nothing answers.
@@ -142,21 +94,33 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// Waits until `ready` holds, or fails with the process's log.
-pub fn wait_ready(p: &mut Proc, timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
+/// Ready when `GET path` on `port` answers 200.
+pub fn answers_200(port: u16, path: &'static str) -> impl FnMut() -> bool {
+    move || matches!(http_get(port, path), Some((200, _)))
+}
+
+/// Ready when something accepts connections on `port`.
+fn accepts(port: u16) -> impl FnMut() -> bool {
+    move || TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// Starts `cmd` as `name` and waits until `ready` holds, or fails with the process's log.
+pub fn spawn_ready(
+    name: &str,
+    cmd: Command,
+    timeout: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+) -> Result<OwnedProcess> {
+    let mut p = OwnedProcess::spawn(name, cmd)?;
     let deadline = Instant::now() + timeout;
     while !ready() {
-        p.check_alive()?;
-        if Instant::now() > deadline {
-            bail!(
-                "{} was not ready ({what}) within {timeout:?}; log tail:\n{}",
-                p.name,
-                p.log_tail(4000)
-            );
+        if p.exited().is_some() || Instant::now() > deadline {
+            bail!("{}", p.failure(&format!("was not ready ({what}) within {timeout:?}")));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
+    Ok(p)
 }
 
 /// A release binary of this workspace; the benchmarks never measure debug builds.
@@ -176,57 +140,57 @@ pub fn release_binary(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-pub fn start_sim(dir: &Path) -> Result<(Proc, u16)> {
-    let port = free_port();
-    let mut cmd = Command::new(release_binary("bedrock-sim")?);
-    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn");
-    let mut p = Proc::spawn("bedrock-sim", cmd, dir)?;
-    wait_ready(&mut p, Duration::from_secs(10), "GET /__sim/stats", || {
-        matches!(http_get(port, "/__sim/stats"), Some((200, _)))
-    })?;
-    Ok((p, port))
+/// The simulated Bedrock and Redis: what every phase's gateways send to.
+pub struct Backends {
+    pub sim: OwnedProcess,
+    pub sim_port: u16,
+    pub redis: OwnedProcess,
+    pub redis_port: u16,
 }
 
-pub fn start_redis(dir: &Path) -> Result<(Proc, u16)> {
-    let port = free_port();
-    let data = dir.join(format!("redis-{port}"));
-    std::fs::create_dir_all(&data)?;
-    let mut cmd = Command::new(tools::redis_server());
-    cmd.args([
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-    ])
-    .arg(&data);
-    let mut p = Proc::spawn(&format!("redis-{port}"), cmd, dir)?;
-    wait_ready(&mut p, Duration::from_secs(10), "accepting connections", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })?;
-    Ok((p, port))
+impl Backends {
+    /// `bedrock-sim` (release) and a redis-server with its data under `dir`.
+    pub fn start(dir: &Path) -> Result<Backends> {
+        let sim_port = free_port();
+        let mut cmd = Command::new(release_binary("bedrock-sim")?);
+        cmd.args(["--listen", &format!("127.0.0.1:{sim_port}")])
+            .env("RUST_LOG", "warn");
+        let ready = answers_200(sim_port, "/__sim/stats");
+        let sim = spawn_ready("bedrock-sim", cmd, Duration::from_secs(10), "GET /__sim/stats", ready)?;
+        let redis_port = free_port();
+        let data = dir.join(format!("redis-{redis_port}"));
+        std::fs::create_dir_all(&data)?;
+        let mut cmd = server_command(redis_port, &data);
+        cmd.args(["--appendonly", "no"]);
+        let name = format!("redis-{redis_port}");
+        let redis = spawn_ready(
+            &name,
+            cmd,
+            Duration::from_secs(10),
+            "accepting connections",
+            accepts(redis_port),
+        )?;
+        Ok(Backends {
+            sim,
+            sim_port,
+            redis,
+            redis_port,
+        })
+    }
 }
 
 /// `null-extproc` (release): the ext_proc that answers every message at once (the mechanism's floor).
-pub fn start_null_extproc(dir: &Path, workers: usize) -> Result<(Proc, u16)> {
+pub fn start_null_extproc(workers: usize) -> Result<(OwnedProcess, u16)> {
     let port = free_port();
     let mut cmd = Command::new(release_binary("null-extproc")?);
     cmd.arg(format!("127.0.0.1:{port}")).arg(workers.to_string());
-    let mut p = Proc::spawn("null-extproc", cmd, dir)?;
-    wait_ready(&mut p, Duration::from_secs(10), "listening", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })?;
+    let p = spawn_ready("null-extproc", cmd, Duration::from_secs(10), "listening", accepts(port))?;
     Ok((p, port))
 }
 
 /// `tally-extproc` (release) with `config`; `redis_port: None` → `--store memory`.
 pub struct ExtProcProc {
-    pub proc: Proc,
+    pub proc: OwnedProcess,
     pub grpc_port: u16,
     pub admin_port: u16,
 }
@@ -239,27 +203,19 @@ pub fn start_extproc(
     extra_args: &[String],
 ) -> Result<ExtProcProc> {
     let own = dir.join(name);
-    std::fs::create_dir_all(own.join("spool"))?;
-    std::fs::write(own.join("config.json"), config.to_json_pretty())?;
+    prepare_dir(&own, config);
     let (grpc_port, admin_port) = (free_port(), free_port());
-    let mut cmd = Command::new(release_binary("tally-extproc")?);
-    cmd.arg("--config")
-        .arg(own.join("config.json"))
-        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .args(["--fail-mode", "open", "--default-region", "us-east-1"])
-        .arg("--spool-dir")
-        .arg(own.join("spool"))
-        .env("RUST_LOG", "warn");
-    match redis_port {
-        Some(port) => cmd.args(["--store", "redis", "--redis-url", &format!("redis://127.0.0.1:{port}/")]),
-        None => cmd.args(["--store", "memory"]),
+    let redis_url = redis_port.map(|port| format!("redis://127.0.0.1:{port}/"));
+    let opts = ExtProcOptions {
+        extra_args: extra_args.to_vec(),
+        ..ExtProcOptions::new(config.clone(), redis_url)
     };
-    cmd.args(extra_args);
-    let mut proc = Proc::spawn(name, cmd, dir)?;
-    wait_ready(&mut proc, Duration::from_secs(60), "GET /readyz", || {
-        matches!(http_get(admin_port, "/readyz"), Some((200, _)))
-    })?;
+    let loopback = |port| ([127, 0, 0, 1], port).into();
+    let mut cmd = Command::new(release_binary("tally-extproc")?);
+    cmd.args(opts.flags(loopback(grpc_port), loopback(admin_port), &own))
+        .env("RUST_LOG", "warn");
+    let ready = answers_200(admin_port, "/readyz");
+    let proc = spawn_ready(name, cmd, Duration::from_secs(60), "GET /readyz", ready)?;
     Ok(ExtProcProc {
         proc,
         grpc_port,
@@ -269,7 +225,12 @@ pub fn start_extproc(
 
 /// Envoy with the chart's gateway config (signing off, fail-open), one worker thread.
 /// `ext_proc_port: None` removes the ext_proc filter: plain Envoy, the baseline.
-pub fn start_envoy(dir: &Path, name: &str, upstream_port: u16, ext_proc_port: Option<u16>) -> Result<(Proc, u16, u16)> {
+pub fn start_envoy(
+    dir: &Path,
+    name: &str,
+    upstream_port: u16,
+    ext_proc_port: Option<u16>,
+) -> Result<(OwnedProcess, u16, u16)> {
     let (listen, admin) = (free_port(), free_port());
     let opts = EnvoyOptions {
         upstream_port,
@@ -286,15 +247,14 @@ pub fn start_envoy(dir: &Path, name: &str, upstream_port: u16, ext_proc_port: Op
     };
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, yaml)?;
-    let mut cmd = Command::new(tools::envoy());
-    cmd.arg("-c")
-        .arg(&path)
-        .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warning"]);
-    cmd.env("AWS_EC2_METADATA_DISABLED", "true");
-    let mut p = Proc::spawn(name, cmd, dir)?;
-    wait_ready(&mut p, Duration::from_secs(20), "GET /ready", || {
-        matches!(http_get(admin, "/ready"), Some((200, _)))
-    })?;
+    let ready = answers_200(admin, "/ready");
+    let p = spawn_ready(
+        name,
+        envoy::command(&path, None),
+        Duration::from_secs(20),
+        "GET /ready",
+        ready,
+    )?;
     Ok((p, listen, admin))
 }
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 use tally_config::money::Nanos;
 
 use crate::load::{self, HttpClient, Outcome, Spec};
-use crate::mix;
-use crate::procs::{http_get, start_envoy, start_extproc};
+use crate::procs::{Spent as _, http_get, rss_kib_of, start_envoy, start_extproc};
+use crate::{Args, mix};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TeamsRow {
@@ -157,13 +157,16 @@ pub async fn streams_row(
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
         let done = done.clone();
-        let (ext_pid, envoy_pid) = (ext.proc.pid(), envoy.pid());
+        let (ext_pid, envoy_pid) = (
+            ext.proc.pid().expect("the ext_proc runs"),
+            envoy.pid().expect("Envoy runs"),
+        );
         std::thread::spawn(move || {
             let (mut ext_peak, mut envoy_peak) = (0u64, 0u64);
             let deadline = Instant::now() + Duration::from_secs(120);
             while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
-                ext_peak = ext_peak.max(rss_of(ext_pid));
-                envoy_peak = envoy_peak.max(rss_of(envoy_pid));
+                ext_peak = ext_peak.max(rss_kib_of(ext_pid));
+                envoy_peak = envoy_peak.max(rss_kib_of(envoy_pid));
                 std::thread::sleep(Duration::from_millis(50));
             }
             (ext_peak, envoy_peak)
@@ -189,14 +192,78 @@ pub async fn streams_row(
     })
 }
 
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:")
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
+/// The scale phase: decision latency and memory by team count, then memory per open stream.
+pub async fn phase(
+    args: &Args,
+    client: &HttpClient,
+    dir: &Path,
+    sim_port: u16,
+    redis_port: u16,
+) -> Result<serde_json::Value> {
+    eprintln!("\n== scale");
+    let team_counts: &[usize] = if args.quick {
+        &[10, 1000, 10_000]
+    } else {
+        &[10, 1000, 100_000]
+    };
+    let mut rows = Vec::new();
+    for &n in team_counts {
+        let row = teams_row(dir, client, sim_port, redis_port, n, args.quick, &args.extproc_args()).await?;
+        eprintln!(
+            "  {n} teams: rss {:.1} MiB, decision mean {:.3} ms",
+            row.rss_after_load_mib, row.decision_mean_ms
+        );
+        rows.push(row);
+    }
+    print_teams(&rows);
+    let mut streams = Vec::new();
+    for shape in [(20u32, 150u64), (200, 15)] {
+        let row = streams_row(dir, client, sim_port, redis_port, 1000, shape, &args.extproc_args()).await?;
+        streams.push(row);
+    }
+    print_streams(&streams);
+    Ok(serde_json::json!({"teams": rows, "streams": streams}))
+}
+
+fn print_teams(rows: &[TeamsRow]) {
+    println!("\nScale: teams in the config (1000 req/s Converse spread over the teams)");
+    println!(
+        "{:>8} {:>11} {:>9} {:>10} {:>10} {:>11} {:>12} {:>8} {:>8}",
+        "teams", "config MB", "start s", "RSS idle", "RSS load", "decide avg", "decide p99≤", "e2e p50", "e2e p99"
+    );
+    for r in rows {
+        println!(
+            "{:>8} {:>11.2} {:>9.2} {:>9.1}M {:>9.1}M {:>9.3}ms {:>10.3}ms {:>8.3} {:>8.3}",
+            r.teams,
+            r.config_bytes as f64 / 1e6,
+            r.startup_s,
+            r.rss_idle_mib,
+            r.rss_after_load_mib,
+            r.decision_mean_ms,
+            r.decision_p99_le_ms,
+            r.end_to_end.p50_ms,
+            r.end_to_end.p99_ms
+        );
+    }
+}
+
+fn print_streams(rows: &[StreamsRow]) {
+    println!("\nConcurrent ConverseStreams (1000 open at once; peak RSS over the idle baseline)");
+    println!(
+        "{:>8} {:>8} {:>9} {:>10} {:>12} {:>12} {:>14} {:>14}",
+        "streams", "events", "every", "completed", "ext RSS base", "ext RSS peak", "ext KiB/stream", "envoy KiB/strm"
+    );
+    for r in rows {
+        println!(
+            "{:>8} {:>8} {:>7}ms {:>10} {:>11.1}M {:>11.1}M {:>14.1} {:>14.1}",
+            r.concurrent,
+            r.events_per_stream,
+            r.event_delay_ms,
+            r.completed,
+            r.extproc_rss_base_mib,
+            r.extproc_rss_peak_mib,
+            r.extproc_kib_per_stream,
+            r.envoy_kib_per_stream
+        );
+    }
 }

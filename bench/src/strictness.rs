@@ -9,6 +9,21 @@ use serde::Serialize;
 use crate::load::{self, HttpClient, Shape};
 use crate::procs::http_get;
 
+/// The team whose budget fits exactly k calls.
+pub const STRICT_TEAM: &str = "strict";
+/// The strictness call: this many prompt words (= input tokens) and output tokens.
+pub const STRICT_WORDS: usize = 100;
+pub const STRICT_MAX_TOKENS: u64 = 16;
+
+/// The trial every gateway gets: a budget of exactly `k` calls of `cost_usd`, billed calls
+/// counted by the simulator on `sim_port`.
+#[derive(Debug, Clone, Copy)]
+pub struct Trial {
+    pub k: u64,
+    pub cost_usd: f64,
+    pub sim_port: u16,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Strictness {
     pub gateway: String,
@@ -40,15 +55,8 @@ fn sim_calls(sim_port: u16) -> u64 {
         .map_or(0, |m| m.values().filter_map(|n| n.as_u64()).sum())
 }
 
-pub async fn run(
-    gateway: &str,
-    client: &HttpClient,
-    base: &str,
-    shape: &Shape,
-    sim_port: u16,
-    k: u64,
-    cost_usd: f64,
-) -> Strictness {
+pub async fn run(gateway: &str, client: &HttpClient, base: &str, shape: &Shape, trial: Trial) -> Strictness {
+    let Trial { k, cost_usd, sim_port } = trial;
     let budget = k as f64 * cost_usd;
     let sim_before = sim_calls(sim_port);
     let concurrent = 10 * k;
@@ -102,5 +110,28 @@ pub async fn run(
         overspend_usd: overspend,
         overspend_pct: 100.0 * overspend / budget,
         refusal_status,
+    }
+}
+
+pub fn print(rows: &[Strictness]) {
+    println!("\nBudget strictness: budget = k calls; 10×k concurrent, then one at a time until refused");
+    println!(
+        "{:<40} {:>4} {:>6} {:>8} {:>8} {:>6} {:>7} {:>11} {:>11} {:>9}",
+        "gateway", "k", "sent", "burst ok", "refused", "seq ok", "billed", "budget $", "billed $", "overspend"
+    );
+    for r in rows {
+        println!(
+            "{:<40} {:>4} {:>6} {:>8} {:>8} {:>6} {:>7} {:>11.6} {:>11.6} {:>8.0}%",
+            r.gateway,
+            r.k,
+            r.concurrent,
+            r.burst_admitted,
+            r.burst_refused,
+            r.sequential_admitted,
+            r.billed_calls,
+            r.budget_usd,
+            r.billed_usd,
+            r.overspend_pct
+        );
     }
 }
