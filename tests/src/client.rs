@@ -12,12 +12,15 @@ use aws_sdk_bedrockruntime::config::{BehaviorVersion, ConfigBag, Credentials, In
 use aws_sdk_bedrockruntime::error::{BoxError, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::operation::converse_stream::{ConverseStreamError, ConverseStreamOutput};
+use aws_sdk_bedrockruntime::operation::count_tokens::{CountTokensError, CountTokensOutput};
 use aws_sdk_bedrockruntime::operation::invoke_model::{InvokeModelError, InvokeModelOutput};
 use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::{
     InvokeModelWithResponseStreamError, InvokeModelWithResponseStreamOutput,
 };
 use aws_sdk_bedrockruntime::primitives::Blob;
-use aws_sdk_bedrockruntime::types::{ConverseStreamOutput as ConverseStreamEvent, ResponseStream};
+use aws_sdk_bedrockruntime::types::{
+    ConverseStreamOutput as ConverseStreamEvent, ConverseTokensRequest, CountTokensInput, ResponseStream,
+};
 
 /// The attribution headers a client sends (`x-team-id`, `x-tenant-id`, `x-workflow-id`); `None` = not sent.
 #[derive(Debug, Clone, Default)]
@@ -176,6 +179,12 @@ impl AppClient {
             .body(body)
             .send()
             .await
+    }
+
+    /// `CountTokens` of `model` for one Converse user message.
+    pub async fn count_tokens(&self, model: &str, text: &str) -> Result<CountTokensOutput, SdkError<CountTokensError>> {
+        let input = CountTokensInput::Converse(ConverseTokensRequest::builder().messages(user_message(text)).build());
+        self.sdk.count_tokens().model_id(model).input(input).send().await
     }
 
     /// A header of the last response; panics when it has none.

@@ -10,13 +10,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_bedrockruntime::types::{ConverseStreamOutput, ConverseTokensRequest, CountTokensInput, ResponseStream};
 use serde_json::Value;
 use tally_tests::bedrock_sim::SimOptions;
-use tally_tests::client::{AppClient, Attribution, anthropic_body, boto3_calls, llama_body, nova_body, user_message};
-use tally_tests::expect::{
-    PricesNanos, Tokens, cost_nanos, hash_field, metric_sum, monthly_utc_key, record_for, usd_to_nanos,
+use tally_tests::client::{
+    AppClient, Attribution, anthropic_body, boto3_calls, drain_converse_stream, drain_invoke_stream, llama_body,
+    nova_body,
 };
+use tally_tests::expect::{PricesNanos, Tokens, cost_nanos, metric_sum, monthly_counter_key, record_for, usd_to_nanos};
 use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::scenarios::{APP_PROFILE_ARN, HAIKU, LLAMA_8B, NOVA_LITE, US_HAIKU, default_config};
 
@@ -31,35 +31,29 @@ const SEARCH_LIMIT_NANOS: i64 = 100_000_000_000;
 const DIRECTIVE: &str = "Summarise the quarterly report [[usage in=1200 out=300 cr=4000 cw5m=500 cw1h=100]]";
 const TOKENS: Tokens = [1200, 300, 4000, 500, 100];
 
-fn header(client: &AppClient, name: &str) -> String {
-    client
-        .responses
-        .last()
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| panic!("response has no {name}: {:?}", client.responses.last()))
+/// The last response's `x-tally-cost-usd`, nano-USD.
+fn cost_header(client: &AppClient) -> i64 {
+    usd_to_nanos(&client.last_header("x-tally-cost-usd"))
 }
 
-async fn drain_invoke_stream(
-    mut out: aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamOutput,
-) -> usize {
-    let mut chunks = 0;
-    while let Some(event) = out.body.recv().await.expect("stream event") {
-        chunks += usize::from(matches!(event, ResponseStream::Chunk(_)));
-    }
-    chunks
+/// The last response was charged `cost` and left `remaining` of `search`'s budget.
+fn assert_charged(client: &AppClient, cost: i64, remaining: i64) {
+    assert_eq!(cost_header(client), cost);
+    assert_eq!(
+        usd_to_nanos(&client.last_header("x-tally-budget-remaining-usd")),
+        remaining
+    );
 }
 
-async fn drain_converse_stream(
-    mut out: aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamOutput,
-) -> Option<(i32, i32)> {
-    let mut usage = None;
-    while let Some(event) = out.stream.recv().await.expect("stream event") {
-        if let ConverseStreamOutput::Metadata(m) = event {
-            usage = m.usage().map(|u| (u.input_tokens(), u.output_tokens()));
-        }
-    }
-    usage
+fn record_tokens(record: &Value) -> Tokens {
+    [
+        &record["inputTokens"],
+        &record["outputTokens"],
+        &record["cacheReadTokens"],
+        &record["cacheWrite5mTokens"],
+        &record["cacheWrite1hTokens"],
+    ]
+    .map(|v| v.as_u64().unwrap_or(0))
 }
 
 fn assert_record(record: &Value, operation: &str, model_id: &str, model: &str, tokens: Tokens, cost: i64) {
@@ -67,14 +61,7 @@ fn assert_record(record: &Value, operation: &str, model_id: &str, model: &str, t
         record["operation"].as_str(),
         record["modelId"].as_str(),
         record["model"].as_str(),
-        [
-            &record["inputTokens"],
-            &record["outputTokens"],
-            &record["cacheReadTokens"],
-            &record["cacheWrite5mTokens"],
-            &record["cacheWrite1hTokens"],
-        ]
-        .map(|v| v.as_u64().unwrap_or(0)),
+        record_tokens(record),
         record["costNanos"].as_i64(),
         record["outcome"].as_str(),
     );
@@ -106,92 +93,9 @@ async fn every_operation_is_attributed_and_charged_exactly() {
         cost, 4_317_500,
         "1200×1.1 + 300×5.5 + 4000×0.11 + 500×1.375 + 100×2.2 µ$"
     );
-    let mut ids = Vec::new();
-    let mut spent = 0;
-
-    client
-        .sdk
-        .invoke_model()
-        .model_id(US_HAIKU)
-        .body(anthropic_body(DIRECTIVE))
-        .send()
-        .await
-        .expect("InvokeModel");
-    spent += cost;
-    assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), cost);
-    assert_eq!(
-        usd_to_nanos(&header(&client, "x-tally-budget-remaining-usd")),
-        SEARCH_LIMIT_NANOS - spent
-    );
-    ids.push(("InvokeModel", header(&client, "x-tally-request-id"), cost));
-
-    let out = client
-        .sdk
-        .invoke_model_with_response_stream()
-        .model_id(US_HAIKU)
-        .body(anthropic_body(DIRECTIVE))
-        .send()
-        .await
-        .unwrap();
-    ids.push((
-        "InvokeModelWithResponseStream",
-        header(&client, "x-tally-request-id"),
-        cost,
-    ));
-    assert!(
-        drain_invoke_stream(out).await >= 5,
-        "the whole stream reached the client"
-    );
-    spent += cost;
-
-    let out = client
-        .sdk
-        .converse()
-        .model_id(US_HAIKU)
-        .messages(user_message(DIRECTIVE))
-        .send()
-        .await
-        .expect("Converse");
-    assert_eq!(
-        out.usage().map(|u| u.cache_read_input_tokens()),
-        Some(Some(4000)),
-        "the body reached the client unchanged"
-    );
-    spent += cost;
-    assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), cost);
-    assert_eq!(
-        usd_to_nanos(&header(&client, "x-tally-budget-remaining-usd")),
-        SEARCH_LIMIT_NANOS - spent
-    );
-    ids.push(("Converse", header(&client, "x-tally-request-id"), cost));
-
-    let out = client
-        .sdk
-        .converse_stream()
-        .model_id(US_HAIKU)
-        .messages(user_message(DIRECTIVE))
-        .send()
-        .await
-        .unwrap();
-    ids.push(("ConverseStream", header(&client, "x-tally-request-id"), cost));
-    assert_eq!(drain_converse_stream(out).await, Some((1200, 300)));
-    spent += cost;
-
-    let input = CountTokensInput::Converse(
-        ConverseTokensRequest::builder()
-            .messages(user_message("one two three"))
-            .build(),
-    );
-    let out = client
-        .sdk
-        .count_tokens()
-        .model_id(US_HAIKU)
-        .input(input)
-        .send()
-        .await
-        .expect("CountTokens");
-    assert_eq!(out.input_tokens(), 3);
-    ids.push(("CountTokens", header(&client, "x-tally-request-id"), 0));
+    let ids = call_every_operation(&client, cost).await;
+    // Four calls charged; CountTokens is free.
+    let spent = 4 * cost;
 
     let ledger = stack.extproc.wait_ledger(5, Duration::from_secs(15)).await;
     for (operation, id, expected) in &ids {
@@ -213,24 +117,62 @@ async fn every_operation_is_attributed_and_charged_exactly() {
             "{record:#}"
         );
     }
+    assert_counters_and_metrics(&stack, spent).await;
+}
 
-    let mut redis = stack.redis.connection().await;
-    let period = monthly_utc_key();
+/// Every operation once, each checked as its response arrives; `(operation, request id,
+/// cost)` of each.
+async fn call_every_operation(client: &AppClient, cost: i64) -> Vec<(&'static str, String, i64)> {
+    let mut ids = Vec::new();
+    client
+        .invoke(US_HAIKU, anthropic_body(DIRECTIVE))
+        .await
+        .expect("InvokeModel");
+    assert_charged(client, cost, SEARCH_LIMIT_NANOS - cost);
+    ids.push(("InvokeModel", client.request_id(), cost));
+
+    let out = client.invoke_stream(US_HAIKU, anthropic_body(DIRECTIVE)).await.unwrap();
+    ids.push(("InvokeModelWithResponseStream", client.request_id(), cost));
+    assert!(
+        drain_invoke_stream(out).await >= 5,
+        "the whole stream reached the client"
+    );
+
+    let out = client.converse(US_HAIKU, DIRECTIVE).await.expect("Converse");
+    assert_eq!(
+        out.usage().map(|u| u.cache_read_input_tokens()),
+        Some(Some(4000)),
+        "the body reached the client unchanged"
+    );
+    assert_charged(client, cost, SEARCH_LIMIT_NANOS - 3 * cost);
+    ids.push(("Converse", client.request_id(), cost));
+
+    let out = client.converse_stream(US_HAIKU, DIRECTIVE).await.unwrap();
+    ids.push(("ConverseStream", client.request_id(), cost));
+    assert_eq!(drain_converse_stream(out).await, Some((1200, 300)));
+
+    let out = client
+        .count_tokens(US_HAIKU, "one two three")
+        .await
+        .expect("CountTokens");
+    assert_eq!(out.input_tokens(), 3);
+    ids.push(("CountTokens", client.request_id(), 0));
+    ids
+}
+
+/// `search`'s counters (team, workflow, tenant) and metrics hold `spent`, with every
+/// reservation settled and one ledger stream entry per call.
+async fn assert_counters_and_metrics(stack: &Stack, spent: i64) {
     for scope in ["team", "wf/rag", "tn/acme"] {
-        let key = format!("tally:{{search}}:c:{period}:{scope}");
-        assert_eq!(hash_field(&mut redis, &key, "spent").await, spent, "{key}");
+        let key = monthly_counter_key("search", scope);
+        assert_eq!(stack.counter("search", scope, "spent").await, spent, "{key}");
         assert_eq!(
-            hash_field(&mut redis, &key, "reserved").await,
+            stack.counter("search", scope, "reserved").await,
             0,
             "{key}: every reservation settled"
         );
     }
-    let len: i64 = redis::cmd("XLEN")
-        .arg("tally:{search}:ledger")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(len, 5, "one ledger stream entry per call");
+    assert_eq!(stack.ledger_len("search").await, 5, "one ledger stream entry per call");
 
     let metrics = stack.extproc.metrics().await;
     let labels = [("team", "search"), ("workflow", "rag")];
@@ -254,17 +196,6 @@ async fn every_operation_is_attributed_and_charged_exactly() {
     );
 }
 
-fn record_tokens(record: &Value) -> Tokens {
-    [
-        &record["inputTokens"],
-        &record["outputTokens"],
-        &record["cacheReadTokens"],
-        &record["cacheWrite5mTokens"],
-        &record["cacheWrite1hTokens"],
-    ]
-    .map(|v| v.as_u64().unwrap_or(0))
-}
-
 /// Nova and Llama bodies (invoke and invoke stream), with Bedrock's token-count
 /// headers switched off: usage comes from the bodies and event streams alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,71 +215,32 @@ async fn nova_and_llama_bodies_are_priced_without_token_headers() {
     let nova_text = "[[usage in=1000 out=200 cr=400]]";
     let llama_text = "[[usage in=1000 out=200]]";
 
+    let calls = || {
+        [
+            (NOVA_LITE, nova_body(nova_text), nova_tokens, nova_cost),
+            (LLAMA_8B, llama_body(llama_text), llama_tokens, llama_cost),
+        ]
+    };
     let mut expected = Vec::new();
-    client
-        .sdk
-        .invoke_model()
-        .model_id(NOVA_LITE)
-        .body(nova_body(nova_text))
-        .send()
-        .await
-        .expect("nova invoke");
-    assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), nova_cost);
-    expected.push((
-        "InvokeModel",
-        NOVA_LITE,
-        header(&client, "x-tally-request-id"),
-        nova_tokens,
-        nova_cost,
-    ));
-    client
-        .sdk
-        .invoke_model()
-        .model_id(LLAMA_8B)
-        .body(llama_body(llama_text))
-        .send()
-        .await
-        .expect("llama invoke");
-    assert_eq!(usd_to_nanos(&header(&client, "x-tally-cost-usd")), llama_cost);
-    expected.push((
-        "InvokeModel",
-        LLAMA_8B,
-        header(&client, "x-tally-request-id"),
-        llama_tokens,
-        llama_cost,
-    ));
-    let out = client
-        .sdk
-        .invoke_model_with_response_stream()
-        .model_id(NOVA_LITE)
-        .body(nova_body(nova_text))
-        .send()
-        .await
-        .unwrap();
-    expected.push((
-        "InvokeModelWithResponseStream",
-        NOVA_LITE,
-        header(&client, "x-tally-request-id"),
-        nova_tokens,
-        nova_cost,
-    ));
-    drain_invoke_stream(out).await;
-    let out = client
-        .sdk
-        .invoke_model_with_response_stream()
-        .model_id(LLAMA_8B)
-        .body(llama_body(llama_text))
-        .send()
-        .await
-        .unwrap();
-    expected.push((
-        "InvokeModelWithResponseStream",
-        LLAMA_8B,
-        header(&client, "x-tally-request-id"),
-        llama_tokens,
-        llama_cost,
-    ));
-    drain_invoke_stream(out).await;
+    for (model, body, tokens, cost) in calls() {
+        client
+            .invoke(model, body)
+            .await
+            .unwrap_or_else(|e| panic!("{model} invoke: {e:?}"));
+        assert_eq!(cost_header(&client), cost);
+        expected.push(("InvokeModel", model, client.request_id(), tokens, cost));
+    }
+    for (model, body, tokens, cost) in calls() {
+        let out = client.invoke_stream(model, body).await.unwrap();
+        expected.push((
+            "InvokeModelWithResponseStream",
+            model,
+            client.request_id(),
+            tokens,
+            cost,
+        ));
+        drain_invoke_stream(out).await;
+    }
 
     let ledger = stack.extproc.wait_ledger(4, Duration::from_secs(15)).await;
     for (operation, model, id, tokens, cost) in &expected {
@@ -356,10 +248,8 @@ async fn nova_and_llama_bodies_are_priced_without_token_headers() {
         assert_record(record, operation, model, model, *tokens, *cost);
         assert_eq!(record["tenant"], "globex");
     }
-    let mut redis = stack.redis.connection().await;
-    let key = format!("tally:{{search}}:c:{}:tn/globex", monthly_utc_key());
     assert_eq!(
-        hash_field(&mut redis, &key, "spent").await,
+        stack.counter("search", "tn/globex", "spent").await,
         2 * (nova_cost + llama_cost)
     );
 }
@@ -369,27 +259,15 @@ async fn nova_and_llama_bodies_are_priced_without_token_headers() {
 async fn missing_attribution_headers_are_charged_to_unknown() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
     let client = stack.client(Attribution::none());
-    let out = client
-        .sdk
-        .converse()
-        .model_id(HAIKU)
-        .messages(user_message("[[usage in=2000 out=100]]"))
-        .send()
-        .await;
+    let out = client.converse(HAIKU, "[[usage in=2000 out=100]]").await;
     out.expect("an unattributed call is never broken");
-    let id = header(&client, "x-tally-request-id");
+    let id = client.request_id();
     let cost = cost_nanos([2000, 100, 0, 0, 0], HAIKU_PRICES);
     let ledger = stack.extproc.wait_ledger(1, Duration::from_secs(15)).await;
     let record = record_for(&ledger, &id);
     assert_eq!(record["team"], "unknown", "{record:#}");
     assert_record(record, "Converse", HAIKU, HAIKU, [2000, 100, 0, 0, 0], cost);
-    let mut redis = stack.redis.connection().await;
-    let len: i64 = redis::cmd("XLEN")
-        .arg("tally:{unknown}:ledger")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(len, 1);
+    assert_eq!(stack.ledger_len("unknown").await, 1);
     let metrics = stack.extproc.metrics().await;
     assert_eq!(
         metric_sum(&metrics, "tally_spend_nanos_total", &[("team", "unknown")]),
@@ -417,36 +295,25 @@ async fn model_ids_as_sdks_send_them_are_resolved_and_priced() {
     ];
     let mut expected = Vec::new();
     for (model_id, model, prices) in &cases {
-        client
-            .sdk
-            .converse()
-            .model_id(*model_id)
-            .messages(user_message(text))
-            .send()
-            .await
-            .expect(model_id);
+        client.converse(model_id, text).await.expect(model_id);
         expected.push((
             "Converse",
             *model_id,
             *model,
-            header(&client, "x-tally-request-id"),
+            client.request_id(),
             cost_nanos(tokens, *prices),
         ));
     }
     // InvokeModel on the application profile: the body format decides the family.
     client
-        .sdk
-        .invoke_model()
-        .model_id(APP_PROFILE_ARN)
-        .body(anthropic_body(text))
-        .send()
+        .invoke(APP_PROFILE_ARN, anthropic_body(text))
         .await
         .expect("invoke via profile");
     expected.push((
         "InvokeModel",
         APP_PROFILE_ARN,
         US_HAIKU,
-        header(&client, "x-tally-request-id"),
+        client.request_id(),
         cost_nanos(tokens, US_HAIKU_PRICES),
     ));
 
@@ -504,30 +371,12 @@ async fn gateway_signing_is_verified_by_bedrock() {
     opts.signing = true;
     let stack = Stack::start(opts).await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
+    client.converse(US_HAIKU, DIRECTIVE).await.expect("Converse, re-signed");
     client
-        .sdk
-        .converse()
-        .model_id(US_HAIKU)
-        .messages(user_message(DIRECTIVE))
-        .send()
-        .await
-        .expect("Converse, re-signed");
-    client
-        .sdk
-        .invoke_model()
-        .model_id(US_HAIKU)
-        .body(anthropic_body(DIRECTIVE))
-        .send()
+        .invoke(US_HAIKU, anthropic_body(DIRECTIVE))
         .await
         .expect("InvokeModel, re-signed");
-    let out = client
-        .sdk
-        .converse_stream()
-        .model_id(US_HAIKU)
-        .messages(user_message(DIRECTIVE))
-        .send()
-        .await
-        .unwrap();
+    let out = client.converse_stream(US_HAIKU, DIRECTIVE).await.unwrap();
     assert_eq!(drain_converse_stream(out).await, Some((1200, 300)));
     let stats = stack.sim.stats();
     assert_eq!(

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use aws_sdk_bedrockruntime::error::ProvideErrorMetadata as _;
-use tally_tests::client::{Attribution, anthropic_body, boto3_calls, nova_body};
-use tally_tests::expect::{hash_field, metric_sum, monthly_utc_key};
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata as _, SdkError};
+use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
+use tally_tests::client::{AppClient, Attribution, anthropic_body, boto3_calls, nova_body};
+use tally_tests::expect::metric_sum;
 use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::scenarios::{HAIKU, NOVA_LITE, OPUS, config, default_config, team};
 
@@ -19,6 +20,15 @@ fn tiny_stack_options() -> StackOptions {
     StackOptions::new(config(vec![team("tiny", "0.01", &[], &[])]))
 }
 
+/// How many calls the ext_proc refused on a budget.
+async fn blocked_decisions(stack: &Stack) -> f64 {
+    metric_sum(
+        &stack.extproc.metrics().await,
+        "tally_decisions_total",
+        &[("outcome", "blocked")],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_overspent() {
     // `--request-body when-needed`, so both admission bounds are exercised through Envoy.
@@ -27,26 +37,7 @@ async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_ov
     let stack = Stack::start(opts).await;
     // Standard retries on: the refusal must still be the first and only attempt.
     let client = stack.retrying_client(Attribution::team("tiny"));
-    let mut ok = 0;
-    let mut refusal = None;
-    for _ in 0..MAX_CALLS {
-        // 1000 in × $1 + 100 out × $5 per 1M = 1.5 m$
-        match client
-            .sdk
-            .invoke_model()
-            .model_id(HAIKU)
-            .body(anthropic_body("[[usage in=1000 out=100]]"))
-            .send()
-            .await
-        {
-            Ok(_) => ok += 1,
-            Err(e) => {
-                refusal = Some(e);
-                break;
-            }
-        }
-    }
-    let err = refusal.expect("the budget ran out within the loop");
+    let (ok, err) = call_until_refused(&client).await;
     assert!(ok >= 1, "calls pass while the budget lasts");
     let service = err
         .as_service_error()
@@ -63,15 +54,32 @@ async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_ov
         ok,
         "the refused call never reached Bedrock"
     );
-    let blocked = metric_sum(
-        &stack.extproc.metrics().await,
-        "tally_decisions_total",
-        &[("outcome", "blocked")],
+    assert_eq!(
+        blocked_decisions(&stack).await,
+        1.0,
+        "the SDK did not retry the refusal"
     );
-    assert_eq!(blocked, 1.0, "the SDK did not retry the refusal");
-    // Through Envoy: while the model's output cap fits, calls are reserved from the headers and
-    // the body never goes to the ext_proc; near the limit the body is read and the tighter
-    // max_tokens bound admits calls the cap could not, and refuses the last one.
+    assert_both_bounds_used(&stack).await;
+    assert_charged_within_the_limit(&stack, ok).await;
+}
+
+/// 1.5 m$ calls until the first refusal: how many passed, and the refusal.
+async fn call_until_refused(client: &AppClient) -> (u64, SdkError<InvokeModelError>) {
+    let mut ok = 0;
+    for _ in 0..MAX_CALLS {
+        // 1000 in × $1 + 100 out × $5 per 1M = 1.5 m$
+        match client.invoke(HAIKU, anthropic_body("[[usage in=1000 out=100]]")).await {
+            Ok(_) => ok += 1,
+            Err(e) => return (ok, e),
+        }
+    }
+    panic!("the budget did not run out within {MAX_CALLS} calls");
+}
+
+/// Through Envoy: while the model's output cap fits, calls are reserved from the headers and
+/// the body never goes to the ext_proc; near the limit the body is read and the tighter
+/// max_tokens bound admits calls the cap could not, and refuses the last one.
+async fn assert_both_bounds_used(stack: &Stack) {
     let metrics = stack.extproc.metrics().await;
     let reservations = |bound: &str, result: &str| {
         metric_sum(
@@ -88,7 +96,11 @@ async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_ov
         reservations("body", "held") + reservations("body", "refused"),
         "every body read follows a tentative refusal: {metrics}"
     );
+}
 
+/// The `ok` calls are charged 1.5 m$ each in the ledger and the counter, the refusal is
+/// in the ledger, and spend stays within the limit.
+async fn assert_charged_within_the_limit(stack: &Stack, ok: u64) {
     let ledger = stack
         .extproc
         .wait_ledger(ok as usize + 1, Duration::from_secs(15))
@@ -103,9 +115,7 @@ async fn an_exhausted_budget_is_refused_with_service_quota_exceeded_and_never_ov
         ledger.iter().any(|r| r["outcome"] == "blocked" && r["team"] == "tiny"),
         "{ledger:#?}"
     );
-    let mut redis = stack.redis.connection().await;
-    let key = format!("tally:{{tiny}}:c:{}:team", monthly_utc_key());
-    let spent = hash_field(&mut redis, &key, "spent").await;
+    let spent = stack.counter("tiny", "team", "spent").await;
     assert_eq!(spent, charged);
     assert!(spent <= TINY_LIMIT_NANOS, "spend {spent} ≤ limit {TINY_LIMIT_NANOS}");
 }
@@ -147,12 +157,7 @@ async fn boto3_does_not_retry_a_budget_refusal() {
     let ok = lines.iter().filter(|l| l["ok"] == true).count() as u64;
     assert!(ok >= 1);
     assert_eq!(stack.sim.stats().total_requests(), ok);
-    let blocked = metric_sum(
-        &stack.extproc.metrics().await,
-        "tally_decisions_total",
-        &[("outcome", "blocked")],
-    );
-    assert_eq!(blocked, 1.0, "exactly one refused attempt");
+    assert_eq!(blocked_decisions(&stack).await, 1.0, "exactly one refused attempt");
 }
 
 /// `ads` may only call `amazon.nova-*`: Claude is denied before Bedrock, Nova passes.
@@ -163,14 +168,7 @@ async fn a_disallowed_model_is_denied_with_access_denied() {
         workflow: Some("banners".into()),
         ..Attribution::team("ads")
     });
-    let err = client
-        .sdk
-        .invoke_model()
-        .model_id(OPUS)
-        .body(anthropic_body("hi"))
-        .send()
-        .await
-        .expect_err("denied");
+    let err = client.invoke(OPUS, anthropic_body("hi")).await.expect_err("denied");
     let service = err
         .as_service_error()
         .unwrap_or_else(|| panic!("a service error: {err:?}"));
@@ -187,11 +185,7 @@ async fn a_disallowed_model_is_denied_with_access_denied() {
         "a denied call never reaches Bedrock"
     );
     client
-        .sdk
-        .invoke_model()
-        .model_id(NOVA_LITE)
-        .body(nova_body("hi"))
-        .send()
+        .invoke(NOVA_LITE, nova_body("hi"))
         .await
         .expect("an allowed model passes");
     assert_eq!(stack.sim.stats().total_requests(), 1);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata as _;
-use tally_tests::client::{Attribution, anthropic_body, user_message};
+use tally_tests::client::{Attribution, anthropic_body};
 use tally_tests::expect::{cost_nanos, record_for, usd_to_nanos};
 use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::fixtures::tools::workspace_root;
@@ -30,11 +30,7 @@ async fn the_shipped_examples_attribute_price_and_restrict_calls() {
     let mut ids = Vec::new();
     for model_id in [US_HAIKU, SEARCH_PROFILE] {
         search
-            .sdk
-            .converse()
-            .model_id(model_id)
-            .messages(user_message("[[usage in=1000 out=100]]"))
-            .send()
+            .converse(model_id, "[[usage in=1000 out=100]]")
             .await
             .unwrap_or_else(|e| panic!("search/rag may call {model_id}: {e:?}"));
         let headers = search.responses.last();
@@ -45,11 +41,7 @@ async fn the_shipped_examples_attribute_price_and_restrict_calls() {
     // data-science may only call small models.
     let notebooks = stack.client(Attribution::team("data-science"));
     let err = notebooks
-        .sdk
-        .invoke_model()
-        .model_id(US_HAIKU)
-        .body(anthropic_body("hi"))
-        .send()
+        .invoke(US_HAIKU, anthropic_body("hi"))
         .await
         .expect_err("Claude is outside data-science's allowlist");
     assert_eq!(err.code(), Some("AccessDeniedException"), "{err:?}");

@@ -8,71 +8,53 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_bedrockruntime::types::ResponseStream;
-use tally_tests::bedrock_sim::SimOptions;
-use tally_tests::bedrock_sim::sigv4::SigV4Verifier;
-use tally_tests::client::{Attribution, anthropic_body, bedrock_client, user_message};
-use tally_tests::expect::{PricesNanos, cost_nanos, hash_field, monthly_utc_key, record_for};
-use tally_tests::fixtures::envoy::{Envoy, EnvoyOptions, SigningKeys};
+use tally_tests::client::{Attribution, anthropic_body, bedrock_client};
+use tally_tests::expect::{PricesNanos, cost_nanos, record_for};
+use tally_tests::fixtures::envoy::{Envoy, EnvoyOptions};
 use tally_tests::fixtures::extproc::FailMode;
 use tally_tests::fixtures::process::free_port;
 use tally_tests::fixtures::sim::SimServer;
-use tally_tests::fixtures::stack::{GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY, Stack, StackOptions};
+use tally_tests::fixtures::stack::{Stack, StackOptions, gateway_keys, gateway_verifier};
 use tally_tests::scenarios::{HAIKU, US_HAIKU, default_config};
 
 /// Nano-USD per 1M tokens (input, output, cache read, cache write 5m, cache write 1h), from bedrock-wire.md.
 const HAIKU_PRICES: PricesNanos = [1_000_000_000, 5_000_000_000, 100_000_000, 1_250_000_000, 2_000_000_000];
 const US_HAIKU_PRICES: PricesNanos = [1_100_000_000, 5_500_000_000, 110_000_000, 1_375_000_000, 2_200_000_000];
 
-fn request_id(client: &tally_tests::client::AppClient) -> String {
-    client
-        .responses
-        .last()
-        .get("x-tally-request-id")
-        .cloned()
-        .expect("response carries x-tally-request-id")
+/// A stream of 40 chunks 100 ms apart with 500 input tokens: time to hang up in the middle.
+const SLOW_STREAM: &str = "[[usage in=500 out=40]] [[chunks 40]] [[chunk-delay-ms 100]]";
+
+/// `search`'s team counter holds `spent`, and no reservation is left.
+async fn assert_settled(stack: &Stack, spent: i64) {
+    assert_eq!(stack.counter("search", "team", "spent").await, spent);
+    assert_eq!(
+        stack.counter("search", "team", "reserved").await,
+        0,
+        "the reservation was released"
+    );
 }
 
 /// The chart's gateway, fail-open, with no ext_proc listening at all: calls pass,
 /// and Bedrock sees them signed by the gateway's identity (not the app's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_gateway_without_ext_proc_fails_open_and_signs_as_the_gateway() {
-    let verifier = SigV4Verifier {
-        access_key: GATEWAY_ACCESS_KEY.into(),
-        secret_key: GATEWAY_SECRET_KEY.into(),
-        region: "us-east-1".into(),
-    };
-    let sim = SimServer::start(SimOptions {
-        verify_sigv4: Some(verifier),
-        ..SimOptions::default()
-    })
-    .await;
+    let sim = SimServer::verifying(gateway_verifier()).await;
     let envoy = Envoy::start(&EnvoyOptions {
         upstream_port: sim.port(),
         ext_proc_port: free_port(),
         fail_open: true,
-        signing: Some(SigningKeys {
-            access_key: GATEWAY_ACCESS_KEY.into(),
-            secret_key: GATEWAY_SECRET_KEY.into(),
-        }),
+        signing: Some(gateway_keys()),
         extra_values: vec![],
     })
     .await;
     let client = bedrock_client(&envoy.url(), Attribution::new("search", "acme", "rag"), false);
     let out = client
-        .sdk
-        .converse()
-        .model_id(US_HAIKU)
-        .messages(user_message("[[usage in=3 out=2]]"))
-        .send()
+        .converse(US_HAIKU, "[[usage in=3 out=2]]")
         .await
         .expect("fail-open call");
     assert_eq!(out.usage().map(|u| u.input_tokens()), Some(3));
     client
-        .sdk
-        .invoke_model()
-        .model_id(US_HAIKU)
-        .body(anthropic_body("hi"))
-        .send()
+        .invoke(US_HAIKU, anthropic_body("hi"))
         .await
         .expect("invoke fail-open");
     let stats = sim.stats();
@@ -95,16 +77,10 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
     let mut out = client
-        .sdk
-        .invoke_model_with_response_stream()
-        .model_id(US_HAIKU)
-        .body(anthropic_body(
-            "[[usage in=500 out=40]] [[chunks 40]] [[chunk-delay-ms 100]]",
-        ))
-        .send()
+        .invoke_stream(US_HAIKU, anthropic_body(SLOW_STREAM))
         .await
         .expect("stream starts");
-    let id = request_id(&client);
+    let id = client.request_id();
     // message_start (carries input_tokens=500, output_tokens=1) and the first delta, then hang up.
     for _ in 0..2 {
         let event = out.body.recv().await.expect("event").expect("stream open");
@@ -127,14 +103,7 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
         0,
         "the simulator never finished the stream"
     );
-    let mut redis = stack.redis.connection().await;
-    let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
-    assert_eq!(hash_field(&mut redis, &key, "spent").await, expected);
-    assert_eq!(
-        hash_field(&mut redis, &key, "reserved").await,
-        0,
-        "the reservation was released"
-    );
+    assert_settled(&stack, expected).await;
 }
 
 /// A ConverseStream cut before any usage event is charged its full reservation.
@@ -142,17 +111,8 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
 async fn disconnect_before_any_usage_charges_the_reservation() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
-    let mut out = client
-        .sdk
-        .converse_stream()
-        .model_id(HAIKU)
-        .messages(user_message(
-            "[[usage in=500 out=40]] [[chunks 40]] [[chunk-delay-ms 100]]",
-        ))
-        .send()
-        .await
-        .expect("stream starts");
-    let id = request_id(&client);
+    let mut out = client.converse_stream(HAIKU, SLOW_STREAM).await.expect("stream starts");
+    let id = client.request_id();
     out.stream.recv().await.expect("first event").expect("stream open");
     drop(out);
     drop(client);
@@ -165,10 +125,7 @@ async fn disconnect_before_any_usage_charges_the_reservation() {
         charged > actual_if_finished,
         "the full reservation ({charged}) exceeds the real usage cost ({actual_if_finished})"
     );
-    let mut redis = stack.redis.connection().await;
-    let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
-    assert_eq!(hash_field(&mut redis, &key, "spent").await, charged);
-    assert_eq!(hash_field(&mut redis, &key, "reserved").await, 0);
+    assert_settled(&stack, charged).await;
 }
 
 async fn ext_proc_restart(fail_open: bool) {
@@ -176,23 +133,12 @@ async fn ext_proc_restart(fail_open: bool) {
     opts.envoy_fail_open = fail_open;
     let mut stack = Stack::start(opts).await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
-    let call = |text: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .sdk
-                .converse()
-                .model_id(HAIKU)
-                .messages(user_message(text))
-                .send()
-                .await
-        }
-    };
-    call("[[usage in=100 out=10]]").await.expect("before the kill");
-    let before = request_id(&client);
+    let call = || client.converse(HAIKU, "[[usage in=100 out=10]]");
+    call().await.expect("before the kill");
+    let before = client.request_id();
 
     stack.extproc.kill();
-    let during = call("[[usage in=100 out=10]]").await;
+    let during = call().await;
     let sim_requests = stack.sim.stats().total_requests();
     if fail_open {
         during.expect("fail-open: Envoy lets the call through");
@@ -204,8 +150,8 @@ async fn ext_proc_restart(fail_open: bool) {
     }
 
     stack.extproc.restart().await;
-    call("[[usage in=100 out=10]]").await.expect("after the restart");
-    let after = request_id(&client);
+    call().await.expect("after the restart");
+    let after = client.request_id();
     let ledger = stack.extproc.wait_ledger(2, Duration::from_secs(15)).await;
     let expected = cost_nanos([100, 10, 0, 0, 0], HAIKU_PRICES);
     for id in [&before, &after] {
@@ -216,10 +162,8 @@ async fn ext_proc_restart(fail_open: bool) {
             "{record:#}"
         );
     }
-    let mut redis = stack.redis.connection().await;
-    let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
     assert_eq!(
-        hash_field(&mut redis, &key, "spent").await,
+        stack.counter("search", "team", "spent").await,
         2 * expected,
         "charged before and after the outage"
     );
@@ -252,14 +196,7 @@ async fn redis_killed_under_traffic_loses_no_completed_charge() {
             // Completion instants of the calls that succeeded.
             let mut completed = Vec::new();
             for _ in 0..CALLS_PER_CLIENT {
-                let r = client
-                    .sdk
-                    .converse()
-                    .model_id(HAIKU)
-                    .messages(user_message("[[usage in=100 out=10]]"))
-                    .send()
-                    .await;
-                if r.is_ok() {
+                if client.converse(HAIKU, "[[usage in=100 out=10]]").await.is_ok() {
                     completed.push(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -285,16 +222,10 @@ async fn redis_killed_under_traffic_loses_no_completed_charge() {
         "calls completed while Redis was down: {during_outage}"
     );
     let expected = ok as i64 * cost_nanos([100, 10, 0, 0, 0], HAIKU_PRICES);
-    let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (spent, ledger_len) = loop {
-        let mut redis = stack.redis.connection().await;
-        let spent = hash_field(&mut redis, &key, "spent").await;
-        let len: i64 = redis::cmd("XLEN")
-            .arg("tally:{search}:ledger")
-            .query_async(&mut redis)
-            .await
-            .expect("XLEN");
+        let spent = stack.counter("search", "team", "spent").await;
+        let len = stack.ledger_len("search").await;
         if (spent == expected && len == ok as i64) || std::time::Instant::now() > deadline {
             break (spent, len);
         }
@@ -317,11 +248,7 @@ async fn bedrock_errors_pass_through_and_release_the_reservation() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
     let err = client
-        .sdk
-        .invoke_model()
-        .model_id(HAIKU)
-        .body(anthropic_body("[[error ThrottlingException]]"))
-        .send()
+        .invoke(HAIKU, anthropic_body("[[error ThrottlingException]]"))
         .await
         .expect_err("throttled upstream");
     assert!(
@@ -329,7 +256,7 @@ async fn bedrock_errors_pass_through_and_release_the_reservation() {
         "{err:?}"
     );
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(429));
-    let id = request_id(&client);
+    let id = client.request_id();
     let ledger = stack.extproc.wait_ledger(1, Duration::from_secs(15)).await;
     let record = record_for(&ledger, &id);
     assert_eq!(
@@ -338,12 +265,5 @@ async fn bedrock_errors_pass_through_and_release_the_reservation() {
         "{record:#}"
     );
     assert_eq!(record["costNanos"], 0);
-    let mut redis = stack.redis.connection().await;
-    let key = format!("tally:{{search}}:c:{}:team", monthly_utc_key());
-    assert_eq!(hash_field(&mut redis, &key, "spent").await, 0);
-    assert_eq!(
-        hash_field(&mut redis, &key, "reserved").await,
-        0,
-        "the reservation was released"
-    );
+    assert_settled(&stack, 0).await;
 }

@@ -4,33 +4,29 @@
 //! test Tally and not the simulator.
 
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata as _;
-use aws_sdk_bedrockruntime::types::{
-    ContentBlockDelta, ConverseStreamOutput, ConverseTokensRequest, CountTokensInput, ResponseStream,
-};
+use aws_sdk_bedrockruntime::types::{ContentBlockDelta, ConverseStreamOutput, ResponseStream};
 use serde_json::Value;
 use tally_tests::bedrock_sim::SimOptions;
 use tally_tests::bedrock_sim::sigv4::SigV4Verifier;
 use tally_tests::client::{
-    Attribution, CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, anthropic_body, bedrock_client, llama_body, nova_body,
-    user_message,
+    AppClient, Attribution, CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, anthropic_body, bedrock_client, llama_body, nova_body,
 };
 use tally_tests::fixtures::sim::SimServer;
 use tally_tests::scenarios::{HAIKU, LLAMA_8B, NOVA_LITE, US_HAIKU};
 
 const USAGE: &str = "hello [[usage in=120 out=7 cr=30 cw5m=5 cw1h=2]]";
 
-#[tokio::test]
-async fn converse_usage_and_cache_details_parse() {
+/// A simulator with the default options and an SDK client of it, no attribution.
+async fn simulator() -> (SimServer, AppClient) {
     let sim = SimServer::start(SimOptions::default()).await;
     let client = bedrock_client(&sim.url(), Attribution::none(), false);
-    let out = client
-        .sdk
-        .converse()
-        .model_id(US_HAIKU)
-        .messages(user_message(USAGE))
-        .send()
-        .await
-        .expect("converse");
+    (sim, client)
+}
+
+#[tokio::test]
+async fn converse_usage_and_cache_details_parse() {
+    let (sim, client) = simulator().await;
+    let out = client.converse(US_HAIKU, USAGE).await.expect("converse");
     let usage = out.usage().expect("usage");
     assert_eq!(
         (usage.input_tokens(), usage.output_tokens(), usage.total_tokens()),
@@ -56,14 +52,9 @@ async fn converse_usage_and_cache_details_parse() {
 
 #[tokio::test]
 async fn converse_stream_events_parse() {
-    let sim = SimServer::start(SimOptions::default()).await;
-    let client = bedrock_client(&sim.url(), Attribution::none(), false);
+    let (sim, client) = simulator().await;
     let mut out = client
-        .sdk
-        .converse_stream()
-        .model_id(HAIKU)
-        .messages(user_message("[[usage in=11 out=3]] [[chunks 4]]"))
-        .send()
+        .converse_stream(HAIKU, "[[usage in=11 out=3]] [[chunks 4]]")
         .await
         .expect("converse-stream");
     let (mut text, mut usage) = (String::new(), None);
@@ -85,8 +76,7 @@ async fn converse_stream_events_parse() {
 
 #[tokio::test]
 async fn invoke_bodies_and_token_headers_per_family() {
-    let sim = SimServer::start(SimOptions::default()).await;
-    let client = bedrock_client(&sim.url(), Attribution::none(), false);
+    let (_sim, client) = simulator().await;
     let cases = [
         (
             US_HAIKU,
@@ -103,14 +93,7 @@ async fn invoke_bodies_and_token_headers_per_family() {
         (LLAMA_8B, llama_body(USAGE), "/prompt_token_count", ""),
     ];
     for (model, body, input_ptr, cache_ptr) in cases {
-        let out = client
-            .sdk
-            .invoke_model()
-            .model_id(model)
-            .body(body)
-            .send()
-            .await
-            .expect("invoke");
+        let out = client.invoke(model, body).await.expect("invoke");
         let json: Value = serde_json::from_slice(out.body().as_ref()).expect("JSON body");
         assert_eq!(json.pointer(input_ptr), Some(&Value::from(120)), "{model}: {json}");
         if !cache_ptr.is_empty() {
@@ -132,14 +115,7 @@ async fn invoke_bodies_and_token_headers_per_family() {
             Some("7")
         );
     }
-    let anthropic = client
-        .sdk
-        .invoke_model()
-        .model_id(HAIKU)
-        .body(anthropic_body(USAGE))
-        .send()
-        .await
-        .unwrap();
+    let anthropic = client.invoke(HAIKU, anthropic_body(USAGE)).await.unwrap();
     let json: Value = serde_json::from_slice(anthropic.body().as_ref()).unwrap();
     assert_eq!(json["usage"]["cache_creation"]["ephemeral_1h_input_tokens"], 2);
 
@@ -149,14 +125,7 @@ async fn invoke_bodies_and_token_headers_per_family() {
     })
     .await;
     let client = bedrock_client(&quiet.url(), Attribution::none(), false);
-    client
-        .sdk
-        .invoke_model()
-        .model_id(HAIKU)
-        .body(anthropic_body(USAGE))
-        .send()
-        .await
-        .unwrap();
+    client.invoke(HAIKU, anthropic_body(USAGE)).await.unwrap();
     assert!(
         !client.responses.last().contains_key("x-amzn-bedrock-input-token-count"),
         "--no-token-headers"
@@ -165,21 +134,13 @@ async fn invoke_bodies_and_token_headers_per_family() {
 
 #[tokio::test]
 async fn invoke_streams_carry_invocation_metrics_last() {
-    let sim = SimServer::start(SimOptions::default()).await;
-    let client = bedrock_client(&sim.url(), Attribution::none(), false);
+    let (_sim, client) = simulator().await;
     for (model, body) in [
         (US_HAIKU, anthropic_body(USAGE)),
         (NOVA_LITE, nova_body(USAGE)),
         (LLAMA_8B, llama_body(USAGE)),
     ] {
-        let mut out = client
-            .sdk
-            .invoke_model_with_response_stream()
-            .model_id(model)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let mut out = client.invoke_stream(model, body).await.unwrap();
         let mut chunks = Vec::new();
         while let Some(event) = out.body.recv().await.expect("stream event") {
             if let ResponseStream::Chunk(part) = event {
@@ -201,29 +162,15 @@ async fn invoke_streams_carry_invocation_metrics_last() {
 
 #[tokio::test]
 async fn count_tokens_and_modeled_errors() {
-    let sim = SimServer::start(SimOptions::default()).await;
-    let client = bedrock_client(&sim.url(), Attribution::none(), false);
-    let input = CountTokensInput::Converse(
-        ConverseTokensRequest::builder()
-            .messages(user_message("one two three four five"))
-            .build(),
-    );
+    let (sim, client) = simulator().await;
     let out = client
-        .sdk
-        .count_tokens()
-        .model_id(HAIKU)
-        .input(input)
-        .send()
+        .count_tokens(HAIKU, "one two three four five")
         .await
         .expect("count-tokens");
     assert_eq!(out.input_tokens(), 5);
 
     let err = client
-        .sdk
-        .invoke_model()
-        .model_id(HAIKU)
-        .body(anthropic_body("[[error ThrottlingException]]"))
-        .send()
+        .invoke(HAIKU, anthropic_body("[[error ThrottlingException]]"))
         .await
         .expect_err("throttled");
     assert!(
@@ -231,11 +178,7 @@ async fn count_tokens_and_modeled_errors() {
         "{err:?}"
     );
     let err = client
-        .sdk
-        .converse()
-        .model_id(HAIKU)
-        .messages(user_message("[[error ValidationException]]"))
-        .send()
+        .converse(HAIKU, "[[error ValidationException]]")
         .await
         .expect_err("invalid");
     assert_eq!(err.code(), Some("ValidationException"));
@@ -244,34 +187,11 @@ async fn count_tokens_and_modeled_errors() {
 
 #[tokio::test]
 async fn sigv4_mode_accepts_the_right_key_and_refuses_others() {
-    let verifier = SigV4Verifier {
-        access_key: CLIENT_ACCESS_KEY.into(),
-        secret_key: CLIENT_SECRET_KEY.into(),
-        region: "us-east-1".into(),
-    };
-    let sim = SimServer::start(SimOptions {
-        verify_sigv4: Some(verifier),
-        ..SimOptions::default()
-    })
-    .await;
+    let sim = SimServer::verifying(SigV4Verifier::us_east_1(CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY)).await;
     let client = bedrock_client(&sim.url(), Attribution::new("search", "acme", "rag"), false);
-    client
-        .sdk
-        .converse()
-        .model_id(US_HAIKU)
-        .messages(user_message("hi"))
-        .send()
-        .await
-        .expect("signed by the client key");
+    client.converse(US_HAIKU, "hi").await.expect("signed by the client key");
     let body = anthropic_body("hi");
-    client
-        .sdk
-        .invoke_model()
-        .model_id(US_HAIKU)
-        .body(body)
-        .send()
-        .await
-        .expect("invoke with a body hash");
+    client.invoke(US_HAIKU, body).await.expect("invoke with a body hash");
     let stats = sim.stats();
     assert_eq!((stats.signatures_verified, stats.signatures_failed), (2, 0));
     assert_eq!(
@@ -279,25 +199,9 @@ async fn sigv4_mode_accepts_the_right_key_and_refuses_others() {
         Some("search")
     );
 
-    let wrong = SigV4Verifier {
-        access_key: CLIENT_ACCESS_KEY.into(),
-        secret_key: "other".into(),
-        region: "us-east-1".into(),
-    };
-    let strict = SimServer::start(SimOptions {
-        verify_sigv4: Some(wrong),
-        ..SimOptions::default()
-    })
-    .await;
+    let strict = SimServer::verifying(SigV4Verifier::us_east_1(CLIENT_ACCESS_KEY, "other")).await;
     let client = bedrock_client(&strict.url(), Attribution::none(), false);
-    let err = client
-        .sdk
-        .converse()
-        .model_id(US_HAIKU)
-        .messages(user_message("hi"))
-        .send()
-        .await
-        .expect_err("bad signature");
+    let err = client.converse(US_HAIKU, "hi").await.expect_err("bad signature");
     assert_eq!(err.code(), Some("InvalidSignatureException"));
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
     assert_eq!(strict.stats().signatures_failed, 1);
@@ -305,14 +209,9 @@ async fn sigv4_mode_accepts_the_right_key_and_refuses_others() {
 
 #[tokio::test]
 async fn a_stream_error_arrives_as_an_in_band_exception() {
-    let sim = SimServer::start(SimOptions::default()).await;
-    let client = bedrock_client(&sim.url(), Attribution::none(), false);
+    let (sim, client) = simulator().await;
     let mut out = client
-        .sdk
-        .converse_stream()
-        .model_id(HAIKU)
-        .messages(user_message("[[chunks 2]] [[stream-error ModelStreamErrorException]]"))
-        .send()
+        .converse_stream(HAIKU, "[[chunks 2]] [[stream-error ModelStreamErrorException]]")
         .await
         .expect("the stream starts with 200");
     let mut events = 0;

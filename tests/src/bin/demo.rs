@@ -15,9 +15,9 @@ use clap::Parser;
 use tally_config::compiled::CompiledConfig;
 use tally_config::money::Nanos;
 use tally_tests::bedrock_sim::SimOptions;
-use tally_tests::client::{AppClient, Attribution, bedrock_client, user_message};
+use tally_tests::client::{AppClient, Attribution, bedrock_client};
 use tally_tests::fixtures::envoy::{Envoy, EnvoyOptions};
-use tally_tests::fixtures::extproc::{ExtProc, ExtProcOptions, FailMode};
+use tally_tests::fixtures::extproc::{ExtProc, ExtProcOptions};
 use tally_tests::fixtures::sim::SimServer;
 use tally_tests::fixtures::tools;
 
@@ -40,11 +40,37 @@ const LLAMA_70B: &str = "meta.llama3-1-70b-instruct-v1:0";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let root = tools::workspace_root();
-    println!("==> compiling {} with `tally render`", args.manifests);
+    let config = render(&args.manifests)?;
+    println!("==> starting simulated Bedrock, tally-extproc (memory store) and Envoy (the chart's gateway config)");
+    let stack = DemoStack::start(config).await;
+    let gateway = stack.envoy.url();
+    println!(
+        "    gateway {gateway}  ·  ext_proc admin {}",
+        stack.extproc.admin_url("")
+    );
+    println!("==> traffic from three teams through the AWS SDK");
+    send_traffic(&gateway).await?;
+    println!("==> data-science has a $0.50 daily budget: large Llama prompts until it refuses");
+    run_out_of_budget(&gateway).await?;
+    print_spend(&stack.extproc).await;
+    if args.once {
+        return Ok(());
+    }
+    println!(
+        "\n==> the stack stays up. Point any AWS SDK at it, e.g.\n    aws bedrock-runtime converse --endpoint-url {gateway} --region us-east-1 \\\n      --model-id {NOVA_MICRO} --messages '[{{\"role\":\"user\",\"content\":[{{\"text\":\"hi\"}}]}}]'\n    (add headers x-team-id / x-tenant-id / x-workflow-id from your SDK to attribute calls)\n    ledger:  curl '{}'\n    metrics: curl '{}'\n    Ctrl-C to stop.",
+        stack.extproc.admin_url("/v1/ledger?limit=20"),
+        stack.extproc.admin_url("/metrics")
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// Compiles `manifests` with `tally render`, as a user would.
+fn render(manifests: &str) -> anyhow::Result<CompiledConfig> {
+    println!("==> compiling {manifests} with `tally render`");
     let out = Command::new(tools::workspace_binary("tally", "tally-operator", "operator"))
-        .current_dir(&root)
-        .args(["render", &args.manifests])
+        .current_dir(tools::workspace_root())
+        .args(["render", manifests])
         .output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -58,148 +84,136 @@ async fn main() -> anyhow::Result<()> {
         config.catalog.entries.len(),
         config.generation
     );
+    Ok(config)
+}
 
-    println!("==> starting simulated Bedrock, tally-extproc (memory store) and Envoy (the chart's gateway config)");
-    let sim = SimServer::start(SimOptions::default()).await;
-    let extproc = ExtProc::start(ExtProcOptions {
-        config,
-        redis_url: None,
-        fail_mode: FailMode::Open,
-        default_region: "us-east-1".into(),
-        extra_args: vec![],
-    })
-    .await;
-    let envoy = Envoy::start(&EnvoyOptions {
-        upstream_port: sim.port(),
-        ext_proc_port: extproc.grpc_port(),
-        fail_open: true,
-        signing: None,
-        extra_values: vec![],
-    })
-    .await;
-    let gateway = envoy.url();
-    println!("    gateway {gateway}  ·  ext_proc admin {}", extproc.admin_url(""));
+/// The data path: simulated Bedrock, `tally-extproc` with the memory store, Envoy in front.
+struct DemoStack {
+    envoy: Envoy,
+    extproc: ExtProc,
+    _sim: SimServer,
+}
 
-    println!("==> traffic from three teams through the AWS SDK");
-    let client = |team: &str, tenant: &str, workflow: &str| {
-        bedrock_client(&gateway, Attribution::new(team, tenant, workflow), false)
+impl DemoStack {
+    async fn start(config: CompiledConfig) -> DemoStack {
+        let sim = SimServer::start(SimOptions::default()).await;
+        let extproc = ExtProc::start(ExtProcOptions::new(config, None)).await;
+        let envoy = Envoy::start(&EnvoyOptions {
+            upstream_port: sim.port(),
+            ext_proc_port: extproc.grpc_port(),
+            fail_open: true,
+            signing: None,
+            extra_values: vec![],
+        })
+        .await;
+        DemoStack {
+            envoy,
+            extproc,
+            _sim: sim,
+        }
+    }
+}
+
+/// One team's calls: who sends them, to which model, how many, streamed or not, and the
+/// text of call `{i}` (with the simulator's usage directive).
+struct Workload {
+    attribution: Attribution,
+    model: &'static str,
+    calls: usize,
+    stream: bool,
+    text: &'static str,
+}
+
+/// search (RAG and reranking), support-bot (streamed triage, replies) and one service that
+/// sends no attribution headers.
+async fn send_traffic(gateway: &str) -> anyhow::Result<()> {
+    let workload = |(team, tenant, workflow), model, calls, stream, text| Workload {
+        attribution: Attribution::new(team, tenant, workflow),
+        model,
+        calls,
+        stream,
+        text,
     };
-    let rag = client("search", "help-center", "rag");
-    for i in 0..5 {
-        converse(
-            &rag,
+    let workloads = [
+        workload(
+            ("search", "help-center", "rag"),
             SONNET,
-            &format!("question {i}: where is the refund policy? [[usage in=1800 out=350 cr=6000]]"),
-        )
-        .await?;
-    }
-    let rerank = client("search", "intranet", "rerank");
-    for i in 0..10 {
-        converse(
-            &rerank,
+            5,
+            false,
+            "question {i}: where is the refund policy? [[usage in=1800 out=350 cr=6000]]",
+        ),
+        workload(
+            ("search", "intranet", "rerank"),
             NOVA_MICRO,
-            &format!("rank passage {i} [[usage in=900 out=20]]"),
-        )
-        .await?;
-    }
-    let triage = client("support-bot", "acme", "triage");
-    for i in 0..4 {
-        converse_stream(
-            &triage,
+            10,
+            false,
+            "rank passage {i} [[usage in=900 out=20]]",
+        ),
+        workload(
+            ("support-bot", "acme", "triage"),
             HAIKU,
-            &format!("ticket {i}: my invoice is wrong [[usage in=700 out=120 cw1h=2000]]"),
-        )
-        .await?;
-    }
-    let reply = client("support-bot", "globex", "reply");
-    for i in 0..3 {
-        converse(
-            &reply,
+            4,
+            true,
+            "ticket {i}: my invoice is wrong [[usage in=700 out=120 cw1h=2000]]",
+        ),
+        workload(
+            ("support-bot", "globex", "reply"),
             SONNET,
-            &format!("draft reply {i} [[usage in=2500 out=600 cw5m=1500]]"),
-        )
-        .await?;
-    }
-    let unattributed = bedrock_client(&gateway, Attribution::none(), false);
-    converse(
-        &unattributed,
-        NOVA_MICRO,
-        "a call from a service that sends no attribution headers",
-    )
-    .await?;
-
-    println!("==> data-science has a $0.50 daily budget: large Llama prompts until it refuses");
-    let ds = client("data-science", "", "notebooks");
-    let big_prompt = "lorem ipsum dolor sit amet ".repeat(12_000); // ~320 KB: the worst case counts every byte
-    let mut refusal = None;
-    for i in 0..20 {
-        let body =
-            serde_json::json!({"prompt": format!("{big_prompt} [[usage in=60000 out=400]]"), "max_gen_len": 1024});
-        match ds
-            .sdk
-            .invoke_model()
-            .model_id(LLAMA_70B)
-            .body(Blob::new(body.to_string()))
-            .send()
-            .await
-        {
-            Ok(_) => println!("    call {i}: ok"),
-            Err(e) => {
-                let (code, message) = (
-                    e.code().unwrap_or("?").to_string(),
-                    e.message().unwrap_or("").to_string(),
-                );
-                println!("    call {i}: refused before reaching Bedrock — {code}");
-                refusal = Some(message);
-                break;
+            3,
+            false,
+            "draft reply {i} [[usage in=2500 out=600 cw5m=1500]]",
+        ),
+        Workload {
+            attribution: Attribution::none(),
+            model: NOVA_MICRO,
+            calls: 1,
+            stream: false,
+            text: "a call from a service that sends no attribution headers",
+        },
+    ];
+    for w in workloads {
+        let client = bedrock_client(gateway, w.attribution, false);
+        for i in 0..w.calls {
+            let text = w.text.replace("{i}", &i.to_string());
+            if w.stream {
+                converse_stream(&client, w.model, &text).await?;
+            } else {
+                client.converse(w.model, &text).await.map_err(sdk_error)?;
             }
         }
     }
-    match refusal {
-        Some(m) => println!("    message: {m}"),
-        None => anyhow::bail!("data-science was never refused: the budget did not hold"),
-    }
-
-    print_spend(&extproc).await;
-    if args.once {
-        return Ok(());
-    }
-    println!(
-        "\n==> the stack stays up. Point any AWS SDK at it, e.g.\n    aws bedrock-runtime converse --endpoint-url {gateway} --region us-east-1 \\\n      --model-id {NOVA_MICRO} --messages '[{{\"role\":\"user\",\"content\":[{{\"text\":\"hi\"}}]}}]'\n    (add headers x-team-id / x-tenant-id / x-workflow-id from your SDK to attribute calls)\n    ledger:  curl '{}'\n    metrics: curl '{}'\n    Ctrl-C to stop.",
-        extproc.admin_url("/v1/ledger?limit=20"),
-        extproc.admin_url("/metrics")
-    );
-    tokio::signal::ctrl_c().await?;
     Ok(())
 }
 
-async fn converse(c: &AppClient, model: &str, text: &str) -> anyhow::Result<()> {
-    c.sdk
-        .converse()
-        .model_id(model)
-        .messages(user_message(text))
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?;
-    Ok(())
+/// Large Llama prompts from data-science until its budget refuses one (an error if it never does).
+async fn run_out_of_budget(gateway: &str) -> anyhow::Result<()> {
+    let ds = bedrock_client(gateway, Attribution::new("data-science", "", "notebooks"), false);
+    let big_prompt = "lorem ipsum dolor sit amet ".repeat(12_000); // ~320 KB: the worst case counts every byte
+    for i in 0..20 {
+        let body =
+            serde_json::json!({"prompt": format!("{big_prompt} [[usage in=60000 out=400]]"), "max_gen_len": 1024});
+        match ds.invoke(LLAMA_70B, Blob::new(body.to_string())).await {
+            Ok(_) => println!("    call {i}: ok"),
+            Err(e) => {
+                println!(
+                    "    call {i}: refused before reaching Bedrock — {}",
+                    e.code().unwrap_or("?")
+                );
+                println!("    message: {}", e.message().unwrap_or(""));
+                return Ok(());
+            }
+        }
+    }
+    anyhow::bail!("data-science was never refused: the budget did not hold")
+}
+
+fn sdk_error<E: std::error::Error + 'static>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e))
 }
 
 async fn converse_stream(c: &AppClient, model: &str, text: &str) -> anyhow::Result<()> {
-    let mut out = c
-        .sdk
-        .converse_stream()
-        .model_id(model)
-        .messages(user_message(text))
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?;
-    while out
-        .stream
-        .recv()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e)))?
-        .is_some()
-    {}
+    let mut out = c.converse_stream(model, text).await.map_err(sdk_error)?;
+    while out.stream.recv().await.map_err(sdk_error)?.is_some() {}
     Ok(())
 }
 
