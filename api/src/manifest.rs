@@ -151,6 +151,7 @@ pub fn load_text(file: &Path, text: &str, default_namespace: &str, out: &mut Man
     }
 }
 
+/// Reads one document into `out`: an object, a skipped document or problems.
 fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out: &mut Manifests) {
     if value.is_null() {
         return; // an empty document, e.g. after a trailing `---`
@@ -162,67 +163,14 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
         );
         return;
     };
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-    let name = obj
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
-    if group != GROUP {
-        if api_version.is_empty() || kind.is_empty() {
-            out.problem(
-                Some(&origin),
-                "not a Kubernetes object: apiVersion and kind are required".to_string(),
-            );
-        } else {
-            out.skipped.push(format!("{api_version} {kind} {name} ({origin})"));
+    let object = match identify(obj, default_namespace) {
+        Identified::Tally(object) => object,
+        Identified::Other(skipped) => {
+            out.skipped.push(format!("{skipped} ({origin})"));
+            return;
         }
-        return;
-    }
-    if version != VERSION {
-        out.problem(
-            Some(&origin),
-            format!(
-                "{kind} {name}: apiVersion {api_version:?} is not served; use {}",
-                crd::API_VERSION
-            ),
-        );
-        return;
-    }
-    if name.is_empty() {
-        out.problem(Some(&origin), format!("{kind}: metadata.name: required"));
-        return;
-    }
-    // The API server ignores status in what is applied; so does render.
-    obj.remove("status");
-    let object = match kind.as_str() {
-        "TeamBudget" => {
-            let metadata = obj
-                .entry("metadata")
-                .or_insert_with(|| Value::Object(Default::default()));
-            let namespace = match metadata.get("namespace").and_then(Value::as_str) {
-                Some(ns) if !ns.is_empty() => ns.to_string(),
-                _ => {
-                    metadata["namespace"] = Value::String(default_namespace.to_string());
-                    default_namespace.to_string()
-                }
-            };
-            ObjectRef::TeamBudget { namespace, name }
-        }
-        "ModelPricing" => {
-            if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.remove("namespace"); // cluster-scoped
-            }
-            ObjectRef::ModelPricing { name }
-        }
-        other => {
-            out.problem(
-                Some(&origin),
-                format!("{other} {name}: unknown kind in {GROUP}; expected TeamBudget or ModelPricing"),
-            );
+        Identified::Problem(message) => {
+            out.problem(Some(&origin), message);
             return;
         }
     };
@@ -230,22 +178,7 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
         out.problem(Some(&origin), format!("{object}: defined twice (first in {first})"));
         return;
     }
-
-    let schema: &Value = match object {
-        ObjectRef::TeamBudget { .. } => &TEAM_BUDGET_SCHEMA,
-        ObjectRef::ModelPricing { .. } => &MODEL_PRICING_SCHEMA,
-    };
-    let mut problems = vec![];
-    for (key, sub) in value.as_object_mut().expect("checked above").iter_mut() {
-        match key.as_str() {
-            "apiVersion" | "kind" | "metadata" => {}
-            "spec" => check_schema(sub, &schema["properties"]["spec"], "spec", &mut problems),
-            other => problems.push((other.to_string(), "unknown field".to_string())),
-        }
-    }
-    if value.get("spec").is_none() {
-        problems.push(("spec".to_string(), "required".to_string()));
-    }
+    let problems = schema_problems(&mut value, &object);
     if !problems.is_empty() {
         for (field, message) in problems {
             out.problem(Some(&origin), format!("{object}: {field}: {message}"));
@@ -262,6 +195,87 @@ fn load_document(mut value: Value, origin: Origin, default_namespace: &str, out:
         }
         Err(e) => out.problem(Some(&origin), format!("{object}: {e}")),
     }
+}
+
+/// What a document's `apiVersion`, `kind` and `metadata` say it is.
+enum Identified {
+    /// A Tally object, normalized as the API server would store it.
+    Tally(ObjectRef),
+    /// Another Kubernetes object: `apiVersion kind name`.
+    Other(String),
+    /// Not an object Tally or the API server would accept.
+    Problem(String),
+}
+
+/// Identifies the object and normalizes it as the API server would: `status` dropped, a
+/// TeamBudget's missing namespace defaulted, a ModelPricing's (cluster-scoped) namespace removed.
+fn identify(obj: &mut serde_json::Map<String, Value>, default_namespace: &str) -> Identified {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let api_version = text(obj.get("apiVersion"));
+    let kind = text(obj.get("kind"));
+    let name = text(obj.get("metadata").and_then(|m| m.get("name")));
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
+    if group != GROUP {
+        if api_version.is_empty() || kind.is_empty() {
+            return Identified::Problem("not a Kubernetes object: apiVersion and kind are required".to_string());
+        }
+        return Identified::Other(format!("{api_version} {kind} {name}"));
+    }
+    if version != VERSION {
+        return Identified::Problem(format!(
+            "{kind} {name}: apiVersion {api_version:?} is not served; use {}",
+            crd::API_VERSION
+        ));
+    }
+    if name.is_empty() {
+        return Identified::Problem(format!("{kind}: metadata.name: required"));
+    }
+    // The API server ignores status in what is applied; so does render.
+    obj.remove("status");
+    match kind.as_str() {
+        "TeamBudget" => {
+            let metadata = obj
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()));
+            let namespace = match metadata.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() => ns.to_string(),
+                _ => {
+                    metadata["namespace"] = Value::String(default_namespace.to_string());
+                    default_namespace.to_string()
+                }
+            };
+            Identified::Tally(ObjectRef::TeamBudget { namespace, name })
+        }
+        "ModelPricing" => {
+            if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.remove("namespace"); // cluster-scoped
+            }
+            Identified::Tally(ObjectRef::ModelPricing { name })
+        }
+        other => Identified::Problem(format!(
+            "{other} {name}: unknown kind in {GROUP}; expected TeamBudget or ModelPricing"
+        )),
+    }
+}
+
+/// `(field, message)` for every way the object's top level and spec miss its CRD's schema.
+fn schema_problems(value: &mut Value, object: &ObjectRef) -> Vec<(String, String)> {
+    let schema: &Value = match object {
+        ObjectRef::TeamBudget { .. } => &TEAM_BUDGET_SCHEMA,
+        ObjectRef::ModelPricing { .. } => &MODEL_PRICING_SCHEMA,
+    };
+    let mut problems = vec![];
+    for (key, sub) in value.as_object_mut().expect("an object").iter_mut() {
+        match key.as_str() {
+            "apiVersion" | "kind" | "metadata" => {}
+            "spec" => check_schema(sub, &schema["properties"]["spec"], "spec", &mut problems),
+            other => problems.push((other.to_string(), "unknown field".to_string())),
+        }
+    }
+    if value.get("spec").is_none() {
+        problems.push(("spec".to_string(), "required".to_string()));
+    }
+    problems
 }
 
 /// Checks `value` against an OpenAPI v3 schema node: types, required fields,

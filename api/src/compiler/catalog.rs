@@ -18,9 +18,9 @@ use tally_config::compiled::{Alias, Catalog, PriceEntry, Prices};
 use tally_config::money::NanosPerMillion;
 
 use super::syntax::{check_date, check_model_glob, check_region};
-use super::{CompileError, ObjectRef};
+use super::{CompileError, ObjectRef, Problems};
 use crate::crd::model_pricing::MAX_OUTPUT_TOKENS;
-use crate::crd::{ModelPricing, Usd};
+use crate::crd::{ModelAlias, ModelPrice, ModelPricing, Usd};
 
 /// One valid `ModelPricing`, converted.
 #[derive(Debug, Clone)]
@@ -54,60 +54,80 @@ pub(super) fn compile_catalogs(pricings: &[ModelPricing]) -> (Catalog, BTreeMap<
     }
     parts.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
 
-    // Aliases: the higher-priority catalog wins an id; two catalogs of equal
-    // priority that map one id to different models is an error on the later one.
+    let mut owners = AliasOwners::default();
     let mut accepted: Vec<CatalogPart> = vec![];
-    let mut alias_owner: HashMap<String, (String, i32, ObjectRef)> = HashMap::new();
     for part in parts {
-        let mut part_errors = vec![];
+        let conflicts = owners.conflicts(&part);
+        if !conflicts.is_empty() {
+            errors.extend(conflicts);
+            continue;
+        }
+        owners.claim(&part);
+        accepted.push(part);
+    }
+    let (catalog, entries_per_catalog) = merge(accepted, owners);
+    (catalog, entries_per_catalog, errors)
+}
+
+/// The alias ids claimed so far, in precedence order of the catalogs: id → (model, priority
+/// of the catalog, the catalog). The higher-priority catalog wins an id; two catalogs of equal
+/// priority that map one id to different models is an error on the later one.
+#[derive(Default)]
+struct AliasOwners(HashMap<String, (String, i32, ObjectRef)>);
+
+impl AliasOwners {
+    /// Why `part`'s aliases cannot join the ones claimed so far.
+    fn conflicts(&self, part: &CatalogPart) -> Vec<CompileError> {
+        let mut p = Problems::new(part.object.clone());
         for (i, alias) in part.aliases.iter().enumerate() {
-            if let Some((model, priority, owner)) = alias_owner.get(&alias.id)
+            if let Some((model, priority, owner)) = self.0.get(&alias.id)
                 && *priority == part.priority
                 && *model != alias.model
             {
-                part_errors.push(CompileError::new(
-                    &part.object,
+                p.push(
                     format!("spec.aliases[{i}].model"),
                     format!(
                         "alias {:?} is already mapped to {model:?} by {owner}, which has the same priority; \
                          give one catalog a higher priority or map the alias once",
                         alias.id
                     ),
-                ));
+                );
             }
-            if let Some((_, _, owner)) = alias_owner.get(&alias.model) {
-                part_errors.push(CompileError::new(
-                    &part.object,
+            if let Some((_, _, owner)) = self.0.get(&alias.model) {
+                p.push(
                     format!("spec.aliases[{i}].model"),
                     format!(
                         "{:?} is itself an alias (in {owner}); an alias must name a priced model",
                         alias.model
                     ),
-                ));
+                );
             }
-            if let Some((_, (_, _, owner))) = alias_owner.iter().find(|(_, (model, _, _))| *model == alias.id) {
-                part_errors.push(CompileError::new(
-                    &part.object,
+            if let Some((_, (_, _, owner))) = self.0.iter().find(|(_, (model, _, _))| *model == alias.id) {
+                p.push(
                     format!("spec.aliases[{i}].id"),
                     format!(
                         "{:?} is the model of an alias in {owner}; aliases are followed only once",
                         alias.id
                     ),
-                ));
+                );
             }
         }
-        if !part_errors.is_empty() {
-            errors.extend(part_errors);
-            continue;
-        }
+        p.errors
+    }
+
+    /// Claims `part`'s alias ids not claimed before.
+    fn claim(&mut self, part: &CatalogPart) {
         for alias in &part.aliases {
-            alias_owner
+            self.0
                 .entry(alias.id.clone())
                 .or_insert_with(|| (alias.model.clone(), part.priority, part.object.clone()));
         }
-        accepted.push(part);
     }
+}
 
+/// One catalog of the accepted parts' entries in precedence order and the claimed aliases,
+/// and how many entries each part contributed.
+fn merge(accepted: Vec<CatalogPart>, owners: AliasOwners) -> (Catalog, BTreeMap<String, usize>) {
     let mut ranked: Vec<(_, PriceEntry)> = vec![];
     let mut entries_per_catalog = BTreeMap::new();
     for part in accepted {
@@ -124,7 +144,8 @@ pub(super) fn compile_catalogs(pricings: &[ModelPricing]) -> (Catalog, BTreeMap<
     }
     ranked.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut aliases: Vec<Alias> = alias_owner
+    let mut aliases: Vec<Alias> = owners
+        .0
         .into_iter()
         .map(|(id, (model, _, _))| Alias { id, model })
         .collect();
@@ -133,129 +154,32 @@ pub(super) fn compile_catalogs(pricings: &[ModelPricing]) -> (Catalog, BTreeMap<
         entries: ranked.into_iter().map(|(_, e)| e).collect(),
         aliases,
     };
-    (catalog, entries_per_catalog, errors)
+    (catalog, entries_per_catalog)
 }
 
 /// Checks one `ModelPricing` on its own and converts it, or returns all its errors.
 pub fn compile_pricing(mp: &ModelPricing) -> Result<CatalogPart, Vec<CompileError>> {
     let object = ObjectRef::model_pricing(mp);
-    let mut errors = vec![];
-    let mut push = |field: String, message: String| errors.push(CompileError::new(&object, field, message));
+    let mut p = Problems::new(object.clone());
     let name = mp.metadata.name.clone().unwrap_or_default();
     if name.is_empty() {
-        push("metadata.name".into(), "must be set".into());
+        p.push("metadata.name", "must be set");
     }
     let spec = &mp.spec;
     if spec.source.trim().is_empty() {
-        push("spec.source".into(), "must say where the prices come from".into());
+        p.push("spec.source", "must say where the prices come from");
     }
-    if let Err(m) = check_date(&spec.effective_from) {
-        push("spec.effectiveFrom".into(), m);
-    }
+    p.check("spec.effectiveFrom", check_date(&spec.effective_from));
     let source = format!("{name}: {} ({})", spec.source, spec.effective_from);
 
     let mut entries = Vec::with_capacity(spec.models.len());
     let mut seen: HashMap<(&str, Vec<String>), usize> = HashMap::new();
     for (i, m) in spec.models.iter().enumerate() {
-        let field = format!("spec.models[{i}]");
-        if let Err(msg) = check_model_glob(&m.pattern) {
-            push(format!("{field}.match"), msg);
-        }
-        for (j, region) in m.regions.iter().enumerate() {
-            if let Err(msg) = check_region(region) {
-                push(format!("{field}.regions[{j}]"), msg);
-            }
-        }
-        let mut regions: Vec<String> = m.regions.clone();
-        regions.sort();
-        regions.dedup();
-        if let Some(j) = seen.insert((m.pattern.as_str(), regions.clone()), i) {
-            push(
-                format!("{field}.match"),
-                format!(
-                    "{:?} with the same regions is already priced by spec.models[{j}]; this entry would never be used",
-                    m.pattern
-                ),
-            );
-        }
-        let mut price = |name: &str, value: Option<&Usd>| -> Option<NanosPerMillion> {
-            let value = value?;
-            NanosPerMillion::parse_usd(value.as_str())
-                .map_err(|e| push(format!("{field}.{name}"), e.to_string()))
-                .ok()
-        };
-        let input = price("inputPerMillion", Some(&m.input_per_million));
-        let output = price("outputPerMillion", Some(&m.output_per_million));
-        let cache_read = price("cacheReadPerMillion", m.cache_read_per_million.as_ref());
-        let cache_write_5m = price("cacheWrite5mPerMillion", m.cache_write5m_per_million.as_ref());
-        let cache_write_1h = price("cacheWrite1hPerMillion", m.cache_write1h_per_million.as_ref());
-        if !(1..=MAX_OUTPUT_TOKENS).contains(&m.max_output_tokens) {
-            push(
-                format!("{field}.maxOutputTokens"),
-                format!("{} is not from 1 to {MAX_OUTPUT_TOKENS}", m.max_output_tokens),
-            );
-        }
-        let (Some(input), Some(output)) = (input, output) else {
-            continue;
-        };
-        let cache_write_5m = cache_write_5m.unwrap_or_default();
-        entries.push(PriceEntry {
-            pattern: m.pattern.clone(),
-            regions,
-            prices: Prices {
-                input,
-                output,
-                cache_read: cache_read.unwrap_or_default(),
-                cache_write_5m,
-                // A catalog that knows no 1-hour price charges 1-hour writes like 5-minute ones.
-                cache_write_1h: cache_write_1h.unwrap_or(cache_write_5m),
-            },
-            max_output_tokens: m.max_output_tokens,
-            source: source.clone(),
-        });
+        entries.extend(price_entry(i, m, &source, &mut seen, &mut p));
     }
-
-    let mut aliases = Vec::with_capacity(spec.aliases.len());
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, a) in spec.aliases.iter().enumerate() {
-        let field = format!("spec.aliases[{i}]");
-        if a.id.is_empty() || a.id.chars().any(char::is_whitespace) {
-            push(
-                format!("{field}.id"),
-                format!("{:?} is not a model id (empty or with whitespace)", a.id),
-            );
-        }
-        if let Some(j) = seen.insert(&a.id, i) {
-            push(
-                format!("{field}.id"),
-                format!("duplicate alias id {:?} (also spec.aliases[{j}])", a.id),
-            );
-        }
-        if a.model.is_empty() || a.model.contains('*') || a.model.chars().any(char::is_whitespace) {
-            push(
-                format!("{field}.model"),
-                format!("{:?} is not a model id (empty, a glob or with whitespace)", a.model),
-            );
-        }
-        aliases.push(Alias {
-            id: a.id.clone(),
-            model: a.model.clone(),
-        });
-    }
-    for (i, a) in spec.aliases.iter().enumerate() {
-        if let Some(j) = spec.aliases.iter().position(|b| b.id == a.model) {
-            push(
-                format!("spec.aliases[{i}].model"),
-                format!(
-                    "{:?} is itself an alias (spec.aliases[{j}]); an alias must name a priced model",
-                    a.model
-                ),
-            );
-        }
-    }
-
-    if !errors.is_empty() {
-        return Err(errors);
+    let aliases = own_aliases(&spec.aliases, &mut p);
+    if !p.errors.is_empty() {
+        return Err(p.errors);
     }
     Ok(CatalogPart {
         object,
@@ -266,337 +190,108 @@ pub fn compile_pricing(mp: &ModelPricing) -> Result<CatalogPart, Vec<CompileErro
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::test_objects::{alias, price, pricing};
-    use super::super::{compile, compile_lenient};
-    use super::*;
-    use tally_config::pricing::PriceBook;
-
-    const SONNET: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
-
-    fn patterns(catalog: &Catalog) -> Vec<String> {
-        catalog
-            .entries
-            .iter()
-            .map(|e| {
-                if e.regions.is_empty() {
-                    e.pattern.clone()
-                } else {
-                    format!("{}@{}", e.pattern, e.regions.join(","))
-                }
-            })
-            .collect()
+/// `spec.models[i]` checked (against the entries before it in `seen`) and converted when its
+/// prices parse.
+fn price_entry<'a>(
+    i: usize,
+    m: &'a ModelPrice,
+    source: &str,
+    seen: &mut HashMap<(&'a str, Vec<String>), usize>,
+    p: &mut Problems,
+) -> Option<PriceEntry> {
+    let field = format!("spec.models[{i}]");
+    p.check(format!("{field}.match"), check_model_glob(&m.pattern));
+    for (j, region) in m.regions.iter().enumerate() {
+        p.check(format!("{field}.regions[{j}]"), check_region(region));
     }
-
-    fn input_price(book: &PriceBook, model: &str, region: &str) -> Option<u64> {
-        book.lookup(book.alias(model), region).map(|p| p.entry.prices.input.0)
-    }
-
-    #[test]
-    fn exact_beats_glob_and_longer_globs_beat_shorter() {
-        let p = pricing(
-            "default",
-            0,
-            vec![
-                price("*", "100"),
-                price("anthropic.*", "50"),
-                price("anthropic.claude-*", "20"),
-                price(SONNET, "3"),
-            ],
-            vec![],
-        );
-        let config = compile(&[], &[p]).unwrap();
-        assert_eq!(
-            patterns(&config.catalog),
-            [SONNET, "anthropic.claude-*", "anthropic.*", "*"]
-        );
-        let book = PriceBook::new(&config.catalog);
-        assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(3_000_000_000));
-        assert_eq!(
-            input_price(&book, "anthropic.claude-3-opus-20240229-v1:0", "us-east-1"),
-            Some(20_000_000_000)
-        );
-        assert_eq!(input_price(&book, "anthropic.other", "us-east-1"), Some(50_000_000_000));
-        assert_eq!(input_price(&book, "meta.llama", "us-east-1"), Some(100_000_000_000));
-    }
-
-    #[test]
-    fn region_specific_beats_all_regions() {
-        let mut regional = price(SONNET, "4");
-        regional.regions = vec!["eu-central-2".into()];
-        let config = compile(
-            &[],
-            &[pricing("default", 0, vec![price(SONNET, "3"), regional], vec![])],
-        )
-        .unwrap();
-        assert_eq!(
-            patterns(&config.catalog),
-            [format!("{SONNET}@eu-central-2"), SONNET.to_string()]
-        );
-        let book = PriceBook::new(&config.catalog);
-        assert_eq!(input_price(&book, SONNET, "eu-central-2"), Some(4_000_000_000));
-        assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(3_000_000_000));
-    }
-
-    #[test]
-    fn priority_beats_specificity() {
-        let default = pricing("default", 0, vec![price(SONNET, "3")], vec![]);
-        let negotiated = pricing("negotiated", 10, vec![price("anthropic.*", "2.5")], vec![]);
-        let config = compile(&[], &[default, negotiated]).unwrap();
-        assert_eq!(patterns(&config.catalog), ["anthropic.*", SONNET]);
-        let book = PriceBook::new(&config.catalog);
-        assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(2_500_000_000));
-        assert!(
-            book.lookup(SONNET, "us-east-1")
-                .unwrap()
-                .entry
-                .source
-                .starts_with("negotiated: ")
+    let mut regions: Vec<String> = m.regions.clone();
+    regions.sort();
+    regions.dedup();
+    if let Some(j) = seen.insert((m.pattern.as_str(), regions.clone()), i) {
+        p.push(
+            format!("{field}.match"),
+            format!(
+                "{:?} with the same regions is already priced by spec.models[{j}]; this entry would never be used",
+                m.pattern
+            ),
         );
     }
-
-    #[test]
-    fn equal_precedence_falls_back_to_catalog_name_then_position() {
-        let b = pricing("b", 0, vec![price("x", "2")], vec![]);
-        let a = pricing("a", 0, vec![price("x", "1")], vec![]);
-        let config = compile(&[], &[b, a]).unwrap();
-        let sources: Vec<&str> = config.catalog.entries.iter().map(|e| &e.source[..1]).collect();
-        assert_eq!(sources, ["a", "b"]);
-    }
-
-    #[test]
-    fn geo_prefixed_ids_fall_back_to_the_base_entry_only_without_their_own() {
-        let p = pricing(
-            "default",
-            0,
-            vec![
-                price(SONNET, "3"),
-                price(&format!("us.{SONNET}"), "3.3"),
-                price(&format!("global.{SONNET}"), "3"),
-            ],
-            vec![],
-        );
-        let config = compile(&[], &[p]).unwrap();
-        // The longer (prefixed) exact ids come first; the order does not change which matches.
-        assert_eq!(config.catalog.entries[0].pattern, format!("global.{SONNET}"));
-        let book = PriceBook::new(&config.catalog);
-        assert_eq!(
-            input_price(&book, &format!("us.{SONNET}"), "us-east-1"),
-            Some(3_300_000_000)
-        );
-        assert_eq!(
-            input_price(&book, &format!("global.{SONNET}"), "us-east-1"),
-            Some(3_000_000_000)
-        );
-        // No eu. entry: priced as the base model.
-        let eu = format!("eu.{SONNET}");
-        let priced = book.lookup(&eu, "eu-west-1").unwrap();
-        assert_eq!(priced.model, SONNET);
-        assert_eq!(priced.entry.prices.input.0, 3_000_000_000);
-    }
-
-    #[test]
-    fn an_override_of_a_base_id_leaves_listed_cross_region_ids_alone_unless_it_matches_them() {
-        let default = pricing(
-            "default",
-            0,
-            vec![price(SONNET, "3"), price(&format!("us.{SONNET}"), "3.3")],
-            vec![],
-        );
-        let us = format!("us.{SONNET}");
-        // Overriding only the base id: `us.X` still has its own (default) entry.
-        let base_only = pricing("negotiated", 10, vec![price(SONNET, "2")], vec![]);
-        let book = PriceBook::new(&compile(&[], &[default.clone(), base_only]).unwrap().catalog);
-        assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(2_000_000_000));
-        assert_eq!(input_price(&book, &us, "us-east-1"), Some(3_300_000_000));
-        // A leading `*` overrides the base id and every cross-region id at once.
-        let all = pricing("negotiated", 10, vec![price(&format!("*{SONNET}"), "2")], vec![]);
-        let book = PriceBook::new(&compile(&[], &[default, all]).unwrap().catalog);
-        assert_eq!(input_price(&book, SONNET, "us-east-1"), Some(2_000_000_000));
-        assert_eq!(input_price(&book, &us, "us-east-1"), Some(2_000_000_000));
-    }
-
-    #[test]
-    fn every_price_class_converts_to_exact_nanos() {
-        let mut m = price(SONNET, "3.3");
-        m.output_per_million = "16.5".into();
-        m.cache_read_per_million = Some("0.33".into());
-        m.cache_write5m_per_million = Some("4.125".into());
-        m.cache_write1h_per_million = Some("6.6".into());
-        let mut micro = price("amazon.nova-micro-v1:0", "0.035");
-        micro.output_per_million = "0.14".into();
-        micro.cache_read_per_million = Some("0.00875".into());
-        let config = compile(&[], &[pricing("p", 0, vec![m, micro], vec![])]).unwrap();
-        let sonnet = &config
-            .catalog
-            .entries
-            .iter()
-            .find(|e| e.pattern == SONNET)
-            .unwrap()
-            .prices;
-        assert_eq!(
-            [
-                sonnet.input,
-                sonnet.output,
-                sonnet.cache_read,
-                sonnet.cache_write_5m,
-                sonnet.cache_write_1h
-            ]
-            .map(|p| p.0),
-            [3_300_000_000, 16_500_000_000, 330_000_000, 4_125_000_000, 6_600_000_000]
-        );
-        let micro = &config
-            .catalog
-            .entries
-            .iter()
-            .find(|e| e.pattern.starts_with("amazon"))
-            .unwrap()
-            .prices;
-        assert_eq!(
-            [
-                micro.input,
-                micro.output,
-                micro.cache_read,
-                micro.cache_write_5m,
-                micro.cache_write_1h
-            ]
-            .map(|p| p.0),
-            [35_000_000, 140_000_000, 8_750_000, 0, 0]
+    let mut price = |name: &str, value: Option<&Usd>| -> Option<NanosPerMillion> {
+        let value = value?;
+        NanosPerMillion::parse_usd(value.as_str())
+            .map_err(|e| p.push(format!("{field}.{name}"), e.to_string()))
+            .ok()
+    };
+    let input = price("inputPerMillion", Some(&m.input_per_million));
+    let output = price("outputPerMillion", Some(&m.output_per_million));
+    let cache_read = price("cacheReadPerMillion", m.cache_read_per_million.as_ref());
+    let cache_write_5m = price("cacheWrite5mPerMillion", m.cache_write5m_per_million.as_ref());
+    let cache_write_1h = price("cacheWrite1hPerMillion", m.cache_write1h_per_million.as_ref());
+    if !(1..=MAX_OUTPUT_TOKENS).contains(&m.max_output_tokens) {
+        p.push(
+            format!("{field}.maxOutputTokens"),
+            format!("{} is not from 1 to {MAX_OUTPUT_TOKENS}", m.max_output_tokens),
         );
     }
-
-    #[test]
-    fn a_missing_one_hour_price_is_the_five_minute_price() {
-        let mut m = price("x", "1");
-        m.cache_write5m_per_million = Some("1.25".into());
-        let config = compile(&[], &[pricing("p", 0, vec![m], vec![])]).unwrap();
-        assert_eq!(config.catalog.entries[0].prices.cache_write_1h.0, 1_250_000_000);
-    }
-
-    #[test]
-    fn entries_name_their_source() {
-        let config = compile(&[], &[pricing("bedrock-on-demand", 0, vec![price("x", "1")], vec![])]).unwrap();
-        assert_eq!(config.catalog.entries[0].source, "bedrock-on-demand: test (2025-11-20)");
-        assert_eq!(config.catalog.entries[0].max_output_tokens, 4096);
-    }
-
-    #[test]
-    fn aliases_resolve_application_inference_profiles() {
-        let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3";
-        let p = pricing(
-            "default",
-            0,
-            vec![price(SONNET, "3"), price(&format!("us.{SONNET}"), "3.3")],
-            vec![alias(arn, &format!("us.{SONNET}"))],
-        );
-        let config = compile(&[], &[p]).unwrap();
-        assert_eq!(
-            config.catalog.aliases,
-            vec![Alias {
-                id: arn.into(),
-                model: format!("us.{SONNET}")
-            }]
-        );
-        let book = PriceBook::new(&config.catalog);
-        assert_eq!(input_price(&book, arn, "us-east-1"), Some(3_300_000_000));
-    }
-
-    #[test]
-    fn alias_conflicts_across_catalogs() {
-        let a = pricing("a", 0, vec![], vec![alias("p", "m1")]);
-        let b = pricing("b", 0, vec![], vec![alias("p", "m2")]);
-        let high = pricing("high", 5, vec![], vec![alias("p", "m3")]);
-        // Higher priority wins silently.
-        let config = compile(&[], &[a.clone(), high]).unwrap();
-        assert_eq!(
-            config.catalog.aliases,
-            vec![Alias {
-                id: "p".into(),
-                model: "m3".into()
-            }]
-        );
-        // Equal priority, different models: the later catalog (by name) is refused, naming the other.
-        let compiled = compile_lenient(&[], &[b, a.clone()]);
-        assert_eq!(
-            compiled.config.catalog.aliases,
-            vec![Alias {
-                id: "p".into(),
-                model: "m1".into()
-            }]
-        );
-        assert_eq!(compiled.errors.len(), 1);
-        assert_eq!(
-            compiled.errors[0].to_string(),
-            "ModelPricing b: spec.aliases[0].model: alias \"p\" is already mapped to \"m1\" by ModelPricing a, \
-             which has the same priority; give one catalog a higher priority or map the alias once"
-        );
-        // The same mapping twice is fine.
-        assert!(compile(&[], &[a.clone(), pricing("c", 0, vec![], vec![alias("p", "m1")])]).is_ok());
-        // Chains across catalogs are refused.
-        let chain = pricing("z", 0, vec![], vec![alias("q", "p")]);
-        let errors = compile(&[], &[a, chain]).unwrap_err();
-        assert_eq!(errors[0].field, "spec.aliases[0].model");
-        assert!(
-            errors[0].message.contains("is itself an alias (in ModelPricing a)"),
-            "{}",
-            errors[0]
-        );
-    }
-
-    #[test]
-    fn every_catalog_error_is_reported_and_drops_the_catalog() {
-        let mut bad_region = price("y", "1");
-        bad_region.regions = vec!["us-east-1".into(), "Frankfurt".into()];
-        let mut bad_prices = price("z", "1,5");
-        bad_prices.output_per_million = "-1".into();
-        bad_prices.cache_read_per_million = Some("0.1234567891".into());
-        bad_prices.cache_write5m_per_million = Some("x".into());
-        bad_prices.cache_write1h_per_million = Some("1e3".into());
-        bad_prices.max_output_tokens = 0;
-        let mut p = pricing(
-            "bad",
-            0,
-            vec![
-                price("anthropic.claude-?", "1"),
-                bad_region,
-                bad_prices,
-                price("x", "1"),
-                price("x", "2"),
-            ],
-            vec![alias("a", "b*"), alias("a", "m"), alias("c", "a")],
-        );
-        p.spec.source = " ".into();
-        p.spec.effective_from = "2025-02-30".into();
-        let good = pricing("good", 0, vec![price("x", "1")], vec![]);
-        let compiled = compile_lenient(&[], &[p, good]);
-        let fields: Vec<&str> = compiled.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "spec.source",
-                "spec.effectiveFrom",
-                "spec.models[0].match",
-                "spec.models[1].regions[1]",
-                "spec.models[2].inputPerMillion",
-                "spec.models[2].outputPerMillion",
-                "spec.models[2].cacheReadPerMillion",
-                "spec.models[2].cacheWrite5mPerMillion",
-                "spec.models[2].cacheWrite1hPerMillion",
-                "spec.models[2].maxOutputTokens",
-                "spec.models[4].match",
-                "spec.aliases[0].model",
-                "spec.aliases[1].id",
-                "spec.aliases[2].model",
-            ]
-        );
-        assert!(
-            compiled
-                .errors
-                .iter()
-                .all(|e| e.object.to_string() == "ModelPricing bad")
-        );
-        assert_eq!(compiled.entries_per_catalog, BTreeMap::from([("good".to_string(), 1)]));
-        assert_eq!(compiled.config.catalog.entries.len(), 1);
-    }
+    let cache_write_5m = cache_write_5m.unwrap_or_default();
+    Some(PriceEntry {
+        pattern: m.pattern.clone(),
+        regions,
+        prices: Prices {
+            input: input?,
+            output: output?,
+            cache_read: cache_read.unwrap_or_default(),
+            cache_write_5m,
+            // A catalog that knows no 1-hour price charges 1-hour writes like 5-minute ones.
+            cache_write_1h: cache_write_1h.unwrap_or(cache_write_5m),
+        },
+        max_output_tokens: m.max_output_tokens,
+        source: source.to_string(),
+    })
 }
+
+/// `spec.aliases` checked on their own (ids, models, no chains within the catalog) and converted.
+fn own_aliases(spec: &[ModelAlias], p: &mut Problems) -> Vec<Alias> {
+    let mut aliases = Vec::with_capacity(spec.len());
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, a) in spec.iter().enumerate() {
+        let field = format!("spec.aliases[{i}]");
+        if a.id.is_empty() || a.id.chars().any(char::is_whitespace) {
+            p.push(
+                format!("{field}.id"),
+                format!("{:?} is not a model id (empty or with whitespace)", a.id),
+            );
+        }
+        if let Some(j) = seen.insert(&a.id, i) {
+            p.push(
+                format!("{field}.id"),
+                format!("duplicate alias id {:?} (also spec.aliases[{j}])", a.id),
+            );
+        }
+        if a.model.is_empty() || a.model.contains('*') || a.model.chars().any(char::is_whitespace) {
+            p.push(
+                format!("{field}.model"),
+                format!("{:?} is not a model id (empty, a glob or with whitespace)", a.model),
+            );
+        }
+        aliases.push(Alias {
+            id: a.id.clone(),
+            model: a.model.clone(),
+        });
+    }
+    for (i, a) in spec.iter().enumerate() {
+        if let Some(j) = spec.iter().position(|b| b.id == a.model) {
+            p.push(
+                format!("spec.aliases[{i}].model"),
+                format!(
+                    "{:?} is itself an alias (spec.aliases[{j}]); an alias must name a priced model",
+                    a.model
+                ),
+            );
+        }
+    }
+    aliases
+}
+
+#[cfg(test)]
+mod tests;

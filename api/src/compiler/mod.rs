@@ -88,6 +88,28 @@ impl CompileError {
     }
 }
 
+/// Collects the errors of one object.
+struct Problems {
+    object: ObjectRef,
+    errors: Vec<CompileError>,
+}
+
+impl Problems {
+    fn new(object: ObjectRef) -> Self {
+        Problems { object, errors: vec![] }
+    }
+
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(CompileError::new(&self.object, field, message));
+    }
+
+    fn check(&mut self, field: impl Into<String>, result: Result<(), String>) {
+        if let Err(message) = result {
+            self.push(field, message);
+        }
+    }
+}
+
 /// What [`compile_lenient`] produced: a config of the valid objects, and the
 /// errors of the ones left out.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +189,7 @@ pub fn with_generation(mut config: CompiledConfig) -> CompiledConfig {
 #[cfg(test)]
 pub(crate) mod test_objects {
     //! Builders for test objects, shared by the compiler's test modules.
-    use kube::api::ObjectMeta;
+    use kube::core::ObjectMeta;
 
     use crate::crd::{
         Budget, BudgetPeriod, Enforcement, ModelAlias, ModelPrice, ModelPricing, ModelPricingSpec, TeamBudget,
@@ -175,18 +197,9 @@ pub(crate) mod test_objects {
     };
 
     pub fn team(ns: &str, name: &str, team: &str) -> TeamBudget {
-        let mut tb = TeamBudget::new(
-            name,
-            TeamBudgetSpec {
-                team: team.into(),
-                cost_center: None,
-                tenants: vec![],
-                budget: None,
-                workflows: vec![],
-                allowed_models: vec![],
-                principals: vec![],
-            },
-        );
+        // Every other field is optional: what a minimal manifest gives.
+        let spec: TeamBudgetSpec = serde_json::from_value(serde_json::json!({ "team": team })).expect("a valid spec");
+        let mut tb = TeamBudget::new(name, spec);
         tb.metadata.namespace = Some(ns.into());
         tb
     }

@@ -8,30 +8,8 @@ use tally_config::money::Nanos;
 use tally_config::period::{self, Period};
 
 use super::syntax::{check_model_glob, check_principal, check_team_id, check_tenant_or_workflow_id};
-use super::{CompileError, ObjectRef};
+use super::{CompileError, ObjectRef, Problems};
 use crate::crd::{Budget, BudgetPeriod, Enforcement, TeamBudget, Usd};
-
-/// Collects the errors of one object.
-struct Problems {
-    object: ObjectRef,
-    errors: Vec<CompileError>,
-}
-
-impl Problems {
-    fn new(object: ObjectRef) -> Self {
-        Problems { object, errors: vec![] }
-    }
-
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(CompileError::new(&self.object, field, message));
-    }
-
-    fn check(&mut self, field: impl Into<String>, result: Result<(), String>) {
-        if let Err(message) = result {
-            self.push(field, message);
-        }
-    }
-}
 
 /// Compiles every team, applies the cross-object rules, and returns the teams
 /// sorted by id with the errors of the objects left out.
@@ -109,52 +87,26 @@ pub fn compile_team(tb: &TeamBudget) -> Result<TeamConfig, Vec<CompileError>> {
     let team_limit = budget.as_ref().map(|b| b.limit);
     let has_budget = spec.budget.is_some();
 
-    let mut tenants = Vec::with_capacity(spec.tenants.len());
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, tenant) in spec.tenants.iter().enumerate() {
-        let field = format!("spec.tenants[{i}]");
-        p.check(format!("{field}.id"), check_tenant_or_workflow_id(&tenant.id));
-        if let Some(j) = seen.insert(&tenant.id, i) {
-            p.push(
-                format!("{field}.id"),
-                format!("duplicate tenant id {:?} (also spec.tenants[{j}])", tenant.id),
-            );
-        }
-        let limit = sub_limit(
-            tenant.limit_usd.as_ref(),
-            &format!("{field}.limitUSD"),
-            "tenant",
-            has_budget,
-            team_limit,
-            &mut p,
-        );
-        tenants.push(TenantConfig {
+    let mut tenant_ids = SubBudgets::new("tenant", "spec.tenants", has_budget, team_limit);
+    let tenants = spec
+        .tenants
+        .iter()
+        .enumerate()
+        .map(|(i, tenant)| TenantConfig {
             id: tenant.id.clone(),
-            limit,
-        });
-    }
+            limit: tenant_ids.check(i, &tenant.id, tenant.limit_usd.as_ref(), &mut p),
+        })
+        .collect();
 
+    let mut workflow_ids = SubBudgets::new("workflow", "spec.workflows", has_budget, team_limit);
     let mut workflows = Vec::with_capacity(spec.workflows.len());
-    let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, wf) in spec.workflows.iter().enumerate() {
-        let field = format!("spec.workflows[{i}]");
-        p.check(format!("{field}.id"), check_tenant_or_workflow_id(&wf.id));
-        if let Some(j) = seen.insert(&wf.id, i) {
-            p.push(
-                format!("{field}.id"),
-                format!("duplicate workflow id {:?} (also spec.workflows[{j}])", wf.id),
-            );
-        }
-        let limit = sub_limit(
-            wf.limit_usd.as_ref(),
-            &format!("{field}.limitUSD"),
-            "workflow",
-            has_budget,
-            team_limit,
-            &mut p,
-        );
+        let limit = workflow_ids.check(i, &wf.id, wf.limit_usd.as_ref(), &mut p);
         for (j, glob) in wf.allowed_models.iter().enumerate() {
-            p.check(format!("{field}.allowedModels[{j}]"), check_model_glob(glob));
+            p.check(
+                format!("spec.workflows[{i}].allowedModels[{j}]"),
+                check_model_glob(glob),
+            );
         }
         workflows.push(WorkflowConfig {
             id: wf.id.clone(),
@@ -221,36 +173,67 @@ fn compile_budget(b: &Budget, p: &mut Problems) -> Option<BudgetConfig> {
     })
 }
 
-/// A tenant's or workflow's limit: parsed, under the team's budget, not above its limit.
-fn sub_limit(
-    limit: Option<&Usd>,
-    field: &str,
-    what: &str,
+/// The one rule for tenants and workflows: an id of the allowed syntax, unique among its kind in
+/// the object, and an optional limit that needs the team's budget and fits under its limit.
+struct SubBudgets<'a> {
+    /// `tenant` or `workflow`, as the messages say it.
+    kind: &'static str,
+    /// The list's field, `spec.tenants` or `spec.workflows`.
+    list: &'static str,
     has_budget: bool,
     team_limit: Option<Nanos>,
-    p: &mut Problems,
-) -> Option<Nanos> {
-    let limit = match Nanos::parse_usd(limit?.as_str()) {
-        Ok(n) => n,
-        Err(e) => {
-            p.push(field, e.to_string());
-            return None;
+    seen: HashMap<&'a str, usize>,
+}
+
+impl<'a> SubBudgets<'a> {
+    fn new(kind: &'static str, list: &'static str, has_budget: bool, team_limit: Option<Nanos>) -> Self {
+        SubBudgets {
+            kind,
+            list,
+            has_budget,
+            team_limit,
+            seen: HashMap::new(),
         }
-    };
-    if !has_budget {
-        p.push(
-            field,
-            format!("a {what} limit needs spec.budget: the budget's period is the period it applies to"),
-        );
-    } else if let Some(team) = team_limit
-        && limit > team
-    {
-        p.push(
-            field,
-            format!("{what} limit {limit} USD is above the team's limit {team} USD (spec.budget.limitUSD)"),
-        );
     }
-    Some(limit)
+
+    /// Checks item `i` of the list; returns its limit if it parses.
+    fn check(&mut self, i: usize, id: &'a str, limit: Option<&Usd>, p: &mut Problems) -> Option<Nanos> {
+        let (kind, list) = (self.kind, self.list);
+        p.check(format!("{list}[{i}].id"), check_tenant_or_workflow_id(id));
+        if let Some(j) = self.seen.insert(id, i) {
+            p.push(
+                format!("{list}[{i}].id"),
+                format!("duplicate {kind} id {id:?} (also {list}[{j}])"),
+            );
+        }
+        self.limit(limit, &format!("{list}[{i}].limitUSD"), p)
+    }
+
+    /// The limit: parsed, under the team's budget, not above its limit.
+    fn limit(&self, limit: Option<&Usd>, field: &str, p: &mut Problems) -> Option<Nanos> {
+        let kind = self.kind;
+        let limit = match Nanos::parse_usd(limit?.as_str()) {
+            Ok(n) => n,
+            Err(e) => {
+                p.push(field, e.to_string());
+                return None;
+            }
+        };
+        if !self.has_budget {
+            p.push(
+                field,
+                format!("a {kind} limit needs spec.budget: the budget's period is the period it applies to"),
+            );
+        } else if let Some(team) = self.team_limit
+            && limit > team
+        {
+            p.push(
+                field,
+                format!("{kind} limit {limit} USD is above the team's limit {team} USD (spec.budget.limitUSD)"),
+            );
+        }
+        Some(limit)
+    }
 }
 
 // The CRD spells the contract's enums its own way (CamelCase in the API);
