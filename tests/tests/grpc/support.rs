@@ -117,6 +117,30 @@ pub fn hv(name: &str, value: &[u8]) -> HeaderValue {
     }
 }
 
+/// One message of an ext_proc stream, as Envoy sends it.
+fn message(request: processing_request::Request) -> ProcessingRequest {
+    ProcessingRequest {
+        request: Some(request),
+        ..Default::default()
+    }
+}
+
+fn http_headers(headers: Vec<HeaderValue>, eos: bool) -> HttpHeaders {
+    HttpHeaders {
+        headers: Some(HeaderMap { headers }),
+        end_of_stream: eos,
+        ..Default::default()
+    }
+}
+
+fn http_body(body: &[u8], eos: bool) -> HttpBody {
+    HttpBody {
+        body: body.to_vec(),
+        end_of_stream: eos,
+        ..Default::default()
+    }
+}
+
 pub fn req_headers(path: &str, extra: &[(&str, &str)], eos: bool) -> ProcessingRequest {
     let mut headers = vec![
         hv(":method", b"POST"),
@@ -125,25 +149,12 @@ pub fn req_headers(path: &str, extra: &[(&str, &str)], eos: bool) -> ProcessingR
         hv("content-type", b"application/json"),
     ];
     headers.extend(extra.iter().map(|(n, v)| hv(n, v.as_bytes())));
-    ProcessingRequest {
-        request: Some(processing_request::Request::RequestHeaders(HttpHeaders {
-            headers: Some(HeaderMap { headers }),
-            end_of_stream: eos,
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
+    let headers = http_headers(headers, eos);
+    message(processing_request::Request::RequestHeaders(headers))
 }
 
 pub fn req_body_chunk(body: &[u8], eos: bool) -> ProcessingRequest {
-    ProcessingRequest {
-        request: Some(processing_request::Request::RequestBody(HttpBody {
-            body: body.to_vec(),
-            end_of_stream: eos,
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
+    message(processing_request::Request::RequestBody(http_body(body, eos)))
 }
 
 pub fn req_body(body: &[u8]) -> ProcessingRequest {
@@ -153,24 +164,12 @@ pub fn req_body(body: &[u8]) -> ProcessingRequest {
 pub fn resp_headers(status: u16, extra: &[(&str, &str)]) -> ProcessingRequest {
     let mut headers = vec![hv(":status", status.to_string().as_bytes())];
     headers.extend(extra.iter().map(|(n, v)| hv(n, v.as_bytes())));
-    ProcessingRequest {
-        request: Some(processing_request::Request::ResponseHeaders(HttpHeaders {
-            headers: Some(HeaderMap { headers }),
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
+    let headers = http_headers(headers, false);
+    message(processing_request::Request::ResponseHeaders(headers))
 }
 
 pub fn resp_body(body: &[u8], eos: bool) -> ProcessingRequest {
-    ProcessingRequest {
-        request: Some(processing_request::Request::ResponseBody(HttpBody {
-            body: body.to_vec(),
-            end_of_stream: eos,
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
+    message(processing_request::Request::ResponseBody(http_body(body, eos)))
 }
 
 /// The immediate response (a refusal) an answer carries, if it is one.
