@@ -23,32 +23,16 @@ pub struct RedisArgs {
     /// Redis holding the live counters (`redis://host:6379`, `rediss://…` for TLS). Without it the
     /// ext_proc (`--store redis`) uses `redis://127.0.0.1:6379`, and the operator's statuses show
     /// the period and conditions only: spend fields stay empty and spend conditions `Unknown`.
-    #[arg(
-        id = "redis_url",
-        long = "redis-url",
-        env = "TALLY_REDIS_URL",
-        value_name = "REDIS_URL"
-    )]
+    #[arg(long = "redis-url", env = "TALLY_REDIS_URL", value_name = "URL")]
     pub url: Option<String>,
     /// Treat --redis-url as a seed node of a Redis Cluster.
-    #[arg(id = "redis_cluster", long = "redis-cluster", env = "TALLY_REDIS_CLUSTER")]
+    #[arg(long = "redis-cluster", env = "TALLY_REDIS_CLUSTER")]
     pub cluster: bool,
     /// PEM CA bundle to verify a `rediss://` server with, instead of the system roots.
-    #[arg(
-        id = "redis_ca_file",
-        long = "redis-ca-file",
-        env = "TALLY_REDIS_CA_FILE",
-        value_name = "REDIS_CA_FILE"
-    )]
+    #[arg(long = "redis-ca-file", env = "TALLY_REDIS_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
     /// Redis password (prefer the environment variable to the flag); a password in the URL works too.
-    #[arg(
-        id = "redis_password",
-        long = "redis-password",
-        env = "TALLY_REDIS_PASSWORD",
-        value_name = "REDIS_PASSWORD",
-        hide_env_values = true
-    )]
+    #[arg(long = "redis-password", env = "TALLY_REDIS_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
 }
 

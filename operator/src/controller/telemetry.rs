@@ -18,7 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Which reconcile a metric sample is about.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,45 +43,47 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("tally_operator");
-        let reconciles = Family::<KindLabel, Counter>::default();
-        let errors = Family::<KindLabel, Counter>::default();
+        let r = &mut registry;
         let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
-        let config_writes = Counter::default();
-        let events = Counter::default();
-        let leader = Gauge::default();
-        let invalid_objects = Gauge::default();
-        registry.register("reconciles", "Reconcile passes", reconciles.clone());
-        registry.register("reconcile_errors", "Reconcile passes that failed", errors.clone());
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of reconcile passes",
-            duration.clone(),
-        );
-        registry.register(
-            "config_writes",
-            "Writes of the compiled-config ConfigMap",
-            config_writes.clone(),
-        );
-        registry.register("events", "Kubernetes events published", events.clone());
-        registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        registry.register(
-            "invalid_objects",
-            "TeamBudget and ModelPricing objects with Ready=False",
-            invalid_objects.clone(),
-        );
         Metrics {
+            reconciles: registered(r, "reconciles", "Reconcile passes", Family::default()),
+            errors: registered(r, "reconcile_errors", "Reconcile passes that failed", Family::default()),
+            duration: registered(
+                r,
+                "reconcile_duration_seconds",
+                "Duration of reconcile passes",
+                duration,
+            ),
+            config_writes: registered(
+                r,
+                "config_writes",
+                "Writes of the compiled-config ConfigMap",
+                Counter::default(),
+            ),
+            events: registered(r, "events", "Kubernetes events published", Counter::default()),
+            leader: registered(
+                r,
+                "leader",
+                "1 while this replica holds the leader lease",
+                Gauge::default(),
+            ),
+            invalid_objects: registered(
+                r,
+                "invalid_objects",
+                "TeamBudget and ModelPricing objects with Ready=False",
+                Gauge::default(),
+            ),
             registry,
-            reconciles,
-            errors,
-            duration,
-            config_writes,
-            events,
-            leader,
-            invalid_objects,
         }
     }
+}
+
+/// `metric`, registered in `registry` (metrics are shared handles: the clone is the same metric).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {

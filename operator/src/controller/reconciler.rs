@@ -1,0 +1,119 @@
+//! What the leader does: watch, and on each trigger run the config pass (compile, publish the
+//! ConfigMap, `Ready` on every object) and then the status pass (counters → team statuses and
+//! events). The [`Reconciler`] keeps the three kinds of state apart: the [`Settings`] it was
+//! started with, the [`Clients`] it talks through, and what it remembers between passes.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tally_api::compiler::{self, Compiled, ObjectRef};
+use tally_api::crd::{ModelPricing, TeamBudget};
+
+use super::args::Settings;
+use super::clients::Clients;
+use super::counters::CounterReader;
+use super::pricing_status::PricingStatuses;
+use super::publish;
+use super::status::{self, Readiness};
+use super::team_status::TeamStatuses;
+use super::trigger::Trigger;
+use super::watch::Watches;
+
+/// What the passes remember between them.
+#[derive(Default)]
+struct Memo {
+    /// Readiness of each TeamBudget (`ObjectRef` display) from the last config pass.
+    readiness: HashMap<String, Readiness>,
+    teams: TeamStatuses,
+    pricings: PricingStatuses,
+}
+
+/// The reconcile passes of one replica.
+pub(super) struct Reconciler {
+    settings: Settings,
+    clients: Clients,
+    counters: CounterReader,
+    memo: Memo,
+}
+
+impl Reconciler {
+    pub fn new(settings: Settings, clients: Clients) -> Self {
+        Reconciler {
+            settings,
+            clients,
+            counters: CounterReader::default(),
+            memo: Memo::default(),
+        }
+    }
+
+    /// Reconciles while this replica leads; returns only if every watch stream ends.
+    pub async fn lead(&mut self) {
+        self.memo.teams.forget();
+        self.memo.pricings.forget();
+        let (watches, streams) = Watches::start(&self.clients.kube, &self.settings.watch_namespaces);
+        let mut trigger = Trigger::new(streams, self.settings.status_interval);
+        while trigger.due().await {
+            let teams = watches.teams();
+            self.config_pass(&teams, &watches.pricings()).await;
+            self.memo
+                .teams
+                .pass(
+                    &self.settings,
+                    &self.clients,
+                    &mut self.counters,
+                    &self.memo.readiness,
+                    &teams,
+                )
+                .await;
+        }
+    }
+
+    /// Compile everything, publish the ConfigMap if its content changed, set `Ready` on each object.
+    async fn config_pass(&mut self, teams: &[TeamBudget], pricings: &[ModelPricing]) {
+        let started = Instant::now();
+        let ok = match self.reconcile_config(teams, pricings).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "config reconcile failed; retrying on the next change or tick");
+                false
+            }
+        };
+        self.clients.metrics.observe("config", started.elapsed(), ok);
+    }
+
+    async fn reconcile_config(&mut self, teams: &[TeamBudget], pricings: &[ModelPricing]) -> Result<(), kube::Error> {
+        let compiled = compiler::compile_lenient(teams, pricings);
+        let kept = publish::publish(&self.settings, &self.clients, teams, &compiled).await?;
+        let invalid_teams = self.record_readiness(teams, &compiled, |tb| kept.contains(&tb.key()));
+        let invalid_pricings = self
+            .memo
+            .pricings
+            .write(&self.clients, &self.settings.identity, pricings, &compiled)
+            .await?;
+        self.clients
+            .metrics
+            .invalid_objects
+            .set(invalid_teams + invalid_pricings);
+        Ok(())
+    }
+
+    /// Remembers each team's readiness for the status pass; returns how many are invalid.
+    fn record_readiness(
+        &mut self,
+        teams: &[TeamBudget],
+        compiled: &Compiled,
+        kept_last_good: impl Fn(&TeamBudget) -> bool,
+    ) -> i64 {
+        self.memo.readiness.clear();
+        let mut invalid = 0;
+        for tb in teams {
+            let object = ObjectRef::team_budget(tb);
+            let readiness = status::readiness(compiled, &object, kept_last_good(tb));
+            if readiness != Readiness::Ready {
+                invalid += 1;
+            }
+            self.memo.readiness.insert(object.to_string(), readiness);
+        }
+        invalid
+    }
+}

@@ -1,0 +1,207 @@
+//! The status decisions against hand-made specs, counters and clocks.
+
+use super::*;
+use tally_api::crd::condition::find_condition;
+use tally_api::crd::{BudgetPeriod, Enforcement, TeamBudgetSpec};
+
+const USD: i64 = 1_000_000_000;
+
+#[test]
+fn an_invalid_spec_is_announced_once_per_distinct_problem() {
+    let invalid = |message: &str| Readiness::Invalid {
+        message: message.into(),
+        kept_last_good: true,
+    };
+    let now = "2026-11-26T10:00:00Z";
+    let ready = ready_condition(&Readiness::Ready, Some(1), now);
+    let bad = ready_condition(&invalid("spec.budget.timezone: unknown"), Some(2), now);
+    assert_eq!(invalid_event(&[], &ready), None, "valid objects raise nothing");
+    let e = invalid_event(std::slice::from_ref(&ready), &bad).expect("newly invalid");
+    assert!(e.warning && e.reason == "InvalidSpec" && e.action == "Compile");
+    assert!(e.note.contains("spec.budget.timezone"), "{}", e.note);
+    assert_eq!(
+        invalid_event(std::slice::from_ref(&bad), &bad),
+        None,
+        "already recorded in status"
+    );
+    let other = ready_condition(&invalid("spec.budget.limitUSD: negative"), Some(3), now);
+    assert!(invalid_event(&[bad], &other).is_some(), "a different problem is news");
+}
+
+fn team(limit: &str, thresholds: Vec<u8>) -> TeamBudget {
+    let mut tb = TeamBudget::new(
+        "search",
+        TeamBudgetSpec {
+            team: "search".into(),
+            cost_center: None,
+            tenants: vec![],
+            budget: Some(Budget {
+                limit_usd: limit.into(),
+                period: BudgetPeriod::Monthly,
+                timezone: "Europe/Berlin".into(),
+                enforcement: Enforcement::Block,
+                alert_thresholds: thresholds,
+            }),
+            workflows: vec![],
+            allowed_models: vec![],
+            principals: vec![],
+        },
+    );
+    tb.metadata.namespace = Some("search".into());
+    tb.metadata.generation = Some(3);
+    tb
+}
+
+fn spend(spent: i64, reserved: i64) -> Reading {
+    Reading::Counters(Counters {
+        spent: Nanos(spent),
+        reserved: Nanos(reserved),
+        requests: 7,
+        blocked: 1,
+    })
+}
+
+fn now() -> Timestamp {
+    "2026-11-26T10:00:00Z".parse().unwrap()
+}
+
+fn cond(s: &TeamBudgetStatus, t: &str) -> ConditionStatus {
+    find_condition(&s.conditions, t).unwrap().status
+}
+
+#[test]
+fn fields_come_from_counters_in_the_budget_timezone() {
+    let tb = team("100", vec![50, 80, 100]);
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(40 * USD, 2 * USD + USD / 2), now());
+    assert_eq!(s.period_start.as_deref(), Some("2026-10-31T23:00:00Z"));
+    assert_eq!(s.period_end.as_deref(), Some("2026-11-30T23:00:00Z"));
+    assert_eq!(s.spent_usd.as_deref(), Some("40.00"));
+    assert_eq!(s.reserved_usd.as_deref(), Some("2.50"));
+    assert_eq!(s.remaining_usd.as_deref(), Some("57.50"));
+    assert_eq!(s.utilization.as_deref(), Some("42.5"));
+    assert_eq!(
+        (s.requests, s.blocked, s.observed_generation),
+        (Some(7), Some(1), Some(3))
+    );
+    assert_eq!(cond(&s, types::READY), ConditionStatus::True);
+    assert_eq!(cond(&s, types::BUDGET_EXCEEDED), ConditionStatus::False);
+    assert_eq!(cond(&s, types::THRESHOLD_CROSSED), ConditionStatus::False);
+    assert!(events.is_empty());
+    assert_eq!(
+        s.alerts,
+        Some(AlertsRaised {
+            period: "2026-11".into(),
+            thresholds: vec![],
+            exhausted: false
+        })
+    );
+}
+
+#[test]
+fn each_threshold_fires_once_per_period_across_restarts() {
+    let mut tb = team("100", vec![50, 80, 100]);
+    // Jump straight to 85 %: both 50 and 80 are announced, in order.
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(85 * USD, 0), now());
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.note.contains("reached 50%"))
+            .collect::<Vec<_>>(),
+        [true, false]
+    );
+    assert!(events[1].note.contains("reached 80%"));
+    assert_eq!(cond(&s, types::THRESHOLD_CROSSED), ConditionStatus::True);
+    // The status is all a restarted operator knows: same spend, no new events.
+    tb.status = Some(s);
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(85 * USD, 0), now());
+    assert!(events.is_empty());
+    // Reservations released below 80 % and back up again: still nothing new.
+    tb.status = Some(s);
+    let (s, _) = team_status(&tb, &Readiness::Ready, spend(70 * USD, 0), now());
+    tb.status = Some(s);
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(81 * USD, 0), now());
+    assert!(events.is_empty());
+    // Exhaustion: the 100 % threshold and one BudgetExhausted event.
+    tb.status = Some(s);
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(99 * USD, USD), now());
+    let reasons: Vec<_> = events.iter().map(|e| (e.reason.as_str(), e.warning)).collect();
+    assert_eq!(reasons, [("ThresholdCrossed", true), ("BudgetExhausted", true)]);
+    assert_eq!(cond(&s, types::BUDGET_EXCEEDED), ConditionStatus::True);
+    assert_eq!(s.remaining_usd.as_deref(), Some("0.00"));
+    tb.status = Some(s);
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(120 * USD, 0), now());
+    assert!(events.is_empty());
+    assert_eq!(s.remaining_usd.as_deref(), Some("-20.00"));
+    // Next month: counters start from zero and alerts may fire again.
+    tb.status = Some(s);
+    let december: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(60 * USD, 0), december);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        s.alerts.unwrap(),
+        AlertsRaised {
+            period: "2026-12".into(),
+            thresholds: vec![50],
+            exhausted: false
+        }
+    );
+}
+
+#[test]
+fn thresholds_are_exact_at_the_boundary() {
+    let tb = team("0.000000003", vec![33, 34]);
+    // 1 of 3 nano-USD is 33.33 %: reaches 33, not 34.
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(1, 0), now());
+    assert_eq!(events.len(), 1);
+    assert_eq!(s.alerts.unwrap().thresholds, [33]);
+}
+
+#[test]
+fn unavailable_store_keeps_the_last_known_figures() {
+    let mut tb = team("100", vec![50]);
+    let (s, _) = team_status(&tb, &Readiness::Ready, spend(10 * USD, 0), now());
+    tb.status = Some(s.clone());
+    let (kept, events) = team_status(&tb, &Readiness::Ready, Reading::Unavailable, now());
+    assert!(events.is_empty());
+    assert_eq!(kept, s);
+    let (none, _) = team_status(&tb, &Readiness::Ready, Reading::NoStore, now());
+    assert_eq!(none.spent_usd, None);
+    assert_eq!(cond(&none, types::BUDGET_EXCEEDED), ConditionStatus::Unknown);
+}
+
+#[test]
+fn invalid_objects_say_why_and_what_is_served() {
+    let tb = team("100", vec![]);
+    let bad = Readiness::Invalid {
+        message: "spec.budget.timezone: unknown timezone".into(),
+        kept_last_good: true,
+    };
+    let (s, _) = team_status(&tb, &bad, spend(0, 0), now());
+    let ready = find_condition(&s.conditions, types::READY).unwrap();
+    assert_eq!(
+        (ready.status, ready.reason.as_str()),
+        (ConditionStatus::False, "InvalidSpec")
+    );
+    assert!(ready.message.contains("spec.budget.timezone") && ready.message.contains("previous valid version"));
+}
+
+#[test]
+fn unchanged_status_is_not_patched() {
+    let mut tb = team("100", vec![50]);
+    let (s, _) = team_status(&tb, &Readiness::Ready, spend(1, 0), now());
+    assert!(status_needs_patch(None, &s));
+    tb.status = Some(s);
+    // A later reconcile with the same data keeps the transition times: no patch.
+    let later: Timestamp = "2026-11-26T10:05:00Z".parse().unwrap();
+    let (again, _) = team_status(&tb, &Readiness::Ready, spend(1, 0), later);
+    assert!(!status_needs_patch(tb.status.as_ref(), &again));
+}
+
+#[test]
+fn no_budget_means_no_period_and_only_ready() {
+    let mut tb = team("100", vec![]);
+    tb.spec.budget = None;
+    let (s, events) = team_status(&tb, &Readiness::Ready, spend(5, 0), now());
+    assert!(events.is_empty() && s.period_start.is_none() && s.spent_usd.is_none());
+    assert_eq!(s.conditions.len(), 1);
+}

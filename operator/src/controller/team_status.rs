@@ -1,0 +1,105 @@
+//! The status pass: each `TeamBudget`'s counters read from Redis, its status written where it
+//! changed, and the events it raises published once that status is stored. The status itself
+//! is decided in [`status`].
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+use tally_api::compiler::ObjectRef;
+use tally_api::crd::{TeamBudget, TeamBudgetStatus};
+
+use super::args::Settings;
+use super::clients::{Clients, apply_status};
+use super::counters::CounterReader;
+use super::events;
+use super::status::{self, Readiness, Reading};
+
+/// The statuses this leadership term wrote, per TeamBudget uid: newer than the watch cache
+/// until the update comes back, so two quick passes cannot raise the same event twice.
+#[derive(Default)]
+pub(super) struct TeamStatuses {
+    written: HashMap<String, TeamBudgetStatus>,
+}
+
+fn uid(tb: &TeamBudget) -> String {
+    tb.metadata.uid.clone().unwrap_or_default()
+}
+
+impl TeamStatuses {
+    /// At the start of a term: another replica may have written statuses since.
+    pub fn forget(&mut self) {
+        self.written.clear();
+    }
+
+    /// Reads each team's counters, patches its status when it changed, publishes due events.
+    /// `readiness` is the last config pass's verdict per object (`ObjectRef` display).
+    pub async fn pass(
+        &mut self,
+        settings: &Settings,
+        clients: &Clients,
+        counters: &mut CounterReader,
+        readiness: &HashMap<String, Readiness>,
+        teams: &[TeamBudget],
+    ) {
+        let started = Instant::now();
+        let mut ok = true;
+        let now = jiff::Timestamp::now();
+        let present: BTreeSet<String> = teams.iter().map(uid).collect();
+        self.written.retain(|k, _| present.contains(k));
+        for cached in teams {
+            let tb = self.freshest(cached);
+            let readiness = readiness
+                .get(&ObjectRef::team_budget(&tb).to_string())
+                .cloned()
+                .unwrap_or(Readiness::Ready);
+            let reading = counters.read(settings.redis.as_ref(), &tb, now).await;
+            if reading == Reading::Unavailable {
+                ok = false;
+            }
+            ok &= self.update(settings, clients, &tb, &readiness, reading, now).await;
+        }
+        clients.metrics.observe("status", started.elapsed(), ok);
+    }
+
+    /// `cached` with the status this term wrote, if the watch cache has not caught up with it.
+    fn freshest<'a>(&self, cached: &'a TeamBudget) -> Cow<'a, TeamBudget> {
+        match self.written.get(&uid(cached)) {
+            Some(w) if cached.status.as_ref() != Some(w) => Cow::Owned(TeamBudget {
+                status: Some(w.clone()),
+                ..cached.clone()
+            }),
+            _ => Cow::Borrowed(cached),
+        }
+    }
+
+    /// Writes one team's status and publishes its events; `false` if anything failed.
+    async fn update(
+        &mut self,
+        settings: &Settings,
+        clients: &Clients,
+        tb: &TeamBudget,
+        readiness: &Readiness,
+        reading: Reading,
+        now: jiff::Timestamp,
+    ) -> bool {
+        let (desired, events) = status::team_status(tb, readiness, reading, now);
+        if status::status_needs_patch(tb.status.as_ref(), &desired) {
+            let api: Api<TeamBudget> = Api::namespaced(clients.kube.clone(), &tb.namespace().unwrap_or_default());
+            if let Err(error) = apply_status(&api, &tb.name_any(), "TeamBudget", &desired).await {
+                tracing::warn!(%error, object = %tb.key(), "status patch failed");
+                // Events only after the status recording them is stored: at most once.
+                return false;
+            }
+            self.written.insert(uid(tb), desired);
+        }
+        let reference = tb.object_ref(&());
+        let mut ok = true;
+        for e in events {
+            ok &= events::emit(clients, &settings.identity, &reference, &e, &tb.key()).await;
+        }
+        ok
+    }
+}
