@@ -1,13 +1,18 @@
 //! The chart's rendered manifests, checked by a real kube-apiserver: the CRDs
 //! from `crds/` are installed for real, then every object of the chart is sent
-//! as a server-side dry-run apply, so schemas, RBAC objects and the catalog
-//! `ModelPricing` are validated by the API server itself, not only offline.
+//! as a server-side dry-run apply, so schemas, RBAC objects, NetworkPolicies,
+//! Secrets and the catalog `ModelPricing` are validated by the API server itself,
+//! not only offline. Then the chart is installed and upgraded for real with Helm,
+//! so the `lookup` that keeps generated credentials and certificates across
+//! upgrades runs against a real API.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use tally_tests::fixtures::tools;
 use tally_tests::kube_apiserver::KubeApiServer;
+
+const NAMESPACE: &str = "tally-system";
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
     Command::new(tools::cached_tool("kubectl", "helm.sh"))
@@ -31,29 +36,39 @@ fn ok(out: Output, what: &str) -> String {
 fn render(values: &[&str]) -> String {
     let mut cmd = Command::new(tools::helm());
     cmd.current_dir(tools::workspace_root())
-        .args(["template", "tally", "charts/tally", "--namespace", "tally-system"]);
+        .args(["template", "tally", "charts/tally", "--namespace", NAMESPACE]);
     for v in values {
         cmd.args(["--values", v]);
     }
     ok(cmd.output().expect("run helm"), "helm template")
 }
 
-#[tokio::test]
-async fn rendered_chart_is_accepted_by_a_real_api_server() {
-    let server = KubeApiServer::start()
-        .await
-        .expect("start kube-apiserver + etcd (run scripts/tools/kube.sh)");
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.admin_kubeconfig_yaml()).unwrap();
-    let crds = tools::workspace_root().join("crds");
-    ok(
-        kubectl(&kubeconfig, &["apply", "--server-side", "-f", crds.to_str().unwrap()]),
-        "installing crds/",
-    );
-    ok(
-        kubectl(
-            &kubeconfig,
+/// A real API server with the CRDs of `crds/` established and the release namespace created.
+struct Cluster {
+    _server: KubeApiServer,
+    kubeconfig: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let server = KubeApiServer::start()
+            .await
+            .expect("start kube-apiserver + etcd (run scripts/tools/kube.sh)");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, server.admin_kubeconfig_yaml()).unwrap();
+        let cluster = Cluster {
+            _server: server,
+            kubeconfig,
+            dir,
+        };
+        let crds = tools::workspace_root().join("crds");
+        cluster.kubectl(
+            &["apply", "--server-side", "-f", crds.to_str().unwrap()],
+            "installing crds/",
+        );
+        cluster.kubectl(
             &[
                 "wait",
                 "--for",
@@ -63,36 +78,77 @@ async fn rendered_chart_is_accepted_by_a_real_api_server() {
                 "crd",
                 "--all",
             ],
-        ),
-        "waiting for the CRDs",
-    );
-    ok(
-        kubectl(&kubeconfig, &["create", "namespace", "tally-system"]),
-        "creating the namespace",
-    );
-    // Default values (gateway mode, bundled Redis, catalog) and external Redis; the
-    // other modes add kinds (EnvoyFilter, EnvoyExtensionPolicy, ServiceMonitor)
-    // whose CRDs belong to Istio, Envoy Gateway and the Prometheus operator.
-    for values in [&[][..], &["tests/fixtures/chart/external-redis.yaml"][..]] {
-        let manifest = dir.path().join("manifest.yaml");
+            "waiting for the CRDs",
+        );
+        cluster.kubectl(&["create", "namespace", NAMESPACE], "creating the namespace");
+        cluster
+    }
+
+    fn kubectl(&self, args: &[&str], what: &str) -> String {
+        ok(kubectl(&self.kubeconfig, args), what)
+    }
+
+    /// `helm <args> tally charts/tally` against this cluster, with Helm's own state in the temp dir.
+    fn helm(&self, verb: &str, sets: &[&str]) {
+        let mut cmd = Command::new(tools::helm());
+        cmd.current_dir(tools::workspace_root())
+            .arg(verb)
+            .args(["tally", "charts/tally", "--namespace", NAMESPACE, "--kubeconfig"])
+            .arg(&self.kubeconfig);
+        for var in ["HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"] {
+            cmd.env(var, self.dir.path().join(var));
+        }
+        for set in sets {
+            cmd.args(["--set", set]);
+        }
+        ok(cmd.output().expect("run helm"), &format!("helm {verb} {sets:?}"));
+    }
+
+    /// `data[key]` (base64) of Secret `name` in the release namespace.
+    fn secret(&self, name: &str, key: &str) -> String {
+        let path = format!("jsonpath={{.data.{}}}", key.replace('.', "\\."));
+        let value = self.kubectl(
+            &["-n", NAMESPACE, "get", "secret", name, "-o", &path],
+            "reading a Secret",
+        );
+        assert!(!value.is_empty(), "Secret {name} has no {key}");
+        value
+    }
+}
+
+#[tokio::test]
+async fn rendered_chart_is_accepted_by_a_real_api_server() {
+    let cluster = Cluster::start().await;
+    // Default values (gateway mode, bundled Redis, catalog, mTLS, NetworkPolicies), external Redis,
+    // the bundled Redis over TLS and the plaintext variant; the other modes add kinds
+    // (EnvoyFilter, EnvoyExtensionPolicy, Certificate, ServiceMonitor) whose CRDs belong to Istio,
+    // Envoy Gateway, cert-manager and the Prometheus operator.
+    let fixtures =
+        ["external-redis.yaml", "redis-tls.yaml", "plaintext.yaml"].map(|f| format!("tests/fixtures/chart/{f}"));
+    let value_sets = [
+        vec![],
+        vec![fixtures[0].as_str()],
+        vec![fixtures[1].as_str()],
+        vec![fixtures[2].as_str()],
+    ];
+    for values in &value_sets {
+        let manifest = cluster.dir.path().join("manifest.yaml");
         std::fs::write(&manifest, render(values)).unwrap();
-        let applied = ok(
-            kubectl(
-                &kubeconfig,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--dry-run=server",
-                    "-f",
-                    manifest.to_str().unwrap(),
-                ],
-            ),
+        let applied = cluster.kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "-f",
+                manifest.to_str().unwrap(),
+            ],
             &format!("server-side dry-run of the chart with {values:?}"),
         );
         for kind in [
             "deployment.apps/",
             "service/",
             "configmap/",
+            "secret/",
             "clusterrole.rbac.authorization.k8s.io/",
             "modelpricing.tally.dev/",
         ] {
@@ -101,5 +157,61 @@ async fn rendered_chart_is_accepted_by_a_real_api_server() {
                 "{values:?}: expected a {kind} object in:\n{applied}"
             );
         }
+        let policies = applied.matches("networkpolicy.networking.k8s.io/").count();
+        let expected = if values.iter().any(|v| v.ends_with("plaintext.yaml")) {
+            0
+        } else {
+            3
+        };
+        assert!(
+            policies >= expected,
+            "{values:?}: {policies} NetworkPolicies in:\n{applied}"
+        );
     }
+}
+
+#[tokio::test]
+async fn generated_credentials_survive_upgrades_and_certificates_renew_before_expiry() {
+    let cluster = Cluster::start().await;
+    cluster.helm("install", &[]);
+    let read =
+        |secrets: &[(&str, &str)]| -> Vec<String> { secrets.iter().map(|(n, k)| cluster.secret(n, k)).collect() };
+    let kept = [
+        ("tally-ca", "tls.crt"),
+        ("tally-api-token", "token"),
+        ("tally-redis", "password"),
+    ];
+    let leaves = [
+        ("tally-extproc-tls", "tls.crt"),
+        ("tally-gateway-client-tls", "tls.crt"),
+    ];
+    let (credentials, certificates) = (read(&kept), read(&leaves));
+
+    cluster.helm("upgrade", &[]);
+    assert_eq!(
+        read(&kept),
+        credentials,
+        "an upgrade keeps the CA, the API token and the Redis password"
+    );
+    assert_eq!(read(&leaves), certificates, "and certificates far from expiry");
+
+    // Within renewBeforeDays of expiry (a 365-day certificate, renewed 400 days ahead): re-issued,
+    // by the same CA, so pods still holding the old ones keep trusting the new ones.
+    cluster.helm("upgrade", &["extproc.tls.generated.renewBeforeDays=400"]);
+    assert_eq!(read(&kept), credentials, "the CA and the credentials stay");
+    let renewed = read(&leaves);
+    for (old, new) in certificates.iter().zip(&renewed) {
+        assert_ne!(old, new, "a certificate due for renewal is re-issued");
+    }
+    assert_eq!(
+        cluster.secret("tally-extproc-tls", "ca.crt"),
+        credentials[0],
+        "signed by the kept CA"
+    );
+
+    // A new client identity re-issues the gateway's certificate only.
+    cluster.helm("upgrade", &["extproc.tls.clientId=bench.tally-system.svc"]);
+    let reissued = read(&leaves);
+    assert_eq!(reissued[0], renewed[0], "the ext_proc's names did not change");
+    assert_ne!(reissued[1], renewed[1], "the gateway's identity changed");
 }

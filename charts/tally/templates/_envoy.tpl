@@ -194,6 +194,34 @@ static_resources:
               - endpoint:
                   address:
                     socket_address: { address: {{ $extprocHost | quote }}, port_value: {{ $g.extProc.port | int64 }} }
+      {{- if .Values.extproc.tls.enabled }}
+      {{- $serverName := include "tally.tls.extprocServerName" . }}
+      # mTLS: the gateway presents its client certificate and accepts only the ext_proc's
+      # certificate for the Service name, signed by the chart's CA. Both come through file-based
+      # SDS watching the Secret's directory, so a renewed certificate applies without a restart.
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          sni: {{ $serverName }}
+          common_tls_context:
+            alpn_protocols: ["h2"]
+            tls_certificate_sds_secret_configs:
+              - name: extproc_client
+                sds_config:
+                  resource_api_version: V3
+                  path_config_source: { path: {{ include "tally.gateway.configDir" . }}/extproc-client-cert.yaml }
+            combined_validation_context:
+              default_validation_context:
+                match_typed_subject_alt_names:
+                  - san_type: DNS
+                    matcher: { exact: {{ $serverName }} }
+              validation_context_sds_secret_config:
+                name: extproc_ca
+                sds_config:
+                  resource_api_version: V3
+                  path_config_source: { path: {{ include "tally.gateway.configDir" . }}/extproc-ca.yaml }
+      {{- end }}
     - name: bedrock
       type: LOGICAL_DNS
       dns_lookup_family: V4_PREFERRED
@@ -248,4 +276,38 @@ static_resources:
               - endpoint:
                   address:
                     socket_address: { address: 127.0.0.1, port_value: {{ $g.adminPort | int64 }} }
+{{- end }}
+
+{{/* Where the gateway mounts its ConfigMap (the bootstrap and the SDS files). */}}
+{{- define "tally.gateway.configDir" -}}
+/etc/envoy
+{{- end }}
+
+{{/* Where the gateway mounts its client certificate Secret (tls.crt, tls.key, ca.crt). */}}
+{{- define "tally.gateway.clientCertDir" -}}
+/etc/tally/extproc-client
+{{- end }}
+
+{{/*
+The SDS resources the ext_proc cluster's TLS reads (keys of the gateway ConfigMap): file names
+only, the certificate and key stay in the Secret. watched_directory is the Secret's mount, whose
+contents the kubelet swaps atomically on renewal.
+*/}}
+{{- define "tally.gateway.extprocSds" -}}
+{{- $dir := include "tally.gateway.clientCertDir" . -}}
+extproc-client-cert.yaml: |
+  resources:
+    - "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+      name: extproc_client
+      tls_certificate:
+        certificate_chain: { filename: {{ $dir }}/tls.crt }
+        private_key: { filename: {{ $dir }}/tls.key }
+        watched_directory: { path: {{ $dir }} }
+extproc-ca.yaml: |
+  resources:
+    - "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+      name: extproc_ca
+      validation_context:
+        trusted_ca: { filename: {{ $dir }}/ca.crt }
+        watched_directory: { path: {{ $dir }} }
 {{- end }}

@@ -95,59 +95,6 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "%s.%s.svc.%s" (include "tally.componentName" .) $root.Release.Namespace $root.Values.clusterDomain }}
 {{- end }}
 
-{{/*
-The Redis URL without credentials (the password travels in TALLY_REDIS_PASSWORD,
-from a Secret). The username, which is not secret, is part of the URL.
-*/}}
-{{- define "tally.redis.url" -}}
-{{- $r := .Values.redis }}
-{{- $url := "" }}
-{{- if $r.bundled }}
-{{- $url = printf "redis://%s:6379" (include "tally.serviceDNS" (list . "redis")) }}
-{{- else }}
-{{- $url = required "redis.url is required when redis.bundled=false (e.g. rediss://master.example.cache.amazonaws.com:6379)" $r.url }}
-{{- end }}
-{{- if and $r.tls (hasPrefix "redis://" $url) }}
-{{- $url = printf "rediss://%s" (trimPrefix "redis://" $url) }}
-{{- end }}
-{{- if $r.username }}
-{{- $scheme := ternary "rediss://" "redis://" (hasPrefix "rediss://" $url) }}
-{{- $url = printf "%s%s@%s" $scheme ($r.username | urlquery) (trimPrefix $scheme $url) }}
-{{- end }}
-{{- $url }}
-{{- end }}
-
-{{/*
-The same URL with the password spliced in by the kubelet's $(VAR) expansion of
-TALLY_REDIS_PASSWORD, for the operator, which takes credentials only in the URL.
-The password must then be URL-safe.
-*/}}
-{{- define "tally.redis.urlWithPasswordRef" -}}
-{{- $url := include "tally.redis.url" . }}
-{{- if .Values.redis.auth.existingSecret }}
-{{- $scheme := ternary "rediss://" "redis://" (hasPrefix "rediss://" $url) }}
-{{- $rest := trimPrefix $scheme $url }}
-{{- if .Values.redis.username }}
-{{- $parts := splitn "@" 2 $rest }}
-{{- $url = printf "%s%s:$(TALLY_REDIS_PASSWORD)@%s" $scheme $parts._0 $parts._1 }}
-{{- else }}
-{{- $url = printf "%s:$(TALLY_REDIS_PASSWORD)@%s" $scheme $rest }}
-{{- end }}
-{{- end }}
-{{- $url }}
-{{- end }}
-
-{{/* Environment variable with the Redis password, if a Secret is configured. */}}
-{{- define "tally.redis.passwordEnv" -}}
-{{- if .Values.redis.auth.existingSecret }}
-- name: TALLY_REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.redis.auth.existingSecret }}
-      key: {{ .Values.redis.auth.secretKey }}
-{{- end }}
-{{- end }}
-
 {{/* Pod-level security context: the chart-wide one plus a component's user. tally.podSecurityContext (list $ 65532). */}}
 {{- define "tally.podSecurityContext" -}}
 {{- $root := index . 0 }}
@@ -191,5 +138,82 @@ parses ("0.500s"). values.schema.json restricts durations to that syntax.
 {{- printf "%ds" (mul (trimSuffix "h" $d | int64) 3600) }}
 {{- else }}
 {{- fail (printf "%q is not a duration like 500ms, 5s, 5m or 1h" $d) }}
+{{- end }}
+{{- end }}
+
+{{/* Secret with the API's bearer token (key `token`): extproc.api.tokenSecret or the generated one. */}}
+{{- define "tally.extproc.apiTokenSecret" -}}
+{{- default (include "tally.componentName" (list . "api-token")) .Values.extproc.api.tokenSecret }}
+{{- end }}
+
+{{/*
+The ext_proc's gRPC transport flags: mTLS with the mounted server certificate, accepting only the
+trusted client identities; or, with extproc.tls.enabled=false, plaintext said out loud.
+*/}}
+{{- define "tally.extproc.tlsArgs" -}}
+{{- $t := .Values.extproc.tls }}
+{{- if $t.enabled }}
+- --tls-cert-file
+- /etc/tally/tls/tls.crt
+- --tls-key-file
+- /etc/tally/tls/tls.key
+- --tls-client-ca-file
+- /etc/tally/tls/ca.crt
+{{- range prepend $t.extraTrustedClientIds (include "tally.tls.clientId" .) }}
+- --trusted-client-id
+- {{ . | quote }}
+{{- end }}
+{{- else }}
+- --insecure-plaintext
+{{- if $t.trustPlaintextPeerAttributes }}
+- --trust-plaintext-peer-attributes
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A value the chart generates once and keeps: the current value of key in Secret name when it
+exists (helm upgrade), else a new random one. tally.generatedSecretValue (list $ name key length).
+*/}}
+{{- define "tally.generatedSecretValue" -}}
+{{- $root := index . 0 }}
+{{- $old := lookup "v1" "Secret" $root.Release.Namespace (index . 1) }}
+{{- $kept := dig "data" (index . 2) "" $old }}
+{{- if $kept }}
+{{- $kept }}
+{{- else }}
+{{- randAlphaNum (index . 3) | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/*
+An ingress rule admitting peers to a named port: tally.networkPolicy.rule (list "metrics" peers).
+Nothing when peers is empty: a rule without `from` would admit every source.
+*/}}
+{{- define "tally.networkPolicy.rule" -}}
+{{- with index . 1 -}}
+- ports:
+    - port: {{ index $ 0 }}
+      protocol: TCP
+  from:
+    {{- toYaml . | nindent 4 }}
+{{- end }}
+{{- end }}
+
+{{/* The proxies that call the ext_proc in this gateway.mode: the peers of its gRPC port. */}}
+{{- define "tally.networkPolicy.extprocClients" -}}
+{{- if eq .Values.gateway.mode "gateway" -}}
+- podSelector:
+    matchLabels:
+      {{- include "tally.selectorLabels" (list . "gateway") | nindent 6 }}
+{{- else }}
+{{- $ns := ternary .Values.istio.namespace .Values.envoyGateway.proxies.namespace (eq .Values.gateway.mode "istio") }}
+{{- $labels := ternary .Values.istio.workloadSelector .Values.envoyGateway.proxies.labels (eq .Values.gateway.mode "istio") -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ $ns }}
+  podSelector:
+    matchLabels:
+      {{- toYaml $labels | nindent 6 }}
 {{- end }}
 {{- end }}

@@ -1,15 +1,17 @@
-//! The Envoy configuration the chart renders: the gateway bootstrap and the Istio patches
-//! pass `envoy --mode validate`, and the bootstrap follows the documented contract (loopback
-//! admin, filter order, ext_proc settings, re-signing for the regional Bedrock host).
+//! The Envoy configuration the chart renders: the gateway bootstrap (with its SDS files) and
+//! the Istio patches pass `envoy --mode validate`, and the bootstrap follows the documented
+//! contract (loopback admin, filter order, ext_proc settings, re-signing for the regional
+//! Bedrock host).
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_yaml::Value;
 use tally_tests::fixtures::tools;
 
 use crate::render::{
-    as_refs, documents, envoy_bootstrap, envoy_cluster, first_endpoint, loopback_sets, of_kind, output, render, report,
-    strs,
+    GatewayFiles, as_refs, documents, envoy_bootstrap, envoy_cluster, first_endpoint, loopback_sets, of_kind, output,
+    render, report, strs,
 };
 
 /// `envoy --mode validate` on a bootstrap; AWS variables are dummies (signing needs none to validate,
@@ -18,39 +20,47 @@ fn envoy_validate(bootstrap: &str, what: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, bootstrap).expect("write bootstrap");
+    envoy_validate_file(&path, what);
+}
+
+fn envoy_validate_file(path: &Path, what: &str) {
     let out = output(
         Command::new(tools::envoy())
             .args(["--mode", "validate", "--log-level", "warn", "-c"])
-            .arg(&path)
+            .arg(path)
             .env("AWS_ACCESS_KEY_ID", "AKIDVALIDATE")
             .env("AWS_SECRET_ACCESS_KEY", "validate")
             .env("AWS_EC2_METADATA_DISABLED", "true"),
     );
     let all = report(&out);
+    let bootstrap = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         out.status.success() && all.contains("OK"),
         "envoy --mode validate rejected {what}:\n{all}\n----- config -----\n{bootstrap}"
     );
 }
 
+/// The gateway's bootstrap rendered with `sets`, validated beside the files it reads (the SDS
+/// files of the ext_proc client certificate), where the pod mounts them.
+fn validate_rendered_gateway(sets: &[&str], what: &str) {
+    let files = GatewayFiles::write(&documents(&render(None, sets)));
+    envoy_validate_file(&files.bootstrap, what);
+}
+
 #[test]
 fn rendered_envoy_bootstrap_passes_envoy_validate() {
-    envoy_validate(
-        &envoy_bootstrap(&[]),
-        "the default bootstrap (TLS to Bedrock, signing on)",
+    validate_rendered_gateway(
+        &[],
+        "the default bootstrap (TLS to Bedrock, signing on, mTLS to the ext_proc)",
     );
-    envoy_validate(
-        &envoy_bootstrap(&[
-            "gateway.region=eu-central-1,gateway.extProc.failOpen=false,gateway.accessLog.enabled=false",
-        ]),
+    validate_rendered_gateway(
+        &["gateway.region=eu-central-1,gateway.extProc.failOpen=false,gateway.accessLog.enabled=false"],
         "eu-central-1, fail closed",
     );
+    validate_rendered_gateway(&["extproc.tls.enabled=false"], "plaintext to the ext_proc");
     for signing in [false, true] {
         let sets = loopback_sets(18080, 19901, 18443, 15051, signing);
-        envoy_validate(
-            &envoy_bootstrap(&as_refs(&sets)),
-            &format!("the loopback bootstrap (signing {signing})"),
-        );
+        validate_rendered_gateway(&as_refs(&sets), &format!("the loopback bootstrap (signing {signing})"));
     }
 }
 

@@ -8,11 +8,12 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use serde_yaml::Value;
 use sha2::{Digest, Sha256};
 use tally_tests::fixtures::process::{OwnedProcess, free_port};
 use tally_tests::fixtures::tools;
 
-use crate::render::{as_refs, envoy_bootstrap, loopback_sets};
+use crate::render::{GatewayFiles, as_refs, documents, loopback_sets, render};
 
 /// The path of the call sent through the gateway; the upstream must see it unchanged.
 const CONVERSE_PATH: &str = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
@@ -24,7 +25,8 @@ fn gateway_re_signs_calls_for_the_bedrock_host_and_serves_probes() {
     let captured = capture_one_request(upstream);
     let (listen, admin, extproc) = (free_port(), free_port(), free_port());
     // No ext_proc listens on `extproc`: with the default failOpen=true the call must still pass.
-    let _gateway = Gateway::start(&loopback_sets(listen, admin, upstream_port, extproc, true));
+    let sets = loopback_sets(listen, admin, upstream_port, extproc, true);
+    let _gateway = Gateway::start(&documents(&render(None, &as_refs(&sets))));
 
     let ready = wait_until_ready(listen);
     assert!(
@@ -51,20 +53,20 @@ fn gateway_re_signs_calls_for_the_bedrock_host_and_serves_probes() {
     assert_re_signed_by_the_gateway(&head, body);
 }
 
-/// Envoy running the rendered bootstrap, killed on drop (its log printed if the test fails).
-struct Gateway {
+/// Envoy running the rendered bootstrap (with its SDS files and client certificate), killed on
+/// drop (its log printed if the test fails).
+pub struct Gateway {
     _envoy: OwnedProcess,
-    _config_dir: tempfile::TempDir,
+    _files: GatewayFiles,
 }
 
 impl Gateway {
-    fn start(sets: &[String]) -> Gateway {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("envoy.yaml");
-        std::fs::write(&config, envoy_bootstrap(&as_refs(sets))).unwrap();
+    /// The gateway of one rendering (`docs`), on the loopback addresses its values name.
+    pub fn start(docs: &[Value]) -> Gateway {
+        let files = GatewayFiles::write(docs);
         let mut cmd = Command::new(tools::envoy());
         cmd.args(["--disable-hot-restart", "--log-level", "warn", "-c"])
-            .arg(&config)
+            .arg(&files.bootstrap)
             .env("AWS_ACCESS_KEY_ID", "AKIDGATEWAY")
             .env("AWS_SECRET_ACCESS_KEY", "gateway-secret")
             .env_remove("AWS_SESSION_TOKEN")
@@ -72,13 +74,13 @@ impl Gateway {
             .env("AWS_EC2_METADATA_DISABLED", "true");
         Gateway {
             _envoy: OwnedProcess::spawn("envoy", cmd).expect("start envoy"),
-            _config_dir: dir,
+            _files: files,
         }
     }
 }
 
 /// Polls `GET /ready` on the listener port until it answers 200; returns that response.
-fn wait_until_ready(listen: u16) -> String {
+pub fn wait_until_ready(listen: u16) -> String {
     let probe = "GET /ready HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\n\r\n";
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -184,7 +186,7 @@ fn capture_one_request(listener: TcpListener) -> mpsc::Receiver<(String, Vec<u8>
     rx
 }
 /// One HTTP/1.1 exchange with `connection: close`; returns the whole response.
-fn http(port: u16, request: &str) -> std::io::Result<String> {
+pub fn http(port: u16, request: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(request.as_bytes())?;

@@ -14,11 +14,15 @@ use crate::scenarios::{SCENARIOS, Scenario};
 /// The chart's `kubeVersion` floor and the newest schemas kubernetes-validate ships.
 const KUBE_VERSIONS: [&str; 2] = ["1.30", "1.34"];
 /// Kinds kubernetes-validate has no schema for; any other kind must validate.
-const CUSTOM_KINDS: [&str; 6] = [
+const CUSTOM_KINDS: [&str; 10] = [
     "EnvoyFilter",
+    "DestinationRule",
     "EnvoyExtensionPolicy",
     "ReferenceGrant",
+    "BackendTLSPolicy",
     "ServiceMonitor",
+    "Certificate",
+    "Issuer",
     "ModelPricing",
     "TeamBudget",
 ];

@@ -7,18 +7,25 @@
 //!   call (re-signed for the Bedrock host) to a loopback upstream;
 //! - the copies of the CRDs and of the price catalog inside the chart;
 //! - security defaults on every pod, no secret in any ConfigMap, and every reference between
-//!   the rendered objects (ServiceAccounts, Services, ConfigMaps, Envoy clusters) resolving.
+//!   the rendered objects (ServiceAccounts, Services, ConfigMaps, Secrets, Envoy clusters) resolving;
+//! - NetworkPolicies (on by default) admitting only each port's clients, in every mode;
+//! - the mTLS wiring (chart CA, cert-manager, Istio, Envoy Gateway) and the metrics/API split;
+//! - the bundled Valkey's lock-down, on a real `redis-server` started with the rendered config.
 //!
 //! Tools come from `$TALLY_CACHE/bin` (`scripts/tools/helm.sh`, `scripts/tools/python.sh`).
 //! Run: `cargo test -p tally-tests --test chart`.
 
+mod api;
 mod copies;
 mod envoy;
 mod gateway;
 mod lint;
+mod netpol;
 mod redis;
 mod references;
 mod render;
 mod scenarios;
 mod schema;
 mod security;
+mod tls;
+mod valkey;

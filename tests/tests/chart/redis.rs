@@ -1,7 +1,8 @@
 //! Redis settings (URL, password, cluster mode, private CA) reaching both the ext_proc and the
-//! operator, with the password only ever coming from a Secret; the bundled Redis's own flags.
+//! operator, with the password only ever coming from a Secret; the bundled Redis's own flags and
+//! configuration (its behaviour on a real server is in `valkey`).
 
-use crate::render::{arg, documents, env_var, named, pod_spec, render, strs};
+use crate::render::{arg, documents, env_var, get, named, pod_spec, render, strs};
 
 #[test]
 fn redis_settings_reach_both_components_without_exposing_the_password() {
@@ -34,23 +35,64 @@ fn redis_settings_reach_both_components_without_exposing_the_password() {
         let volume = named(&pod["volumes"], "name", "redis-ca").unwrap_or_else(|| panic!("{deployment}: CA volume"));
         assert_eq!(volume["secret"]["secretName"].as_str(), Some("tally-redis-ca"));
     }
+}
 
+#[test]
+fn the_bundled_redis_is_reached_as_tallys_acl_user() {
     let bundled = documents(&render(Some("bundled-redis.yaml"), &[]));
     let c = &pod_spec(&bundled, "Deployment", "tally-extproc")["containers"][0];
     let url = env_var(c, "TALLY_REDIS_URL");
     assert!(!url.is_null(), "url");
     assert_eq!(
         url["value"].as_str(),
-        Some("redis://tally-redis.tally.svc.cluster.local:6379")
+        Some("redis://tally@tally-redis.tally.svc.cluster.local:6379"),
+        "the bundled Redis's ACL user"
     );
     assert!(!strs(&c["args"]).contains(&"--redis-cluster"));
     let valkey = &pod_spec(&bundled, "StatefulSet", "tally-redis")["containers"][0];
     let args = strs(&valkey["args"]);
-    assert_eq!(arg(valkey, "--appendonly"), Some("yes"), "AOF persistence: {args:?}");
-    assert_eq!(
-        arg(valkey, "--maxmemory-policy"),
-        Some("noeviction"),
-        "counters must never be evicted: {args:?}"
+    let config = get(&bundled, "ConfigMap", "tally-redis")["data"]["valkey.conf"]
+        .as_str()
+        .unwrap_or_default();
+    for line in [
+        "appendonly yes",
+        "maxmemory 768mb",
+        "maxmemory-policy noeviction",
+        "user default off",
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "valkey.conf lacks {line:?}:\n{config}"
+        );
+    }
+    assert_eq!(arg(valkey, "--user"), Some("tally"), "{args:?}");
+    assert!(
+        args.contains(&">$(REDIS_PASSWORD)"),
+        "the ACL user's password from the Secret: {args:?}"
     );
-    assert_eq!(arg(valkey, "--requirepass"), Some("$(REDIS_PASSWORD)"), "{args:?}");
+    assert_eq!(
+        env_var(valkey, "REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["key"].as_str(),
+        Some("redis-password"),
+        "redis.auth.secretKey of redis.auth.existingSecret"
+    );
+
+    let tls = documents(&render(Some("redis-tls.yaml"), &[]));
+    let c = &pod_spec(&tls, "Deployment", "tally-extproc")["containers"][0];
+    assert_eq!(
+        env_var(c, "TALLY_REDIS_URL")["value"].as_str(),
+        Some("rediss://tally@tally-redis.tally.svc.cluster.local:6379"),
+        "the bundled Redis over TLS"
+    );
+    assert_eq!(
+        arg(c, "--redis-ca-file"),
+        Some("/etc/tally-redis-ca/ca.crt"),
+        "the chart's CA verifies it"
+    );
+    let ca = named(
+        &pod_spec(&tls, "Deployment", "tally-extproc")["volumes"],
+        "name",
+        "redis-ca",
+    )
+    .expect("CA volume");
+    assert_eq!(ca["secret"]["secretName"].as_str(), Some("tally-redis-tls"));
 }

@@ -1,16 +1,17 @@
 //! Every reference between the rendered objects resolves, in every mode: ServiceAccounts,
-//! ConfigMaps and volumes, Service and policy selectors, HPA targets, RBAC bindings, and the
-//! ext_proc Service named by each integration (gateway Envoy, Istio, Envoy Gateway).
+//! ConfigMaps, Secrets and volumes, Service and policy selectors and peers, HPA targets, RBAC
+//! bindings, and the ext_proc Service named by each integration (gateway Envoy, Istio, Envoy
+//! Gateway).
 
 use std::collections::BTreeSet;
 
 use serde_yaml::Value;
 
 use crate::render::{
-    NAMESPACE, arg, containers, envoy_cluster, find, first_endpoint, get, id, items, kind, named, of_kind, pod_spec,
-    pods, selects, strs,
+    NAMESPACE, arg, containers, envoy_cluster, find, first_endpoint, get, id, items, kind, name, named, of_kind,
+    pod_spec, pods, selects, strs,
 };
-use crate::scenarios::SCENARIOS;
+use crate::scenarios::{SCENARIOS, Scenario};
 
 /// (workload id, pod spec, pod labels), as [`pods`] returns them.
 type Pods<'a> = [(String, &'a Value, &'a Value)];
@@ -22,9 +23,11 @@ fn references_between_rendered_objects_resolve() {
         let pods = pods(&docs);
         let config_map = operator_config_map(s.name, &docs);
         assert_pods_use_rendered_objects(s.name, &docs, &pods, config_map);
+        assert_secrets_are_rendered_issued_or_the_users(s, &docs);
         assert_extproc_mounts_the_operator_config(s.name, &docs, config_map);
         assert_services_select_pods_with_their_target_ports(s.name, &docs, &pods);
         assert_selectors_and_scale_targets_resolve(s.name, &docs, &pods);
+        assert_network_policy_peers_resolve(s.name, &docs, &pods);
         assert_bindings_resolve(s.name, &docs);
         // The integration points name the ext_proc Service that exists.
         assert_gateway_envoy_reaches_the_extproc_service(s.name, &docs);
@@ -56,7 +59,8 @@ fn assert_pods_use_rendered_objects(scenario: &str, docs: &[Value], pods: &Pods<
                 "{scenario}: {workload} uses ServiceAccount {sa}, not rendered"
             );
         }
-        for v in items(&pod["volumes"]) {
+        let projected = items(&pod["volumes"]).flat_map(|v| items(&v["projected"]["sources"]));
+        for v in items(&pod["volumes"]).chain(projected) {
             if let Some(cm) = v["configMap"]["name"].as_str() {
                 // The compiled config is written by the operator, never by Helm (an upgrade would reset it).
                 assert!(
@@ -86,8 +90,12 @@ fn assert_extproc_mounts_the_operator_config(scenario: &str, docs: &[Value], con
     let vol = items(&extproc["volumes"])
         .find(|v| v["name"] == mount["name"])
         .expect("config volume");
+    // One projected volume: the ConfigMap beside the certificate and the API token.
+    let source = items(&vol["projected"]["sources"])
+        .find(|s| !s["configMap"].is_null())
+        .expect("the config volume projects a ConfigMap");
     assert_eq!(
-        vol["configMap"]["name"].as_str(),
+        source["configMap"]["name"].as_str(),
         Some(config_map),
         "{scenario}: ext_proc and operator disagree on the ConfigMap"
     );
@@ -96,6 +104,73 @@ fn assert_extproc_mounts_the_operator_config(scenario: &str, docs: &[Value], con
         named(&c["volumeMounts"], "mountPath", spool).is_some(),
         "{scenario}: the spool dir is not a volume"
     );
+}
+
+/// Every Secret a pod, a DestinationRule or a BackendTLSPolicy uses is rendered by the chart,
+/// issued by a rendered cert-manager Certificate, or one the values name (the user's), in the
+/// namespace of its user.
+fn assert_secrets_are_rendered_issued_or_the_users(s: &Scenario, docs: &[Value]) {
+    let available: BTreeSet<(&str, &str)> = of_kind(docs, "Secret")
+        .map(|d| (namespace(d), name(d)))
+        .chain(
+            of_kind(docs, "Certificate").map(|c| (namespace(c), c["spec"]["secretName"].as_str().unwrap_or_default())),
+        )
+        .collect();
+    for (user, ns, secret) in secret_references(docs) {
+        assert!(
+            available.contains(&(ns, secret)) || s.user_secrets.contains(&secret),
+            "{}: {user} uses Secret {ns}/{secret}, which is neither rendered, issued nor named in values",
+            s.name
+        );
+    }
+}
+
+/// (user, namespace, Secret name) of every Secret reference in the rendered objects.
+fn secret_references(docs: &[Value]) -> Vec<(String, &str, &str)> {
+    let mut refs = Vec::new();
+    for d in docs.iter().filter(|d| !d["spec"]["template"]["spec"].is_null()) {
+        let pod = &d["spec"]["template"]["spec"];
+        let named = items(&pod["volumes"]).filter_map(|v| v["secret"]["secretName"].as_str());
+        let projected = items(&pod["volumes"])
+            .flat_map(|v| items(&v["projected"]["sources"]))
+            .filter_map(|src| src["secret"]["name"].as_str());
+        let env = containers(pod)
+            .into_iter()
+            .flat_map(|c| items(&c["env"]))
+            .filter_map(|e| e["valueFrom"]["secretKeyRef"]["name"].as_str());
+        refs.extend(named.chain(projected).chain(env).map(|n| (id(d), namespace(d), n)));
+    }
+    for dr in of_kind(docs, "DestinationRule") {
+        let credential = dr["spec"]["trafficPolicy"]["tls"]["credentialName"].as_str();
+        refs.extend(credential.map(|n| (id(dr), namespace(dr), n)));
+    }
+    for policy in of_kind(docs, "BackendTLSPolicy") {
+        let cas = items(&policy["spec"]["validation"]["caCertificateRefs"]).filter_map(|r| r["name"].as_str());
+        refs.extend(cas.map(|n| (id(policy), namespace(policy), n)));
+    }
+    refs
+}
+
+fn namespace(doc: &Value) -> &str {
+    doc["metadata"]["namespace"].as_str().unwrap_or(NAMESPACE)
+}
+
+/// NetworkPolicy peers in the release's namespace (a podSelector without namespaceSelector)
+/// select a rendered pod: a typo in a label would silently cut a component off.
+fn assert_network_policy_peers_resolve(scenario: &str, docs: &[Value], pods: &Pods<'_>) {
+    for policy in of_kind(docs, "NetworkPolicy") {
+        let peers = items(&policy["spec"]["ingress"]).flat_map(|rule| items(&rule["from"]));
+        for peer in peers.filter(|p| p["namespaceSelector"].is_null()) {
+            let Some(sel) = peer["podSelector"]["matchLabels"].as_mapping() else {
+                continue;
+            };
+            assert!(
+                pods.iter().any(|(_, _, labels)| selects(sel, labels)),
+                "{scenario}: {} admits pods {sel:?}, none of which is rendered",
+                id(policy)
+            );
+        }
+    }
 }
 
 /// Every Service selects a pod template that has the named target ports.

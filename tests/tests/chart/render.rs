@@ -2,9 +2,10 @@
 //! documents, and readers for the parts of those documents the tests look at (pods,
 //! containers, arguments, Envoy clusters). No assertions about the chart live here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 use tally_tests::fixtures::tools;
@@ -176,6 +177,57 @@ pub fn envoy_bootstrap(sets: &[&str]) -> String {
         .as_str()
         .expect("data.envoy.yaml")
         .to_string()
+}
+
+/// Decoded `key` of the rendered Secret `name`.
+pub fn secret_data(docs: &[Value], name_: &str, key: &str) -> Vec<u8> {
+    let encoded = get(docs, "Secret", name_)["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("Secret {name_} has no {key}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64 Secret data")
+}
+
+/// The gateway pod's files from one rendering, as the loopback tests run them: every key of the
+/// gateway ConfigMap (envoy.yaml and, with mTLS, its SDS files) and the client certificate Secret,
+/// written under a temp dir, with the pod's mount paths (`/etc/envoy`,
+/// `/etc/tally/extproc-client`) moved there.
+pub struct GatewayFiles {
+    pub bootstrap: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayFiles {
+    pub fn write(docs: &[Value]) -> GatewayFiles {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (config, client) = (dir.path().join("envoy"), dir.path().join("extproc-client"));
+        let moved = |text: &str| {
+            text.replace("/etc/envoy/", &format!("{}/", config.display()))
+                .replace("/etc/tally/extproc-client", &client.display().to_string())
+        };
+        std::fs::create_dir_all(&config).expect("config dir");
+        let cm = get(docs, "ConfigMap", "tally-gateway");
+        for (key, value) in cm["data"].as_mapping().expect("ConfigMap data") {
+            let (key, value) = (key.as_str().expect("key"), value.as_str().expect("text"));
+            std::fs::write(config.join(key), moved(value)).expect("write gateway file");
+        }
+        if find(docs, "Secret", "tally-gateway-client-tls").is_some() {
+            write_secret_files(docs, "tally-gateway-client-tls", &client);
+        }
+        GatewayFiles {
+            bootstrap: config.join("envoy.yaml"),
+            _dir: dir,
+        }
+    }
+}
+
+/// Writes the files of a rendered `kubernetes.io/tls` Secret (tls.crt, tls.key, ca.crt) into `dir`.
+pub fn write_secret_files(docs: &[Value], secret: &str, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("secret dir");
+    for file in ["tls.crt", "tls.key", "ca.crt"] {
+        std::fs::write(dir.join(file), secret_data(docs, secret, file)).expect("write secret file");
+    }
 }
 
 /// The loopback rendering the end-to-end tests use (the documented contract).

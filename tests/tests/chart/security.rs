@@ -1,9 +1,10 @@
 //! Security defaults on every rendered pod (non-root, read-only, no capabilities, resources
-//! and probes set) and no credential in any ConfigMap, argument or plain env value.
+//! and probes set, no ServiceAccount token but the operator's), no credential in any
+//! ConfigMap, argument or plain env value, and no Secret but the ones the chart generates.
 
 use serde_yaml::Value;
 
-use crate::render::{containers, id, items, kind, of_kind, pods, strs};
+use crate::render::{containers, id, items, name, of_kind, pods, strs};
 use crate::scenarios::SCENARIOS;
 
 #[test]
@@ -78,8 +79,19 @@ fn assert_container_is_locked_down(c: &Value, what: &str) {
     );
 }
 
+/// The only Secrets the chart renders: credentials and certificates it generates itself
+/// (`_tls.tpl`, `secrets.yaml`), never one with a value from values.
+const CHART_SECRETS: [&str; 6] = [
+    "tally-ca",
+    "tally-extproc-tls",
+    "tally-gateway-client-tls",
+    "tally-redis-tls",
+    "tally-api-token",
+    "tally-redis",
+];
+
 #[test]
-fn no_secret_is_rendered_or_put_in_a_config_map() {
+fn no_secret_but_the_generated_ones_is_rendered_or_put_in_a_config_map() {
     // Scenarios that configure every credential the chart knows about (as Secret names).
     let markers = [
         "password",
@@ -90,11 +102,14 @@ fn no_secret_is_rendered_or_put_in_a_config_map() {
     ];
     for s in SCENARIOS {
         let docs = s.documents();
-        assert!(
-            !docs.iter().any(|d| kind(d) == "Secret"),
-            "{}: the chart must not render Secrets (it references existing ones)",
-            s.name
-        );
+        for secret in of_kind(&docs, "Secret") {
+            assert!(
+                CHART_SECRETS.contains(&name(secret)) && !s.user_secrets.contains(&name(secret)),
+                "{}: {} is rendered: the chart renders only its generated Secrets and references the user's",
+                s.name,
+                id(secret)
+            );
+        }
         for cm in of_kind(&docs, "ConfigMap") {
             for (key, value) in cm["data"].as_mapping().into_iter().flatten() {
                 let lower = value.as_str().unwrap_or_default().to_lowercase();
@@ -116,8 +131,8 @@ fn no_secret_is_rendered_or_put_in_a_config_map() {
     }
 }
 
-/// Sensitive env vars come from Secrets; no argument carries a URL with inline credentials
-/// (a `$(VAR)` the kubelet substitutes from a Secret is fine).
+/// Sensitive env vars come from Secrets; no argument carries a URL with inline credentials or an
+/// ACL password (`>secret`; a `$(VAR)` the kubelet substitutes from a Secret is fine).
 fn assert_no_credential_in_plain_sight(c: &Value, what: &str) {
     for env in items(&c["env"]) {
         let n = env["name"].as_str().unwrap_or_default();
@@ -134,5 +149,38 @@ fn assert_no_credential_in_plain_sight(c: &Value, what: &str) {
             !a.contains("://") || !a.contains('@') || a.contains("$("),
             "{what}: credentials in an argument: {a}"
         );
+        assert!(
+            !a.starts_with('>') || a.starts_with(">$("),
+            "{what}: an ACL password in an argument: {a}"
+        );
+    }
+}
+
+#[test]
+fn only_the_operator_mounts_a_service_account_token() {
+    for s in SCENARIOS {
+        let docs = s.documents();
+        for (workload, pod, _) in pods(&docs) {
+            let automount = pod["automountServiceAccountToken"].as_bool();
+            if workload == "Deployment/tally-operator" {
+                assert_ne!(automount, Some(false), "{}: the operator calls the API", s.name);
+            } else {
+                assert_eq!(
+                    automount,
+                    Some(false),
+                    "{}: {workload} never calls the Kubernetes API: automountServiceAccountToken: false",
+                    s.name
+                );
+            }
+        }
+        for sa in of_kind(&docs, "ServiceAccount").filter(|sa| name(sa) != "tally-operator") {
+            assert_eq!(
+                sa["automountServiceAccountToken"].as_bool(),
+                Some(false),
+                "{}: {}",
+                s.name,
+                id(sa)
+            );
+        }
     }
 }
