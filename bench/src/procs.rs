@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use tally_config::compiled::CompiledConfig;
 use tally_tests::fixtures::envoy::{self, EnvoyOptions, chart_values, render_from_chart};
-use tally_tests::fixtures::extproc::{ExtProcOptions, prepare_dir};
+use tally_tests::fixtures::extproc::{ExtProcOptions, ListenAddrs, prepare_dir};
 use tally_tests::fixtures::process::{OwnedProcess, free_port};
 use tally_tests::fixtures::redis::server_command;
 use tally_tests::fixtures::tools;
@@ -192,6 +192,7 @@ pub fn start_null_extproc(workers: usize) -> Result<(OwnedProcess, u16)> {
 pub struct ExtProcProc {
     pub proc: OwnedProcess,
     pub grpc_port: u16,
+    /// The metrics listener (`/metrics`, `/readyz`).
     pub admin_port: u16,
 }
 
@@ -204,16 +205,15 @@ pub fn start_extproc(
 ) -> Result<ExtProcProc> {
     let own = dir.join(name);
     prepare_dir(&own, config);
-    let (grpc_port, admin_port) = (free_port(), free_port());
+    let addrs = ListenAddrs::loopback();
+    let (grpc_port, admin_port) = (addrs.grpc.port(), addrs.metrics.port());
     let redis_url = redis_port.map(|port| format!("redis://127.0.0.1:{port}/"));
     let opts = ExtProcOptions {
         extra_args: extra_args.to_vec(),
         ..ExtProcOptions::new(config.clone(), redis_url)
     };
-    let loopback = |port| ([127, 0, 0, 1], port).into();
     let mut cmd = Command::new(release_binary("tally-extproc")?);
-    cmd.args(opts.flags(loopback(grpc_port), loopback(admin_port), &own))
-        .env("RUST_LOG", "warn");
+    cmd.args(opts.flags(&addrs, &own)).env("RUST_LOG", "warn");
     let ready = answers_200(admin_port, "/readyz");
     let proc = spawn_ready(name, cmd, Duration::from_secs(60), "GET /readyz", ready)?;
     Ok(ExtProcProc {

@@ -14,6 +14,7 @@ pub mod bedrock;
 pub mod eventstream;
 pub mod exchange;
 pub mod metrics;
+pub mod peer;
 pub mod policy;
 pub mod server;
 pub mod usage;

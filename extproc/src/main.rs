@@ -1,5 +1,5 @@
 use clap::Parser;
-use tally_extproc::app::{Args, run};
+use tally_extproc::app::{Args, Listeners, run};
 
 /// [`Args`] plus what only the process needs.
 #[derive(Parser)]
@@ -31,9 +31,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let grpc = tokio::net::TcpListener::bind(args.listen).await?;
-    let admin = tokio::net::TcpListener::bind(args.admin_listen).await?;
-    run(args, grpc, admin, shutdown_signal()).await
+    // Refuse a transport that is not secured before binding anything.
+    args.tls.transport()?;
+    let listeners = Listeners::bind(&args).await?;
+    run(args, listeners, shutdown_signal()).await
 }
 
 /// SIGINT or SIGTERM (Kubernetes' stop signal) starts a graceful shutdown.

@@ -1,6 +1,8 @@
 //! The gRPC `envoy.service.ext_proc.v3.ExternalProcessor` service: one task
 //! per Envoy stream, feeding [`Exchange`] and converting its replies to
-//! protobuf — the only place that knows the wire types.
+//! protobuf — the only place that knows the wire types. Each stream is first
+//! admitted by the [`PeerGate`] from the TLS peer's certificate, which also
+//! decides whether the stream's request attributes are believed.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -22,17 +24,23 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::exchange::{BodyMode, Exchange, Headers, Mode, Reply, Shared};
+use crate::peer::{PeerGate, Trust};
 
 /// Dynamic metadata namespace the ext_proc writes (Envoy's access log reads `%DYN_META(tally:team)%`).
 pub const METADATA_NAMESPACE: &str = "tally";
 
+/// The request attribute that names the application's workload identity: the URI SAN of the
+/// client certificate the application presented to the gateway's Envoy.
+pub const PRINCIPAL_ATTRIBUTE: &str = "connection.uri_san_peer_certificate";
+
 pub struct Processor {
     shared: Arc<Shared>,
+    peers: Arc<PeerGate>,
 }
 
 impl Processor {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Processor { shared }
+    pub fn new(shared: Arc<Shared>, peers: Arc<PeerGate>) -> Self {
+        Processor { shared, peers }
     }
 }
 
@@ -46,6 +54,7 @@ impl ExternalProcessor for Processor {
         &self,
         request: Request<Streaming<ProcessingRequest>>,
     ) -> Result<Response<Self::ProcessStream>, Status> {
+        let trust = self.peers.admit(request.peer_certs().as_deref().map(Vec::as_slice))?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(8);
         let shared = self.shared.clone();
@@ -58,7 +67,7 @@ impl ExternalProcessor for Processor {
                     Ok(Some(m)) => m,
                     Ok(None) | Err(_) => break,
                 };
-                let Some(resp) = handle(&mut exchange, msg).await else {
+                let Some(resp) = handle(&mut exchange, msg, trust).await else {
                     continue;
                 };
                 if tx.send(Ok(resp)).await.is_err() {
@@ -71,13 +80,16 @@ impl ExternalProcessor for Processor {
     }
 }
 
-async fn handle(ex: &mut Exchange, msg: ProcessingRequest) -> Option<ProcessingResponse> {
+async fn handle(ex: &mut Exchange, msg: ProcessingRequest, trust: Trust) -> Option<ProcessingResponse> {
     use processing_request::Request as Req;
     use processing_response::Response as Resp;
     let (reply, wrap): (Reply, fn(CommonResponse) -> Resp) = match msg.request? {
         Req::RequestHeaders(h) => {
             let headers = headers(h.headers.as_ref());
-            let principals = peer_principals(&msg.attributes);
+            let principals = match trust {
+                Trust::Attributes => peer_principals(&msg.attributes),
+                Trust::Nothing => Vec::new(),
+            };
             (ex.request_headers(&headers, h.end_of_stream, principals).await, |c| {
                 Resp::RequestHeaders(HeadersResponse { response: Some(c) })
             })
@@ -130,14 +142,12 @@ fn headers(map: Option<&HeaderMap>) -> Headers {
     Headers(list)
 }
 
-/// URI SANs of the peer certificate, from the `connection.uri_san_peer_certificate` attribute.
+/// The application's URI SANs, from [`PRINCIPAL_ATTRIBUTE`] (Envoy groups attributes under
+/// the ext_proc filter's name; any group is read). Only called for a trusted peer.
 fn peer_principals(attributes: &HashMap<String, Struct>) -> Vec<String> {
     let mut out = Vec::new();
     for s in attributes.values() {
-        for (k, v) in &s.fields {
-            if !k.ends_with("uri_san_peer_certificate") {
-                continue;
-            }
+        if let Some(v) = s.fields.get(PRINCIPAL_ATTRIBUTE) {
             match &v.kind {
                 Some(value::Kind::StringValue(s)) if !s.is_empty() => out.push(s.clone()),
                 Some(value::Kind::ListValue(l)) => {

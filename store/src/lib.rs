@@ -100,6 +100,17 @@ pub struct Counters {
     pub blocked: u64,
 }
 
+/// One ledger record and where it sits in its team's ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The Redis stream id (`1765000000000-0`) or the memory store's sequence number: the
+    /// `after` cursor that continues a read past this record.
+    pub id: String,
+    /// The record as stored: one JSON object ([`LedgerRecord`]), passed on unparsed so a
+    /// newer writer's fields reach the reader.
+    pub json: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis: {0}")]
@@ -108,6 +119,11 @@ pub enum StoreError {
     Protocol(String),
     #[error("spool: {0}")]
     Spool(String),
+    /// A ledger cursor this store never hands out.
+    #[error(
+        "invalid ledger cursor {0:?}: expected a stream id such as 1765000000000-0 (Redis) or a sequence number (memory)"
+    )]
+    Cursor(String),
     /// The store did not answer within [`DEADLINE`]; callers treat it as an outage.
     #[error("{op} timed out after {} ms", DEADLINE.as_millis())]
     Timeout { op: &'static str },
@@ -149,11 +165,18 @@ impl Store {
         }
     }
 
-    /// The most recent ledger records of `teams` (all teams for the memory store), oldest first.
-    pub async fn ledger(&self, teams: &[String], limit: usize) -> Result<Vec<LedgerRecord>> {
+    /// Up to `limit` of `team`'s ledger records, oldest first, after the record whose id is
+    /// `after` (from the start without it). Fewer than `limit` means none follow yet.
+    pub async fn ledger_page(&self, team: &str, after: Option<&str>, limit: usize) -> Result<Vec<LedgerEntry>> {
         match self {
-            Store::Redis(r) => r.ledger(teams, limit).await,
-            Store::Memory(m) => Ok(m.ledger(limit)),
+            Store::Redis(r) => r.ledger_page(team, after, limit).await,
+            Store::Memory(m) => {
+                let after = match after {
+                    Some(a) => a.parse().map_err(|_| StoreError::Cursor(a.to_string()))?,
+                    None => 0,
+                };
+                Ok(m.ledger_page(team, after, limit))
+            }
         }
     }
 
@@ -161,6 +184,15 @@ impl Store {
         match self {
             Store::Redis(r) => r.counters(key).await,
             Store::Memory(m) => Ok(m.counters(key)),
+        }
+    }
+
+    /// The counters of `keys` in one round trip, in order. All keys must belong to one team
+    /// (one Redis Cluster slot), as the keys of one [`ReserveRequest`] do.
+    pub async fn counters_of_team(&self, keys: &[String]) -> Result<Vec<Counters>> {
+        match self {
+            Store::Redis(r) => r.counters_of_team(keys).await,
+            Store::Memory(m) => Ok(keys.iter().map(|k| m.counters(k)).collect()),
         }
     }
 

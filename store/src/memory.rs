@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use crate::{Counters, ReserveOutcome, ReserveRequest, SettleOutcome, Settlement};
+use crate::{Counters, LedgerEntry, ReserveOutcome, ReserveRequest, SettleOutcome, Settlement};
 use tally_config::ledger::LedgerRecord;
 use tally_config::money::Nanos;
 
@@ -14,7 +14,9 @@ struct State {
     /// charge id → (expiry ms, amount, counter keys)
     reservations: HashMap<String, (i64, Nanos, Vec<String>)>,
     settled: HashMap<String, i64>,
-    ledger: VecDeque<LedgerRecord>,
+    /// Records with their sequence number (1, 2, …; never reused, so a cursor stays valid).
+    ledger: VecDeque<(u64, LedgerRecord)>,
+    last_seq: u64,
 }
 
 #[derive(Default)]
@@ -118,7 +120,9 @@ impl MemoryStore {
         let team_used = st.counters.first().map_or(Nanos::ZERO, |k| s.used(k));
         let mut record = st.record.clone();
         record.team_budget_remaining_nanos = st.team_limit.map(|l| l.saturating_sub(team_used).0);
-        s.ledger.push_back(record);
+        s.last_seq += 1;
+        let seq = s.last_seq;
+        s.ledger.push_back((seq, record));
         while s.ledger.len() as u64 > ledger_max_len.max(1) {
             s.ledger.pop_front();
         }
@@ -130,7 +134,22 @@ impl MemoryStore {
     pub fn ledger(&self, limit: usize) -> Vec<LedgerRecord> {
         let s = self.lock();
         let skip = s.ledger.len().saturating_sub(limit);
-        s.ledger.iter().skip(skip).cloned().collect()
+        s.ledger.iter().skip(skip).map(|(_, r)| r.clone()).collect()
+    }
+
+    /// Up to `limit` of `team`'s records after sequence number `after`, oldest first.
+    pub fn ledger_page(&self, team: &str, after: u64, limit: usize) -> Vec<LedgerEntry> {
+        let s = self.lock();
+        let start = s.ledger.partition_point(|(seq, _)| *seq <= after);
+        s.ledger
+            .range(start..)
+            .filter(|(_, r)| r.team == team)
+            .take(limit)
+            .map(|(seq, r)| LedgerEntry {
+                id: seq.to_string(),
+                json: serde_json::to_string(r).expect("a ledger record serializes"),
+            })
+            .collect()
     }
 
     pub fn counters(&self, key: &str) -> Counters {
@@ -193,5 +212,51 @@ mod tests {
             ReserveOutcome::Refused { .. }
         ));
         assert_eq!(s2.counters("team").blocked, 1);
+    }
+}
+
+#[cfg(test)]
+mod ledger_tests {
+    use super::*;
+
+    fn settlement(team: &str, charge_id: &str) -> Settlement {
+        let record = serde_json::json!({
+            "requestId": charge_id, "chargeId": charge_id, "time": "2026-12-06T00:00:00Z",
+            "operation": "Converse", "modelId": "m", "model": "m", "region": "us-east-1", "team": team,
+            "inputTokens": 1, "outputTokens": 1, "cacheReadTokens": 0, "cacheWrite5mTokens": 0,
+            "cacheWrite1hTokens": 0, "latencyMs": 1, "status": 200, "outcome": "ok",
+            "costNanos": 1, "costUsd": "0.000000001", "priceSource": "test",
+        });
+        Settlement {
+            team: team.into(),
+            charge_id: charge_id.into(),
+            cost: Nanos(1),
+            counters: vec![format!("{team}-counter")],
+            count_request: true,
+            team_limit: None,
+            record: serde_json::from_value(record).expect("a ledger record"),
+        }
+    }
+
+    fn ids(page: &[LedgerEntry]) -> Vec<&str> {
+        page.iter().map(|e| e.id.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_follow_one_team_after_a_cursor() {
+        let store = MemoryStore::new();
+        for (i, team) in ["a", "b", "a", "a", "b"].iter().enumerate() {
+            store.settle(&settlement(team, &format!("c{i}")), 100);
+        }
+        let first = store.ledger_page("a", 0, 2);
+        assert_eq!(ids(&first), ["1", "3"]);
+        assert!(first[0].json.contains("\"chargeId\":\"c0\""), "{}", first[0].json);
+        assert_eq!(ids(&store.ledger_page("a", 3, 2)), ["4"]);
+        assert!(store.ledger_page("a", 4, 2).is_empty());
+        assert_eq!(ids(&store.ledger_page("b", 0, 10)), ["2", "5"]);
+        // Trimmed records are gone, and the sequence numbers of the rest stay as they were.
+        store.settle(&settlement("a", "c5"), 2);
+        assert_eq!(ids(&store.ledger_page("a", 0, 10)), ["6"]);
+        assert_eq!(ids(&store.ledger_page("b", 0, 10)), ["5"]);
     }
 }

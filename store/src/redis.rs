@@ -12,9 +12,8 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use crate::{Counters, ReserveOutcome, ReserveRequest, Result, SettleOutcome, Settlement, StoreError};
+use crate::{Counters, LedgerEntry, ReserveOutcome, ReserveRequest, Result, SettleOutcome, Settlement, StoreError};
 use tally_config::keys;
-use tally_config::ledger::LedgerRecord;
 use tally_config::money::Nanos;
 
 /// Releases the reservation `id` (if held): subtracts its amount from the
@@ -263,52 +262,79 @@ impl RedisStore {
         }
     }
 
-    pub async fn ledger(&self, teams: &[String], limit: usize) -> Result<Vec<LedgerRecord>> {
-        let mut out = Vec::new();
-        let mut conn = self.conn.clone();
-        for team in teams {
-            let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-                .arg(keys::ledger(team))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(limit)
-                .query_async(&mut conn)
-                .await?;
-            for entry in reply.ids {
-                if let Some(Value::BulkString(b)) = entry.map.get("record")
-                    && let Ok(r) = serde_json::from_slice::<LedgerRecord>(b)
-                {
-                    out.push(r);
-                }
+    /// `XRANGE` from just after `after` (exclusive start, Redis ≥ 6.2): at most `limit` entries.
+    pub async fn ledger_page(&self, team: &str, after: Option<&str>, limit: usize) -> Result<Vec<LedgerEntry>> {
+        let start = match after {
+            Some(id) if is_stream_id(id) => format!("({id}"),
+            Some(id) => return Err(StoreError::Cursor(id.to_string())),
+            None => "-".to_string(),
+        };
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(keys::ledger(team))
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut out = Vec::with_capacity(reply.ids.len());
+        for entry in reply.ids {
+            match entry.map.get("record") {
+                Some(Value::BulkString(b)) => out.push(LedgerEntry {
+                    json: String::from_utf8_lossy(b).into_owned(),
+                    id: entry.id,
+                }),
+                _ => return Err(StoreError::Protocol(format!("ledger entry {} has no record", entry.id))),
             }
         }
-        out.sort_by(|a, b| a.time.cmp(&b.time));
-        let skip = out.len().saturating_sub(limit);
-        Ok(out.split_off(skip))
+        Ok(out)
     }
 
     pub async fn counters(&self, key: &str) -> Result<Counters> {
-        let (spent, reserved, requests, blocked): (Option<i64>, Option<i64>, Option<u64>, Option<u64>) =
-            redis::cmd("HMGET")
+        let mut all = self.counters_of_team(std::slice::from_ref(&key.to_string())).await?;
+        all.pop()
+            .ok_or_else(|| StoreError::Protocol(format!("no reply for {key}")))
+    }
+
+    /// One pipeline of `HMGET`s; the keys share a team's hash tag, so a cluster sends it to one node.
+    pub async fn counters_of_team(&self, keys: &[String]) -> Result<Vec<Counters>> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("HMGET")
                 .arg(key)
                 .arg(keys::field::SPENT)
                 .arg(keys::field::RESERVED)
                 .arg(keys::field::REQUESTS)
-                .arg(keys::field::BLOCKED)
-                .query_async(&mut self.conn.clone())
-                .await?;
-        Ok(Counters {
-            spent: Nanos(spent.unwrap_or(0)),
-            reserved: Nanos(reserved.unwrap_or(0)),
-            requests: requests.unwrap_or(0),
-            blocked: blocked.unwrap_or(0),
-        })
+                .arg(keys::field::BLOCKED);
+        }
+        let replies: Vec<CounterFields> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(replies.into_iter().map(counters_from).collect())
     }
 
     pub async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
+    }
+}
+
+/// `spent`, `reserved`, `requests`, `blocked` as `HMGET` returns them (nil for a missing field).
+type CounterFields = (Option<i64>, Option<i64>, Option<u64>, Option<u64>);
+
+fn counters_from((spent, reserved, requests, blocked): CounterFields) -> Counters {
+    Counters {
+        spent: Nanos(spent.unwrap_or(0)),
+        reserved: Nanos(reserved.unwrap_or(0)),
+        requests: requests.unwrap_or(0),
+        blocked: blocked.unwrap_or(0),
+    }
+}
+
+/// `<ms>` or `<ms>-<seq>`: the ids `XADD *` hands out.
+fn is_stream_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    match id.split_once('-') {
+        Some((ms, seq)) => digits(ms) && digits(seq),
+        None => digits(id),
     }
 }
 
@@ -320,4 +346,19 @@ fn parse_nanos(v: Option<&String>) -> Result<Nanos> {
 
 fn protocol(reply: &[String]) -> StoreError {
     StoreError::Protocol(format!("{reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stream_id;
+
+    #[test]
+    fn cursors_are_stream_ids_only() {
+        for ok in ["1765000000000-0", "0-1", "42"] {
+            assert!(is_stream_id(ok), "{ok}");
+        }
+        for bad in ["", "-", "+", "1-", "-1", "1-2-3", "(1-0", "1-0 COUNT 5", "abc"] {
+            assert!(!is_stream_id(bad), "{bad}");
+        }
+    }
 }

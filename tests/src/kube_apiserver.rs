@@ -22,6 +22,7 @@ use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
+use crate::fixtures::certs::{loopback_ca_and_cert, openssl};
 use crate::fixtures::process::{OwnedProcess, free_port, wait_until};
 use crate::fixtures::tools;
 
@@ -241,66 +242,4 @@ fn apiserver_command(bin: &Path, d: &Path, etcd_port: u16, port: u16) -> Command
         "--v=1".into(),
     ]);
     cmd
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .context("running openssl (install it: `apt-get install -y openssl`)")?;
-    if !out.status.success() {
-        bail!("openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-/// Writes `ca.crt`/`ca.key` and, signed by that CA, `<name>.crt`/`<name>.key` serving
-/// 127.0.0.1 (and `localhost`) into `dir`: TLS for loopback test servers.
-pub fn loopback_ca_and_cert(dir: &Path, name: &str) -> Result<()> {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let ca = [
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=tally-test-ca",
-    ];
-    openssl(dir, &[&["req", "-x509"][..], &ec, &ca].concat())?;
-    let (key, csr, crt, ext) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.crt"),
-        format!("{name}.ext"),
-    );
-    let request = ["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"];
-    openssl(dir, &[&["req"][..], &ec, &request].concat())?;
-    std::fs::write(
-        dir.join(&ext),
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    )
 }

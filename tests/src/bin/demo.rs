@@ -17,7 +17,7 @@ use tally_config::money::Nanos;
 use tally_tests::bedrock_sim::SimOptions;
 use tally_tests::client::{AppClient, Attribution, bedrock_client};
 use tally_tests::fixtures::envoy::{Envoy, EnvoyOptions};
-use tally_tests::fixtures::extproc::{ExtProc, ExtProcOptions};
+use tally_tests::fixtures::extproc::{API_TOKEN, ExtProc, ExtProcOptions};
 use tally_tests::fixtures::sim::SimServer;
 use tally_tests::fixtures::tools;
 
@@ -45,8 +45,9 @@ async fn main() -> anyhow::Result<()> {
     let stack = DemoStack::start(config).await;
     let gateway = stack.envoy.url();
     println!(
-        "    gateway {gateway}  ·  ext_proc admin {}",
-        stack.extproc.admin_url("")
+        "    gateway {gateway}  ·  ext_proc metrics {}  ·  API {}",
+        stack.extproc.metrics_url(""),
+        stack.extproc.api_url("")
     );
     println!("==> traffic from three teams through the AWS SDK");
     send_traffic(&gateway).await?;
@@ -57,9 +58,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "\n==> the stack stays up. Point any AWS SDK at it, e.g.\n    aws bedrock-runtime converse --endpoint-url {gateway} --region us-east-1 \\\n      --model-id {NOVA_MICRO} --messages '[{{\"role\":\"user\",\"content\":[{{\"text\":\"hi\"}}]}}]'\n    (add headers x-team-id / x-tenant-id / x-workflow-id from your SDK to attribute calls)\n    ledger:  curl '{}'\n    metrics: curl '{}'\n    Ctrl-C to stop.",
-        stack.extproc.admin_url("/v1/ledger?limit=20"),
-        stack.extproc.admin_url("/metrics")
+        "\n==> the stack stays up. Point any AWS SDK at it, e.g.\n    aws bedrock-runtime converse --endpoint-url {gateway} --region us-east-1 \\\n      --model-id {NOVA_MICRO} --messages '[{{\"role\":\"user\",\"content\":[{{\"text\":\"hi\"}}]}}]'\n    (add headers x-team-id / x-tenant-id / x-workflow-id from your SDK to attribute calls)\n    ledger:  curl -H 'Authorization: Bearer {API_TOKEN}' '{}'\n    spend:   curl -H 'Authorization: Bearer {API_TOKEN}' '{}'\n    metrics: curl '{}'\n    Ctrl-C to stop.",
+        stack.extproc.api_url("/v1/ledger?team=search&limit=20"),
+        stack.extproc.api_url("/v1/spend"),
+        stack.extproc.metrics_url("/metrics")
     );
     tokio::signal::ctrl_c().await?;
     Ok(())

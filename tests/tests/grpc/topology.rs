@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
+use tally_tests::fixtures::certs::loopback_ca_and_cert;
 use tally_tests::fixtures::extproc::FailMode;
 use tally_tests::fixtures::process::{OwnedProcess, free_port, wait_until};
 use tally_tests::fixtures::redis::{RedisCluster, server_command};
-use tally_tests::kube_apiserver::loopback_ca_and_cert;
 
 use crate::support::*;
 
