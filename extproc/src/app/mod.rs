@@ -84,10 +84,21 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
     };
     let (store, spool) = match args.store {
         StoreKind::Memory => (Store::Memory(MemoryStore::new()), None),
-        StoreKind::Redis => (
-            Store::Redis(args.redis.connect_or(DEFAULT_URL).await?),
-            Some(Spool::open(&args.spool_dir, args.spool_max_bytes).context("opening the spool")?),
-        ),
+        StoreKind::Redis => {
+            let target = args.redis.target_or(DEFAULT_URL)?;
+            // The URL as logged: its password, if any, is `***`.
+            tracing::info!(
+                redis = target.redacted_url(),
+                cluster = args.redis.cluster,
+                "connecting to Redis"
+            );
+            let store = target
+                .connect()
+                .await
+                .with_context(|| format!("connecting to Redis at {}", target.redacted_url()))?;
+            let spool = Spool::open(&args.spool_dir, args.spool_max_bytes).context("opening the spool")?;
+            (Store::Redis(store), Some(spool))
+        }
     };
     let shared = Arc::new(Shared {
         policy: ArcSwap::from_pointee(Policy::new(CompiledConfig::empty())),

@@ -115,3 +115,28 @@ fn readme_and_help_list_the_same_flags() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_redis_password_never_reaches_the_log() {
+    let closed = free_port();
+    let url = format!("redis://tally:s3cret-in-url@127.0.0.1:{closed}");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (status, log) = run_to_exit(&[
+        "--insecure-plaintext",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        &metrics,
+        "--redis-url",
+        &url,
+        "--redis-password",
+        "s3cret-flag",
+    ])
+    .await;
+    assert!(!status.expect("exits: Redis is unreachable").success(), "{log}");
+    assert!(
+        log.contains(&format!("redis://tally:***@127.0.0.1:{closed}")),
+        "the URL is named, redacted: {log}"
+    );
+    assert!(!log.contains("s3cret"), "a password reached the log: {log}");
+}
