@@ -219,36 +219,28 @@ async fn the_trusted_gateways_attributes_bind_principals() {
     assert!(none.contains("presented none"), "{none}");
 }
 
+/// A call of team `secure` claiming to come from [`APP_ID`] over `channel`: the refusal, if any.
+async fn claim_app_identity(channel: Result<Channel, String>) -> Option<String> {
+    let answer = first_answer(channel, converse_headers("secure", Some(APP_ID))).await;
+    refusal(&answer.expect("the stream opens"))
+}
+
 #[tokio::test]
 async fn forged_principals_from_untrusted_peers_are_ignored() {
     let pki = pki();
     // TLS without client certificates: anyone may connect, nobody is the gateway.
     let server_tls = tls_extproc(&pki, false, &[]).await;
-    let channel = tls_channel(server_tls.grpc_port(), &pki.ca.cert(), None).await;
-    let answer = first_answer(channel, converse_headers("secure", Some(APP_ID)))
-        .await
-        .unwrap();
-    let message = refusal(&answer).expect("a forged principal over server-only TLS is ignored");
+    let refused = claim_app_identity(tls_channel(server_tls.grpc_port(), &pki.ca.cert(), None).await).await;
+    let message = refused.expect("a forged principal over server-only TLS is ignored");
     assert!(message.contains("presented none"), "{message}");
     // Plaintext: ignored unless --trust-plaintext-peer-attributes says otherwise.
     let wary = plaintext_extproc(false).await;
-    let answer = first_answer(
-        plaintext_channel(wary.grpc_port()).await,
-        converse_headers("secure", Some(APP_ID)),
-    )
-    .await
-    .unwrap();
-    let message = refusal(&answer).expect("a forged principal over plaintext is ignored");
+    let refused = claim_app_identity(plaintext_channel(wary.grpc_port()).await).await;
+    let message = refused.expect("a forged principal over plaintext is ignored");
     assert!(message.contains("presented none"), "{message}");
     let trusting = plaintext_extproc(true).await;
-    let answer = first_answer(
-        plaintext_channel(trusting.grpc_port()).await,
-        converse_headers("secure", Some(APP_ID)),
-    )
-    .await
-    .unwrap();
     assert_eq!(
-        refusal(&answer),
+        claim_app_identity(plaintext_channel(trusting.grpc_port()).await).await,
         None,
         "--trust-plaintext-peer-attributes believes the attribute"
     );
