@@ -5,8 +5,10 @@
 //! who is charged and which budgets apply ([`policy`]), what a response says it
 //! used ([`usage`], [`eventstream`]) — take plain data and are unit-tested
 //! without processes. [`exchange`] runs one call through its ext_proc phases;
-//! [`server`] carries the gRPC stream to it, [`app`] wires flags, the store
-//! (`tally-store`), metrics ([`metrics`]) and the admin endpoints together.
+//! [`server`] carries the gRPC stream to it once [`peer`] has admitted the peer
+//! (and decided whether its request attributes count); [`app`] wires flags,
+//! TLS, the store (`tally-store`), metrics ([`metrics`]), the probes and the
+//! authenticated ledger and spend API together.
 //! The contract with the operator (config, money, prices) is `tally-config`.
 
 pub mod app;
