@@ -1,6 +1,6 @@
-//! Wiring: the flags ([`args`], [`tls`]), config loading and hot reload ([`reload`]), and the
+//! Wiring: the flags ([`args`], [`tls`]), config loading and hot reload (`reload`), and the
 //! three listeners — gRPC (ext_proc and health, TLS by default), the unauthenticated probes
-//! and metrics ([`probes`]) and the authenticated ledger and spend API ([`api`]).
+//! and metrics (`probes`) and the authenticated ledger and spend API (`api`).
 //! [`run`] takes bound listeners and a shutdown future so tests run it in-process.
 
 mod api;
