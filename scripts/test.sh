@@ -15,6 +15,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test tools (cached)"
 scripts/tools/python.sh
 scripts/tools/redis.sh
+scripts/tools/chromium.sh
 scripts/tools/helm.sh
 scripts/tools/kube.sh
 scripts/tools/cargo-tools.sh

@@ -40,6 +40,10 @@ pub enum Command {
     /// Run the operator: reconcile TeamBudgets and ModelPricings into the config ConfigMap and
     /// keep their status live from Redis (leader-elected; serves /metrics, /healthz, /readyz).
     Operator(Box<crate::controller::OperatorArgs>),
+    /// Audit traces, logs, ledgers or CUR 2.0 rows for attribution gaps: per field present,
+    /// absent or misscoped, with evidence, a score and the fixes smallest first; or, with
+    /// --ledger, the live attribution coverage of a running Tally.
+    Audit(Box<tally_audit::cli::AuditArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +89,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Render(args) => render(&args, &mut std::io::stdout().lock()),
         // stdout stays unlocked: the operator's tasks log to it from other threads.
         Command::Operator(args) => Ok(crate::controller::main(*args).await?),
+        Command::Audit(args) => Ok(tally_audit::cli::run(&args, &mut std::io::stdout().lock()).await?),
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Error {
     /// `tally render` or `tally crds` failed.
     #[error(transparent)]
     Api(#[from] tally_api::Error),
+    /// `tally audit` failed (or scored below `--fail-under`).
+    #[error(transparent)]
+    Audit(#[from] tally_audit::Error),
     /// `tally operator` stopped with an error.
     #[error(transparent)]
     Operator(#[from] controller::Error),
