@@ -67,7 +67,7 @@ fn tally_ledger_an_unmapped_profile_a_stale_price_and_no_budgets() {
 
 #[test]
 fn envoy_default_format_has_no_usage_no_attribution_and_per_attempt_ids() {
-    let set = expect("envoy-default.log", Format::EnvoyText, 10, "PPAAAAPAAAAAM", (3, 13));
+    let set = expect("envoy-default.txt", Format::EnvoyText, 10, "PPAAAAPAAAAAM", (3, 13));
     assert_eq!(set.skipped, 1, "the readiness probe is not a call");
     assert_eq!(finding_fixes(&set, Field::RequestId), [Fix::StableRequestId]);
     assert!(
@@ -171,7 +171,7 @@ fn a_tenant_the_application_logs_but_the_gateway_drops_is_misscoped_there() {
 
 #[test]
 fn work_is_ordered_smallest_first() {
-    let report = audit(&["litellm-spendlogs.json", "envoy-default.log", "cur.csv"]);
+    let report = audit(&["litellm-spendlogs.json", "envoy-default.txt", "cur.csv"]);
     let efforts: Vec<_> = report.work.iter().map(|w| w.effort).collect();
     let mut sorted = efforts.clone();
     sorted.sort();

@@ -69,7 +69,7 @@ fn near(a: [u8; 3], b: [u8; 3]) -> bool {
 
 #[test]
 fn the_html_report_renders_its_table_with_verdict_colours() {
-    let samples: Vec<_> = ["litellm-spendlogs.csv", "envoy-default.log"]
+    let samples: Vec<_> = ["litellm-spendlogs.csv", "envoy-default.txt"]
         .iter()
         .map(|n| tally_audit::formats::parse(n, &std::fs::read(fixture(n)).unwrap()).unwrap())
         .collect();

@@ -219,7 +219,7 @@ fn the_binary_reports_per_attempt_ids_in_a_litellm_log_and_gates_on_the_score() 
     assert_eq!(request_id["verdict"], "misscoped");
     assert_eq!(request_id["fixes"], serde_json::json!(["stable_request_id"]));
 
-    let envoy = audit_fixture("envoy-default.log");
+    let envoy = audit_fixture("envoy-default.txt");
     let (ok, table) = tally_audit(&[envoy.to_str().unwrap(), "--fail-under", "50"]);
     assert!(!ok, "3/13 is under 50%");
     assert!(table.contains("score 3/13 (23%)"), "{table}");
