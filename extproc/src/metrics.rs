@@ -57,6 +57,13 @@ pub struct GenerationLabels {
     pub generation: String,
 }
 
+/// Which attribution a call arrived without: `team` (charged to `unknown`), `tenant` or
+/// `workflow`. Bounded on purpose: never a client-sent value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MissingLabels {
+    pub missing: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
     pub model: String,
@@ -78,6 +85,8 @@ pub struct Metrics {
     pub config_reloads: Family<OutcomeLabels, Counter>,
     pub unpriced: Family<ModelLabels, Counter>,
     pub stream_decode_errors: Counter,
+    pub unattributed_calls: Family<MissingLabels, Counter>,
+    pub unattributed_spend: Family<MissingLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -106,6 +115,8 @@ impl Metrics {
             config_reloads: Family::<OutcomeLabels, Counter>::default(),
             unpriced: Family::<ModelLabels, Counter>::default(),
             stream_decode_errors: Counter::default(),
+            unattributed_calls: Family::<MissingLabels, Counter>::default(),
+            unattributed_spend: Family::<MissingLabels, Counter>::default(),
         };
         let mut registry = std::mem::take(&mut m.registry);
         m.register(&mut registry);
@@ -184,6 +195,16 @@ impl Metrics {
             "stream_decode_errors",
             "Event streams that could not be decoded",
             self.stream_decode_errors.clone(),
+        );
+        r.register(
+            "unattributed_calls",
+            "Settled calls that arrived without a team (charged to unknown), a tenant or a workflow, by what was missing",
+            self.unattributed_calls.clone(),
+        );
+        r.register(
+            "unattributed_spend_nanos",
+            "Spend in nano-USD of settled calls without a team, a tenant or a workflow, by what was missing",
+            self.unattributed_spend.clone(),
         );
     }
 

@@ -1,14 +1,15 @@
 //! What an exchange reports to Prometheus and the log. Label values come from
 //! the settled record, so metrics and ledger always agree.
 
-use tally_config::compiled::Enforcement;
+use tally_config::compiled::{Enforcement, UNKNOWN_TEAM};
 use tally_config::ledger::Outcome;
 use tally_config::money::Nanos;
 use tally_config::pricing::Usage;
 use tally_store::Settlement;
 
 use crate::metrics::{
-    CallLabels, DecisionLabels, Metrics, ModelLabels, OpLabels, ReservationLabels, TeamLabels, TokenLabels,
+    CallLabels, DecisionLabels, Metrics, MissingLabels, ModelLabels, OpLabels, ReservationLabels, TeamLabels,
+    TokenLabels,
 };
 use crate::policy::Policy;
 
@@ -55,6 +56,7 @@ pub fn settled(m: &Metrics, policy: &Policy, s: &Settlement, usage: &Usage, rema
         model: model.clone(),
     };
     m.spend.get_or_create(&call).inc_by(s.cost.0.max(0) as u64);
+    attribution(m, &r.team, r.tenant.as_deref(), r.workflow.as_deref(), s.cost);
     for (class, n) in [
         ("input", usage.input),
         ("output", usage.output),
@@ -95,7 +97,46 @@ pub fn settled(m: &Metrics, policy: &Policy, s: &Settlement, usage: &Usage, rema
     );
 }
 
+/// Attribution coverage (`tally_unattributed_calls_total`, `tally_unattributed_spend_nanos_total`):
+/// what a settled call arrived without, so a rollout can be tracked to 100 %.
+pub fn attribution(m: &Metrics, team: &str, tenant: Option<&str>, workflow: Option<&str>, cost: Nanos) {
+    let missing = [
+        ("team", team == UNKNOWN_TEAM),
+        ("tenant", tenant.is_none()),
+        ("workflow", workflow.is_none()),
+    ];
+    for (missing, _) in missing.into_iter().filter(|(_, absent)| *absent) {
+        let labels = MissingLabels { missing };
+        m.unattributed_calls.get_or_create(&labels).inc();
+        m.unattributed_spend.get_or_create(&labels).inc_by(cost.0.max(0) as u64);
+    }
+}
+
 /// A refused call (allowlist or budget).
 pub fn refused(m: &Metrics, team: &str, outcome: Outcome) {
     decision(m, team, outcome.as_str());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_calls_and_spend_by_missing_attribution() {
+        let m = Metrics::new();
+        attribution(&m, "search", Some("acme"), Some("rag"), Nanos(500));
+        attribution(&m, "search", None, Some("rag"), Nanos(300));
+        attribution(&m, UNKNOWN_TEAM, None, None, Nanos(100));
+        let text = m.encode();
+        for line in [
+            r#"tally_unattributed_calls_total{missing="team"} 1"#,
+            r#"tally_unattributed_calls_total{missing="tenant"} 2"#,
+            r#"tally_unattributed_calls_total{missing="workflow"} 1"#,
+            r#"tally_unattributed_spend_nanos_total{missing="team"} 100"#,
+            r#"tally_unattributed_spend_nanos_total{missing="tenant"} 400"#,
+            r#"tally_unattributed_spend_nanos_total{missing="workflow"} 100"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 }
