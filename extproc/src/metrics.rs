@@ -126,6 +126,12 @@ impl Metrics {
 
     /// Registers every metric, in the order `/metrics` lists them.
     fn register(&self, r: &mut Registry) {
+        self.register_spend(r);
+        self.register_operations(r);
+    }
+
+    /// What calls cost and how they were decided.
+    fn register_spend(&self, r: &mut Registry) {
         r.register(
             "spend_nanos",
             "Spend in nano-USD (1e-9 USD) by team, workflow and model",
@@ -166,6 +172,10 @@ impl Metrics {
             "Failed store operations by operation",
             self.store_errors.clone(),
         );
+    }
+
+    /// How the ext_proc itself is doing: store, spool, config, decoding, coverage.
+    fn register_operations(&self, r: &mut Registry) {
         r.register(
             "spool_depth",
             "Settlements waiting on disk for the store to come back",
