@@ -54,6 +54,12 @@ pub struct LedgerRecord {
     /// A team header naming no configured team (the call is charged to `unknown`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_team: Option<String>,
+    /// The caller's workload identity (peer certificate URI SAN), when Envoy vouches for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The calling service's SDK app id from `user-agent` (`app/<id>`), when it sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cache_read_tokens: u64,

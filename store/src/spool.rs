@@ -149,6 +149,8 @@ mod tests {
                 tenant: None,
                 workflow: None,
                 claimed_team: None,
+                principal: None,
+                client: None,
                 input_tokens: 1,
                 output_tokens: 2,
                 cache_read_tokens: 0,

@@ -10,6 +10,8 @@ use super::reply::Headers;
 
 /// Longest client request id kept; a longer one is replaced by a generated id.
 const MAX_REQUEST_ID_LEN: usize = 128;
+/// Longest SDK app id kept as the call's client.
+const MAX_CLIENT_LEN: usize = 64;
 
 /// A Bedrock call as its request headers describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub struct CallFacts {
     pub who: Attribution,
     /// Workload identities of the peer, for the team's `principals`.
     pub principals: Vec<String>,
+    /// The SDK app id the caller sends in `user-agent` (`app/<id>`): who calls, for coverage reports.
+    pub client: Option<String>,
     /// The client's id for the call, stable across its retries.
     pub request_id: String,
     /// This attempt's charge id: what settlement is idempotent on.
@@ -58,6 +62,7 @@ impl CallFacts {
             region,
             who,
             principals: peer_principals,
+            client: client(h),
             request_id,
             charge_id,
             service_tier: h.get("x-amzn-bedrock-service-tier").map(str::to_string),
@@ -127,6 +132,15 @@ fn request_id(h: &Headers) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// `app/<id>` from `user-agent` (AWS SDKs append it when configured with an app id).
+fn client(h: &Headers) -> Option<String> {
+    h.get("user-agent")?
+        .split_whitespace()
+        .find_map(|token| token.strip_prefix("app/"))
+        .filter(|id| !id.is_empty() && id.len() <= MAX_CLIENT_LEN)
+        .map(|id| format!("app/{id}"))
+}
+
 fn sdk_attempt(h: &Headers) -> u32 {
     // `amz-sdk-request: attempt=2; max=3`
     h.get("amz-sdk-request")
@@ -186,6 +200,20 @@ mod tests {
         assert_eq!((f.request_id.as_str(), f.charge_id.as_str()), ("inv-1", "inv-1/2"));
         let fallback = facts(&[POST, CONVERSE, ("x-request-id", "r-9")]).unwrap();
         assert_eq!(fallback.charge_id, "r-9/1");
+    }
+
+    #[test]
+    fn the_client_is_the_sdk_app_id() {
+        let ua = (
+            "user-agent",
+            "aws-sdk-rust/1.3.9 os/linux lang/rust/1.95.0 app/rerank-svc",
+        );
+        assert_eq!(
+            facts(&[POST, CONVERSE, ua]).unwrap().client.as_deref(),
+            Some("app/rerank-svc")
+        );
+        let plain = ("user-agent", "Boto3/1.38.27 md/Botocore#1.38.27");
+        assert_eq!(facts(&[POST, CONVERSE, plain]).unwrap().client, None);
     }
 
     #[test]
