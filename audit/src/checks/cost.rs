@@ -187,6 +187,6 @@ fn mismatch(
         o.record,
         Nanos(cost),
         Nanos(expected),
-        entry.source
+        entry.source.split(':').next().unwrap_or(&entry.source)
     )
 }

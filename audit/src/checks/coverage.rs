@@ -68,22 +68,27 @@ fn evidence(carrying: &[&Observation], of: usize, field: Field) -> Evidence {
     }
     let mut keys: Vec<(&str, usize)> = keys.into_iter().collect();
     keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let several = keys.len() > 1;
     Evidence {
         keys: keys.into_iter().map(|(k, _)| k.to_string()).collect(),
         records: carrying.len(),
         of,
-        example: carrying.first().map(|o| example(o, field)),
+        example: carrying.first().map(|o| example(o, field, several)),
     }
 }
 
-/// `record 3: tenant_id = "acme"`.
-pub fn example(o: &Observation, field: Field) -> String {
+/// `record 3: "acme"`, or `record 3: tenant_id = "acme"` when the field has several keys.
+pub fn example(o: &Observation, field: Field, with_key: bool) -> String {
     let found = o.get(field).expect("carried");
     let mut value = found.value.to_string();
     if value.len() > 90 {
         value = format!("{}…", value.chars().take(88).collect::<String>());
     }
-    format!("record {}: {} = {value}", o.record, found.key)
+    if with_key {
+        format!("record {}: {} = {value}", o.record, found.key)
+    } else {
+        format!("record {}: {value}", o.record)
+    }
 }
 
 fn partial(applicable: &[&Observation], field: Field, report: &mut FieldReport) {

@@ -106,7 +106,10 @@ fn record(n: usize, r: &Value) -> Option<Observation> {
     );
     let authority = r.get("authority").and_then(Value::as_str).unwrap_or("");
     let region = lookup::region_from_host(authority);
-    o.set(Field::Region, region.clone().map(|g| Found::new("authority", g.into())));
+    o.set(
+        Field::Region,
+        region.clone().map(|g| Found::new("authority (host)", g.into())),
+    );
     o.set(Field::Latency, pick(r, &["duration_ms", "duration"]));
     o.set(Field::TeamId, pick(r, &["team", "team_id"]));
     o.set(Field::TenantId, pick(r, &["tenant", "tenant_id"]));

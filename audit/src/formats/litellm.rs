@@ -26,7 +26,7 @@ fn record(n: usize, r: &Value) -> Observation {
     let endpoint_region = lookup::region_from_host(&api_base);
     o.set(
         Field::Region,
-        endpoint_region.clone().map(|g| Found::new("api_base", g.into())),
+        endpoint_region.clone().map(|g| Found::new("api_base (host)", g.into())),
     );
     o.set(Field::InputTokens, pick(r, &["prompt_tokens"]));
     o.set(Field::OutputTokens, pick(r, &["completion_tokens"]));

@@ -129,11 +129,7 @@ fn work_section(out: &mut String, r: &Report) {
     }
     out.push_str("<section><h2>What to do before a full gateway rollout (smallest first)</h2><ol>\n");
     for item in &r.work {
-        let targets: Vec<String> = item
-            .targets
-            .iter()
-            .map(|t| format!("{}: {}", esc(&t.set), t.field.label()))
-            .collect();
+        let targets: Vec<String> = super::targets_by_set(item).iter().map(|t| esc(t)).collect();
         let _ = writeln!(
             out,
             "<li><span class=\"effort\">{}</span>{}<div class=\"targets\">{}</div></li>",

@@ -30,18 +30,14 @@ pub fn render(r: &Report) -> String {
     if !r.work.is_empty() {
         out.push_str("\n## What to do before a full gateway rollout (smallest first)\n\n");
         for (i, item) in r.work.iter().enumerate() {
-            let targets: Vec<String> = item
-                .targets
-                .iter()
-                .map(|t| format!("`{}` {}", t.set, t.field.label()))
-                .collect();
+            let targets = super::targets_by_set(item);
             let _ = writeln!(
                 out,
                 "{}. **[{}]** {} — {}",
                 i + 1,
                 item.effort.label(),
                 cell(item.text),
-                targets.join(", ")
+                targets.join("; ")
             );
         }
     }

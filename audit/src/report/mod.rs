@@ -156,6 +156,20 @@ impl Report {
     }
 }
 
+/// What a work item fixes, one entry per set: `app.jsonl: region, cost (USD)`.
+pub fn targets_by_set(item: &WorkItem) -> Vec<String> {
+    let mut out: Vec<(String, Vec<&str>)> = vec![];
+    for t in &item.targets {
+        match out.iter_mut().find(|(set, _)| *set == t.set) {
+            Some((_, fields)) => fields.push(t.field.label()),
+            None => out.push((t.set.clone(), vec![t.field.label()])),
+        }
+    }
+    out.into_iter()
+        .map(|(set, fields)| format!("{set}: {}", fields.join(", ")))
+        .collect()
+}
+
 /// `present on 12 of 40 records` style counts.
 pub fn coverage_text(e: &Evidence) -> String {
     if e.of == 0 {

@@ -89,12 +89,7 @@ fn field_rows(out: &mut String, f: &FieldReport) {
 }
 
 fn work_line(out: &mut String, n: usize, item: &WorkItem) {
-    let mut targets: Vec<String> = item
-        .targets
-        .iter()
-        .map(|t| format!("{}: {}", t.set, t.field.label()))
-        .collect();
-    targets.dedup();
+    let targets = super::targets_by_set(item);
     let head = format!("  {n:>2}. [{}] ", item.effort.label());
     let indent = head.chars().count();
     wrap_into(out, &head, &format!("{} — {}", item.text, targets.join("; ")), indent);
