@@ -18,7 +18,8 @@ use crate::redis::RedisStore;
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 /// How to reach the Redis holding the live counters; flatten it into a component's flags.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Its `Debug` never shows a password (neither the flag nor one inside the URL).
+#[derive(Clone, Default, clap::Args)]
 pub struct RedisArgs {
     /// Redis holding the live counters (`redis://host:6379`, `rediss://…` for TLS). Without it the
     /// ext_proc (`--store redis`) uses `redis://127.0.0.1:6379`, and the operator's statuses show
@@ -34,6 +35,17 @@ pub struct RedisArgs {
     /// Redis password (prefer the environment variable to the flag); a password in the URL works too.
     #[arg(long = "redis-password", env = "TALLY_REDIS_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisArgs")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("cluster", &self.cluster)
+            .field("ca_file", &self.ca_file)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Why the Redis flags cannot be used.
@@ -123,6 +135,14 @@ impl fmt::Debug for RedisTarget {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
             .finish()
+    }
+}
+
+/// A URL for logs: its password as `***`; one that does not parse is not shown at all.
+fn redact_url(url: &str) -> String {
+    match redis::IntoConnectionInfo::into_connection_info(url) {
+        Ok(info) => redacted(&info),
+        Err(_) => "<unparsable URL>".to_string(),
     }
 }
 
@@ -257,5 +277,17 @@ mod tests {
             error.starts_with("cannot read --redis-ca-file /nonexistent/ca.pem: "),
             "{error}"
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let args = RedisArgs {
+            url: Some("redis://tally:s3cr%40t@redis:6379/0".into()),
+            password: Some("hunter2".into()),
+            ..RedisArgs::default()
+        };
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("s3cr") && !shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("tally:***@redis"), "{shown}");
     }
 }
