@@ -57,26 +57,6 @@ from a Secret). The username, which is not secret, is part of the URL.
 {{- $url }}
 {{- end }}
 
-{{/*
-The same URL with the password spliced in by the kubelet's $(VAR) expansion of
-TALLY_REDIS_PASSWORD, for the operator, which takes credentials only in the URL.
-The password must then be URL-safe.
-*/}}
-{{- define "tally.redis.urlWithPasswordRef" -}}
-{{- $url := include "tally.redis.url" . }}
-{{- if include "tally.redis.passwordSecret" . }}
-{{- $scheme := ternary "rediss://" "redis://" (hasPrefix "rediss://" $url) }}
-{{- $rest := trimPrefix $scheme $url }}
-{{- if include "tally.redis.username" . }}
-{{- $parts := splitn "@" 2 $rest }}
-{{- $url = printf "%s%s:$(TALLY_REDIS_PASSWORD)@%s" $scheme $parts._0 $parts._1 }}
-{{- else }}
-{{- $url = printf "%s:$(TALLY_REDIS_PASSWORD)@%s" $scheme $rest }}
-{{- end }}
-{{- end }}
-{{- $url }}
-{{- end }}
-
 {{/* Environment variable with the Redis password, if there is one. tally.redis.passwordEnv (list $ "TALLY_REDIS_PASSWORD"). */}}
 {{- define "tally.redis.passwordEnv" -}}
 {{- $root := index . 0 }}

@@ -9,19 +9,20 @@ fn redis_settings_reach_both_components_without_exposing_the_password() {
     let docs = documents(&render(Some("external-redis.yaml"), &[]));
     let env_of =
         |deployment: &str, var: &str| env_var(&pod_spec(&docs, "Deployment", deployment)["containers"][0], var);
-    assert_eq!(
-        env_of("tally-extproc", "TALLY_REDIS_URL")["value"].as_str(),
-        Some("rediss://tally@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379")
-    );
-    assert_eq!(
-        env_of("tally-extproc", "TALLY_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["name"].as_str(),
-        Some("tally-redis")
-    );
-    // The operator takes credentials only in its URL: the kubelet splices the Secret in.
-    assert_eq!(
-        env_of("tally-operator", "TALLY_REDIS_URL")["value"].as_str(),
-        Some("rediss://tally:$(TALLY_REDIS_PASSWORD)@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379")
-    );
+    // Both take the same Redis flags: the URL without credentials, the password from the Secret
+    // (so it need not be URL-safe).
+    for deployment in ["tally-extproc", "tally-operator"] {
+        assert_eq!(
+            env_of(deployment, "TALLY_REDIS_URL")["value"].as_str(),
+            Some("rediss://tally@clustercfg.tally.abc123.use1.cache.amazonaws.com:6379"),
+            "{deployment}"
+        );
+        assert_eq!(
+            env_of(deployment, "TALLY_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["name"].as_str(),
+            Some("tally-redis"),
+            "{deployment}"
+        );
+    }
     // Cluster mode and the private CA reach both: the operator reads counters with the same client.
     for deployment in ["tally-extproc", "tally-operator"] {
         let pod = pod_spec(&docs, "Deployment", deployment);
