@@ -63,7 +63,11 @@ pub struct Gateway {
 impl Gateway {
     /// The gateway of one rendering (`docs`), on the loopback addresses its values name.
     pub fn start(docs: &[Value]) -> Gateway {
-        let files = GatewayFiles::write(docs);
+        Gateway::run(GatewayFiles::write(docs))
+    }
+
+    /// Envoy on files already written (and possibly altered by the test).
+    pub fn run(files: GatewayFiles) -> Gateway {
         let mut cmd = Command::new(tools::envoy());
         cmd.args(["--disable-hot-restart", "--log-level", "warn", "-c"])
             .arg(&files.bootstrap)

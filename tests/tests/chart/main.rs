@@ -9,7 +9,8 @@
 //! - security defaults on every pod, no secret in any ConfigMap, and every reference between
 //!   the rendered objects (ServiceAccounts, Services, ConfigMaps, Secrets, Envoy clusters) resolving;
 //! - NetworkPolicies (on by default) admitting only each port's clients, in every mode;
-//! - the mTLS wiring (chart CA, cert-manager, Istio, Envoy Gateway) and the metrics/API split;
+//! - the mTLS wiring (chart CA, cert-manager, Istio, Envoy Gateway) and the metrics/API split,
+//!   and one call from a real Envoy to the real `tally-extproc` over the rendered mTLS channel;
 //! - the bundled Valkey's lock-down, on a real `redis-server` started with the rendered config.
 //!
 //! Tools come from `$TALLY_CACHE/bin` (`scripts/tools/helm.sh`, `scripts/tools/python.sh`).
@@ -20,6 +21,7 @@ mod copies;
 mod envoy;
 mod gateway;
 mod lint;
+mod mtls;
 mod netpol;
 mod redis;
 mod references;

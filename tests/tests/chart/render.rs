@@ -195,6 +195,8 @@ pub fn secret_data(docs: &[Value], name_: &str, key: &str) -> Vec<u8> {
 /// `/etc/tally/extproc-client`) moved there.
 pub struct GatewayFiles {
     pub bootstrap: PathBuf,
+    /// Where the client certificate Secret's files are (`/etc/tally/extproc-client` in the pod).
+    pub client_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -217,6 +219,7 @@ impl GatewayFiles {
         }
         GatewayFiles {
             bootstrap: config.join("envoy.yaml"),
+            client_dir: client,
             _dir: dir,
         }
     }

@@ -30,11 +30,11 @@ const ADMIN: (&str, &str) = ("test-admin", "test-admin-secret");
 const SERVICE_HOST: &str = "tally-redis.tally.svc.cluster.local";
 
 /// A `redis-server` running the chart's rendered configuration on a loopback port.
-struct RenderedValkey {
+pub struct RenderedValkey {
     _process: OwnedProcess,
-    port: u16,
+    pub port: u16,
     /// The generated password in the rendered Secret `tally-redis`.
-    password: String,
+    pub password: String,
     /// The rendered CA (`redis.tls`).
     ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
@@ -42,18 +42,22 @@ struct RenderedValkey {
 
 impl RenderedValkey {
     async fn start(values: Option<&str>) -> RenderedValkey {
-        let docs = documents(&render(values, &[]));
+        RenderedValkey::from_docs(&documents(&render(values, &[]))).await
+    }
+
+    /// The bundled Valkey of one rendering (`docs`).
+    pub async fn from_docs(docs: &[Value]) -> RenderedValkey {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let ca = write_tls_files(&docs, dir.path());
+        let ca = write_tls_files(docs, dir.path());
         let config = dir.path().join("valkey.conf");
-        let rendered = get(&docs, "ConfigMap", "tally-redis")["data"]["valkey.conf"]
+        let rendered = get(docs, "ConfigMap", "tally-redis")["data"]["valkey.conf"]
             .as_str()
             .expect("valkey.conf");
         std::fs::write(&config, loopback_config(rendered, dir.path(), port)).expect("write valkey.conf");
-        let password = String::from_utf8(secret_data(&docs, "tally-redis", "password")).expect("UTF-8");
+        let password = String::from_utf8(secret_data(docs, "tally-redis", "password")).expect("UTF-8");
         let mut cmd = Command::new(tools::redis_server());
-        cmd.args(server_args(&docs, &config, &password));
+        cmd.args(server_args(docs, &config, &password));
         cmd.args(["--user", ADMIN.0, "on", &format!(">{}", ADMIN.1), "~*", "&*", "+@all"]);
         let process = OwnedProcess::spawn("redis-server (rendered)", cmd).expect("start redis-server");
         let up = wait_until(Duration::from_secs(10), || async move {
