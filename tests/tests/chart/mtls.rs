@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 use tally_tests::bedrock_sim::SimOptions;
-use tally_tests::client::{Attribution, bedrock_client, user_message};
+use tally_tests::client::{AppClient, Attribution, bedrock_client, user_message};
 use tally_tests::fixtures::admin;
 use tally_tests::fixtures::process::{OwnedProcess, free_port, path_arg, wait_until};
 use tally_tests::fixtures::sim::SimServer;
@@ -145,22 +145,8 @@ async fn a_call_crosses_the_rendered_mtls_channel_and_an_intruding_proxy_does_no
         &docs,
         loopback_rendering(listen, admin, sim.port(), extproc.grpc),
     ));
-    let _gateway = Gateway::run(files);
-    wait_until_ready(listen);
-
-    let client = bedrock_client(
-        &format!("http://127.0.0.1:{listen}"),
-        Attribution::new("search", "acme", "rag"),
-        false,
-    );
-    let call = client
-        .sdk
-        .converse()
-        .model_id(US_HAIKU)
-        .messages(user_message(DIRECTIVE));
-    call.send()
-        .await
-        .unwrap_or_else(|e| panic!("a call over mTLS: {e:?}\n{}", extproc.process.log()));
+    let (_gateway, client, sent) = call_through(files, listen).await;
+    sent.unwrap_or_else(|e| panic!("a call over mTLS: {e:?}\n{}", extproc.process.log()));
     let headers = client.responses.last();
     let cost = headers.get("x-tally-cost-usd").cloned().unwrap_or_default();
     assert!(
@@ -213,25 +199,31 @@ async fn assert_intruding_proxy_is_refused(docs: &[Value], upstream: u16, grpc: 
         )
         .unwrap();
     }
-    let _intruder = Gateway::run(files);
-    wait_until_ready(listen);
-    let client = bedrock_client(
-        &format!("http://127.0.0.1:{listen}"),
-        Attribution::new("search", "acme", "rag"),
-        false,
+    let (_intruder, _, sent) = call_through(files, listen).await;
+    let (status, error) = sent.expect_err("a certificate that is not the gateway's must not reach the ext_proc");
+    assert_eq!(
+        status,
+        Some(500),
+        "failOpen=false: Envoy answers 500 when the ext_proc refuses its stream: {error}"
     );
+}
+
+/// Starts Envoy on `files` (its listener on `listen`) and sends one Converse call through it
+/// with the AWS SDK; a failure as (HTTP status, error).
+async fn call_through(files: GatewayFiles, listen: u16) -> (Gateway, AppClient, Result<(), (Option<u16>, String)>) {
+    let gateway = Gateway::run(files);
+    wait_until_ready(listen);
+    let url = format!("http://127.0.0.1:{listen}");
+    let client = bedrock_client(&url, Attribution::new("search", "acme", "rag"), false);
     let call = client
         .sdk
         .converse()
         .model_id(US_HAIKU)
         .messages(user_message(DIRECTIVE));
-    let refused = call
+    let sent = call
         .send()
         .await
-        .expect_err("a certificate that is not the gateway's must not reach the ext_proc");
-    assert_eq!(
-        refused.raw_response().map(|r| r.status().as_u16()),
-        Some(500),
-        "failOpen=false: Envoy answers 500 when the ext_proc refuses its stream: {refused:?}"
-    );
+        .map(|_| ())
+        .map_err(|e| (e.raw_response().map(|r| r.status().as_u16()), format!("{e:?}")));
+    (gateway, client, sent)
 }

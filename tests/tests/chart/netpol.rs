@@ -97,32 +97,23 @@ fn no_rule_admits_every_source_except_the_gateways_listener() {
     }
 }
 
+/// With `values`, the ext_proc's gRPC port admits the pods labelled `pods` in `namespace`.
+fn assert_grpc_peer(values: &str, namespace: &str, pods: Value) {
+    let docs = documents(&render(Some(values), &[]));
+    let peer = &peers(get(&docs, "NetworkPolicy", "tally-extproc"), "grpc")[0];
+    let ns = labels(&[("kubernetes.io/metadata.name", namespace)]);
+    assert_eq!(peer["namespaceSelector"]["matchLabels"], ns, "{values}");
+    assert_eq!(peer["podSelector"]["matchLabels"], pods, "{values}");
+}
+
 #[test]
 fn extproc_admits_the_proxies_of_each_gateway_mode() {
-    let istio = documents(&render(Some("istio.yaml"), &[]));
-    let peer = &peers(get(&istio, "NetworkPolicy", "tally-extproc"), "grpc")[0];
-    assert_eq!(
-        peer["namespaceSelector"]["matchLabels"],
-        labels(&[("kubernetes.io/metadata.name", "istio-system")])
-    );
-    assert_eq!(
-        peer["podSelector"]["matchLabels"],
-        labels(&[("istio", "egressgateway")])
-    );
-
-    let eg = documents(&render(Some("envoy-gateway.yaml"), &[]));
-    let peer = &peers(get(&eg, "NetworkPolicy", "tally-extproc"), "grpc")[0];
-    assert_eq!(
-        peer["namespaceSelector"]["matchLabels"],
-        labels(&[("kubernetes.io/metadata.name", "envoy-gateway-system")])
-    );
-    assert_eq!(
-        peer["podSelector"]["matchLabels"],
-        labels(&[
-            ("app.kubernetes.io/component", "proxy"),
-            ("app.kubernetes.io/managed-by", "envoy-gateway")
-        ])
-    );
+    assert_grpc_peer("istio.yaml", "istio-system", labels(&[("istio", "egressgateway")]));
+    let proxies = labels(&[
+        ("app.kubernetes.io/component", "proxy"),
+        ("app.kubernetes.io/managed-by", "envoy-gateway"),
+    ]);
+    assert_grpc_peer("envoy-gateway.yaml", "envoy-gateway-system", proxies);
 
     // Extra clients join the mode's own; apiClients opens the API port.
     let sets = [
