@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_bedrockruntime::primitives::Blob;
 use serde_json::Value;
-use tally_tests::client::{AppClient, Attribution, anthropic_body, user_message};
+use tally_tests::client::{Attribution, anthropic_body, drain_converse_stream, llama_body};
 use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::fixtures::tools::{workspace_binary, workspace_root};
 use tally_tests::scenarios::compile_manifests;
@@ -37,28 +36,6 @@ fn tally_audit(args: &[&str]) -> (bool, String) {
 
 fn audit_fixture(name: &str) -> PathBuf {
     workspace_root().join("audit/tests/fixtures").join(name)
-}
-
-async fn converse(c: &AppClient, model: &str, text: &str) {
-    c.sdk
-        .converse()
-        .model_id(model)
-        .messages(user_message(text))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{model}: {e:?}"));
-}
-
-async fn converse_stream(c: &AppClient, model: &str, text: &str) {
-    let mut out = c
-        .sdk
-        .converse_stream()
-        .model_id(model)
-        .messages(user_message(text))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{model}: {e:?}"));
-    while out.stream.recv().await.expect("stream event").is_some() {}
 }
 
 /// The demo's traffic mix (tests/src/bin/demo.rs), smaller: three teams, their
@@ -94,33 +71,29 @@ async fn demo_traffic(stack: &Stack) -> usize {
         for i in 0..calls {
             let text = format!("{workflow} {i} [[usage {usage}]]");
             if stream {
-                converse_stream(&client, model, &text).await;
+                let out = client.converse_stream(model, &text).await.expect("a stream");
+                drain_converse_stream(out)
+                    .await
+                    .expect("usage at the end of the stream");
             } else {
-                converse(&client, model, &text).await;
+                client.converse(model, &text).await.expect("a reply");
             }
         }
     }
-    converse(&stack.client(Attribution::none()), NOVA_MICRO, "no attribution headers").await;
+    let unattributed = stack.client(Attribution::none());
+    unattributed
+        .converse(NOVA_MICRO, "no attribution headers")
+        .await
+        .expect("a reply");
     let notebooks = stack.client(Attribution {
         workflow: Some("notebooks".into()),
         ..Attribution::team("data-science")
     });
-    let body = serde_json::json!({"prompt": "summarise [[usage in=600 out=40]]", "max_gen_len": 256});
     notebooks
-        .sdk
-        .invoke_model()
-        .model_id(LLAMA_70B)
-        .body(Blob::new(body.to_string()))
-        .send()
+        .invoke(LLAMA_70B, llama_body("summarise [[usage in=600 out=40]]"))
         .await
         .expect("data-science may call Llama");
-    let denied = notebooks
-        .sdk
-        .invoke_model()
-        .model_id(HAIKU)
-        .body(anthropic_body("hi"))
-        .send()
-        .await;
+    let denied = notebooks.invoke(HAIKU, anthropic_body("hi")).await;
     assert!(denied.is_err(), "Claude is outside data-science's allowlist");
     12
 }
