@@ -62,3 +62,56 @@ fn record(n: usize, r: &Value) -> Observation {
     };
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use tally_config::ledger::{LedgerRecord, Outcome};
+
+    use super::*;
+
+    /// The reader follows the record type: a renamed field fails here, not in a report.
+    #[test]
+    fn reads_every_field_of_a_serialized_ledger_record() {
+        let record = LedgerRecord {
+            request_id: "r-1".into(),
+            charge_id: "r-1/1".into(),
+            time: "2026-05-04T09:00:00Z".into(),
+            operation: "Converse".into(),
+            model_id: "us.amazon.nova-micro-v1:0".into(),
+            model: "amazon.nova-micro-v1:0".into(),
+            region: "us-east-1".into(),
+            team: "search".into(),
+            tenant: Some("acme".into()),
+            workflow: Some("rag".into()),
+            claimed_team: None,
+            principal: Some("spiffe://cluster.local/ns/search/sa/rag".into()),
+            client: Some("app/rag".into()),
+            input_tokens: 10,
+            output_tokens: 2,
+            cache_read_tokens: 0,
+            cache_write5m_tokens: 3,
+            cache_write1h_tokens: 4,
+            latency_ms: 120,
+            status: 200,
+            outcome: Outcome::Ok,
+            cost_nanos: 1234,
+            cost_usd: "0.000001234".into(),
+            team_budget_remaining_nanos: Some(5),
+            price_source: "test".into(),
+            unpriced: false,
+            over_budget: vec![],
+            service_tier: None,
+            note: None,
+        };
+        let o = &observe(&[serde_json::to_value(&record).unwrap()])[0];
+        let missing: Vec<Field> = Field::ALL.into_iter().filter(|f| o.get(*f).is_none()).collect();
+        assert!(missing.is_empty(), "{missing:?}");
+        assert_eq!(o.count(Field::CacheWriteTokens), Some(7));
+        assert_eq!((o.call.cost_nanos, o.call.cache_write_1h), (Some(1234), Some(4)));
+        assert_eq!(o.call.resolved_model.as_deref(), Some("amazon.nova-micro-v1:0"));
+        assert_eq!(
+            o.call.principal.as_deref(),
+            Some("spiffe://cluster.local/ns/search/sa/rag")
+        );
+    }
+}
