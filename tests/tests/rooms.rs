@@ -107,10 +107,10 @@ fn long_functions(text: &str) -> Vec<(usize, usize)> {
             continue;
         }
         let closing = format!("{indent}}}");
-        if let Some(len) = lines[i + 1..].iter().position(|l| *l == closing) {
-            if len + 2 > MAX_FN_LINES {
-                found.push((i + 1, len + 2));
-            }
+        if let Some(len) = lines[i + 1..].iter().position(|l| *l == closing)
+            && len + 2 > MAX_FN_LINES
+        {
+            found.push((i + 1, len + 2));
         }
     }
     found
