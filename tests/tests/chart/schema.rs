@@ -26,6 +26,20 @@ fn values_schema_rejects_bad_values_with_a_message_naming_them() {
         ("gateway.mode=envoy-gateway", "at '/envoyGateway/targetRefs'"),
         ("gateway.modee=istio", "additional properties 'modee' not allowed"),
         ("extproc.store=memory", "at '/extproc/replicas': maximum"),
+        ("redis.maxmemory=lots", "at '/redis/maxmemory'"),
+        ("extproc.tls.enabled=maybe", "at '/extproc/tls/enabled'"),
+        (
+            "extproc.tls.certManager.issuerRef.kind=Vault",
+            "at '/extproc/tls/certManager/issuerRef/kind'",
+        ),
+        (
+            "extproc.tls.generated.validityDays=1",
+            "at '/extproc/tls/generated/validityDays': minimum",
+        ),
+        (
+            "envoyGateway.backendTLSPolicyApiVersion=v9",
+            "at '/envoyGateway/backendTLSPolicyApiVersion'",
+        ),
     ];
     for (set, message) in cases {
         match try_render(None, &[set]) {
