@@ -19,6 +19,8 @@ scripts/tools/chromium.sh
 scripts/tools/helm.sh
 scripts/tools/kube.sh
 scripts/tools/cargo-tools.sh
+scripts/tools/images.sh
+scripts/tools/actionlint.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -34,6 +36,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "building binaries the suites start (tally-extproc, tally, bedrock-sim)"
 cargo build --workspace --bins --locked
+
+step "building container images (scripts/images.sh: static musl binaries, buildah)"
+scripts/images.sh
 
 step "cargo test"
 cargo test --workspace --locked -- --test-threads=2
