@@ -8,6 +8,8 @@ pub mod args;
 mod probes;
 mod reload;
 pub mod tls;
+mod tls_accept;
+mod tls_reload;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
 
 pub use api::{MAX_LEDGER_STREAMS, MAX_RECORDS, STORE_PAGE};
 pub use args::{Args, StoreKind};
@@ -137,12 +140,6 @@ pub async fn run(
         (None, Some(_)) => anyhow::bail!("an API listener needs --api-token-file"),
         (None, None) => None,
     };
-    let mut grpc_builder = tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(30)));
-    if let Some(tls) = transport.tls {
-        grpc_builder = grpc_builder
-            .tls_config(tls)
-            .context("loading the gRPC TLS certificate, key or client CA (--tls-cert-file, --tls-key-file, --tls-client-ca-file)")?;
-    }
     let (shared, loaded) = build(&args).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
@@ -156,6 +153,10 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
+    if let Some(tls) = &transport.tls {
+        let every = Duration::from_millis(args.tls.tls_poll_ms);
+        background.spawn(tls.watch(every, stop_rx.clone()));
+    }
     background.spawn(replay_spool(shared.clone(), stop_rx.clone()));
     log_serving(&args, &listeners, &transport.summary)?;
 
@@ -164,10 +165,11 @@ pub async fn run(
         .set_serving::<ExternalProcessorServer<Processor>>()
         .await;
     let processor = Processor::new(shared.clone(), Arc::new(transport.peers));
-    let grpc = grpc_builder
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
-        .add_service(ExternalProcessorServer::new(processor))
-        .serve_with_incoming_shutdown(with_nodelay(listeners.grpc), stopped(stop_rx.clone()));
+        .add_service(ExternalProcessorServer::new(processor));
+    let grpc = serve_grpc(router, listeners.grpc, transport.tls, stop_rx.clone());
     let metrics = serve_http(listeners.metrics, probes::router(shared.clone()), stop_rx.clone());
     let api = async {
         match (listeners.api, token) {
@@ -211,6 +213,24 @@ fn with_nodelay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::
         }
         conn
     })
+}
+
+/// Serves `router` on `listener` until `stop`: over TLS with `tls`'s live config, else plaintext.
+async fn serve_grpc(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<tls_reload::ServerTls>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let tcp = with_nodelay(listener);
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls_accept::incoming(tcp, tls.live()), stopped(stop))
+                .await
+        }
+        None => router.serve_with_incoming_shutdown(tcp, stopped(stop)).await,
+    }
 }
 
 /// Resolves once `stop` turns true.

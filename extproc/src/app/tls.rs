@@ -1,18 +1,14 @@
-//! How the gRPC listener is secured: the TLS flags, and turning them into tonic's server TLS
-//! config plus the [`PeerGate`] that decides, per stream, whether the peer is the gateway.
+//! How the gRPC listener is secured: the TLS flags, and turning them into the listener's
+//! certificate files (loaded and kept current by `tls_reload`) plus the [`PeerGate`] that
+//! decides, per stream, whether the peer is the gateway.
 //!
 //! Secure by default: without certificates the ext_proc refuses to start unless
 //! `--insecure-plaintext` says plaintext is meant.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-
+use super::tls_reload::{ServerTls, TlsFiles};
 use crate::peer::PeerGate;
-
-/// How long a client may take to finish its TLS handshake before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The gRPC listener's TLS flags.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -47,12 +43,17 @@ pub struct TlsArgs {
     /// ignored, and a team that lists principals cannot be charged over plaintext.
     #[arg(long, env = "TALLY_TRUST_PLAINTEXT_PEER_ATTRIBUTES")]
     pub trust_plaintext_peer_attributes: bool,
+    /// How often the certificate, key and client CA files are checked for changes,
+    /// milliseconds: a renewed set (cert-manager) serves new connections without a restart;
+    /// an invalid one is logged and the previous kept.
+    #[arg(long, env = "TALLY_TLS_POLL_MS", value_name = "N", default_value_t = 10_000)]
+    pub tls_poll_ms: u64,
 }
 
 /// The gRPC listener's security, checked and loaded.
 pub struct Transport {
     /// `None` = plaintext.
-    pub tls: Option<ServerTlsConfig>,
+    pub tls: Option<ServerTls>,
     pub peers: PeerGate,
     /// One line for the startup log.
     pub summary: String,
@@ -81,13 +82,12 @@ impl TlsArgs {
                 ),
             });
         };
-        let mut tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(
-                read(cert, "--tls-cert-file")?,
-                read(key, "--tls-key-file")?,
-            ))
-            .timeout(HANDSHAKE_TIMEOUT);
-        let Some(ca) = &self.tls_client_ca_file else {
+        let tls = ServerTls::load(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.tls_client_ca_file.clone(),
+        })?;
+        if self.tls_client_ca_file.is_none() {
             return Ok(Transport {
                 tls: Some(tls),
                 peers: PeerGate::Anonymous {
@@ -97,8 +97,7 @@ impl TlsArgs {
                           (--tls-client-ca-file makes the gateway prove its identity)"
                     .into(),
             });
-        };
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca, "--tls-client-ca-file")?));
+        }
         let summary = match self.trusted_client_ids.as_slice() {
             [] => "gRPC over mTLS; any client certificate the CA signed is the gateway".to_string(),
             ids => format!("gRPC over mTLS; client ids trusted as the gateway: {}", ids.join(", ")),
@@ -141,10 +140,6 @@ impl TlsArgs {
         }
         out
     }
-}
-
-fn read(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {flag} {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The ext_proc's security, against the real `tally-extproc` binary: the gRPC listener admits
 //! only the gateway's certificate and believes only its request attributes ([`transport`]);
 //! the ledger and spend API needs the bearer token and streams the ledger in bounded memory
-//! ([`api`]); the process refuses to start unsecured, and README and `--help` agree ([`docs`]).
+//! ([`api`]); the process refuses to start unsecured, and README and `--help` agree ([`docs`]);
+//! a renewed server certificate applies without a restart ([`renewal`]).
 
 mod api;
 mod docs;
+mod renewal;
 mod transport;
 
 use tally_config::compiled::{CompiledConfig, TeamConfig};
