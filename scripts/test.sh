@@ -41,4 +41,4 @@ step "building container images (scripts/images.sh: static musl binaries, builda
 scripts/images.sh
 
 step "cargo test"
-cargo test --workspace --locked -- --test-threads=2
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2
