@@ -4,7 +4,18 @@
 
 use serde_json::{Map, Value};
 
-use crate::observation::Found;
+/// A field found in a record: the key it was under and its value as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub key: String,
+    pub value: Value,
+}
+
+impl Found {
+    pub fn new(key: impl Into<String>, value: Value) -> Found {
+        Found { key: key.into(), value }
+    }
+}
 
 /// Values that mean "not set" in access logs and exports.
 const BLANKS: &[&str] = &["", "-", "null", "none", "n/a", "nil", "undefined"];

@@ -4,22 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
 
 use crate::field::Field;
 
-/// A field found in a record: the key it was under and its value as written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Found {
-    pub key: String,
-    pub value: Value,
-}
-
-impl Found {
-    pub fn new(key: impl Into<String>, value: Value) -> Found {
-        Found { key: key.into(), value }
-    }
-}
+pub use crate::lookup::Found;
 
 /// How a source counts input tokens when part of the prompt was cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -294,8 +294,8 @@ pub fn llama_body(text: &str) -> Blob {
 /// Runs `tests/fixtures/e2e/boto3_client.py` with the cached Python (boto3) against
 /// `endpoint_url`; `args` are its flags. Returns one JSON value per call.
 pub async fn boto3_calls(endpoint_url: &str, args: &[&str]) -> Vec<serde_json::Value> {
-    let script = crate::fixtures::tools::workspace_root().join("tests/fixtures/e2e/boto3_client.py");
-    let mut cmd = tokio::process::Command::new(crate::fixtures::tools::python());
+    let script = crate::tools::workspace_root().join("tests/fixtures/e2e/boto3_client.py");
+    let mut cmd = tokio::process::Command::new(crate::tools::python());
     cmd.arg(&script).args(["--endpoint", endpoint_url]).args(args);
     for var in [
         "AWS_PROFILE",

@@ -10,3 +10,4 @@ pub mod expect;
 pub mod fixtures;
 pub mod kube_apiserver;
 pub mod scenarios;
+pub mod tools;
