@@ -139,18 +139,35 @@ fn image_of<'a>(images: &'a [(String, String)], container: &str) -> &'a str {
 #[test]
 fn chart_defaults_name_the_images_built_here_with_the_workspace_version() {
     let version = workspace_version();
+    assert_chart_carries(&version);
+    assert_values_name_the_images(&version);
+    // What a default `helm install` actually starts.
+    let images = rendered_images(&[]);
+    assert_eq!(image_of(&images, "extproc"), image_ref(EXTPROC_REPOSITORY));
+    assert_eq!(image_of(&images, "operator"), image_ref(OPERATOR_REPOSITORY));
+
+    let prefix = assert_images_sh_builds_those_names();
+    assert_release_workflow_pushes_to(&prefix);
+    assert_overrides_reach_the_pods();
+}
+
+/// The chart's version and appVersion (the images' default tag) are the workspace version.
+fn assert_chart_carries(version: &str) {
     let chart: serde_yaml::Value = serde_yaml::from_str(&read(&chart_dir().join("Chart.yaml"))).expect("Chart.yaml");
     assert_eq!(
         chart["appVersion"].as_str(),
-        Some(version.as_str()),
+        Some(version),
         "charts/tally/Chart.yaml appVersion must equal the workspace version in Cargo.toml (the images' tag)"
     );
     assert_eq!(
         chart["version"].as_str(),
-        Some(version.as_str()),
+        Some(version),
         "charts/tally/Chart.yaml version must equal the workspace version (RELEASING.md: one version for everything)"
     );
+}
 
+/// values.yaml names the images built here, untagged (= appVersion) and unpinned.
+fn assert_values_name_the_images(version: &str) {
     let values: serde_yaml::Value = serde_yaml::from_str(&read(&chart_dir().join("values.yaml"))).expect("values.yaml");
     for (component, repository) in [("extproc", EXTPROC_REPOSITORY), ("operator", OPERATOR_REPOSITORY)] {
         let image = &values[component]["image"];
@@ -160,7 +177,7 @@ fn chart_defaults_name_the_images_built_here_with_the_workspace_version() {
             "{component}.image.repository"
         );
         assert!(
-            matches!(image["tag"].as_str(), Some("")) || image["tag"].as_str() == Some(version.as_str()),
+            matches!(image["tag"].as_str(), Some("")) || image["tag"].as_str() == Some(version),
             "{component}.image.tag must be empty (= appVersion) or the workspace version, got {:?}",
             image["tag"]
         );
@@ -170,12 +187,10 @@ fn chart_defaults_name_the_images_built_here_with_the_workspace_version() {
             "{component}.image.digest pins another image"
         );
     }
+}
 
-    // What a default `helm install` actually starts.
-    let images = rendered_images(&[]);
-    assert_eq!(image_of(&images, "extproc"), image_ref(EXTPROC_REPOSITORY));
-    assert_eq!(image_of(&images, "operator"), image_ref(OPERATOR_REPOSITORY));
-
+/// scripts/images.sh builds the same names; returns its image prefix.
+fn assert_images_sh_builds_those_names() -> String {
     // What scripts/images.sh builds: the same prefix and names.
     let script = read(&tools::workspace_root().join("scripts/images.sh"));
     let prefix = script
@@ -201,7 +216,11 @@ fn chart_defaults_name_the_images_built_here_with_the_workspace_version() {
         "scripts/images.sh builds other names"
     );
 
-    // The release workflow pushes to the same names under the repository owner.
+    prefix.to_string()
+}
+
+/// The release workflow pushes to the same names under the repository owner.
+fn assert_release_workflow_pushes_to(prefix: &str) {
     let workflow = read(&tools::workspace_root().join(".github/workflows/release.yml"));
     let owner = workspace_repository()
         .trim_start_matches("https://github.com/")
@@ -218,8 +237,10 @@ fn chart_defaults_name_the_images_built_here_with_the_workspace_version() {
     for name in ["tally-extproc", "tally-operator"] {
         assert!(workflow.contains(&format!("name: {name}")), "release.yml builds {name}");
     }
+}
 
-    // Overrides reach the pods: a mirror registry and a digest pin.
+/// Overrides reach the pods: a mirror registry and a digest pin.
+fn assert_overrides_reach_the_pods() {
     let images = rendered_images(&[
         "extproc.image.repository=my-registry.example/tally/tally-extproc",
         "extproc.image.tag=custom",

@@ -1,6 +1,8 @@
 //! The workspace's shape, kept: which crate may link what (docs/architecture.md),
-//! and no source file or function too long to read in one sitting.
+//! no import circle between a crate's modules, and no source file or function
+//! too long to read in one sitting.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -141,6 +143,84 @@ fn no_source_file_over_500_lines_and_no_function_over_80() {
         }
     }
     assert!(problems.is_empty(), "split these:\n{}", problems.join("\n"));
+}
+
+/// `crate::x` paths named by a crate's top-level module `top` (test modules left out).
+fn imports_of(text: &str, top: &str) -> BTreeSet<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    code.match_indices("crate::")
+        .map(|(i, m)| {
+            code[i + m.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|m| !m.is_empty() && m != top)
+        .collect()
+}
+
+/// A cycle among `graph`'s nodes, if there is one.
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == n) {
+            return Some(path[at..].to_vec());
+        }
+        if !done.insert(n.to_string()) {
+            return None;
+        }
+        path.push(n.to_string());
+        let found = g.get(n).into_iter().flatten().find_map(|m| visit(m, g, path, done));
+        path.pop();
+        found
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|n| visit(n, graph, &mut vec![], &mut done))
+}
+
+#[test]
+fn no_crate_has_an_import_circle_between_its_modules() {
+    let root = workspace();
+    for krate in [
+        "config", "api", "store", "extproc", "operator", "audit", "tests", "bench",
+    ] {
+        let src = root.join(krate).join("src");
+        let mut files = vec![];
+        sources(&src, &mut files);
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for path in files {
+            let rel = path.strip_prefix(&src).expect("under src");
+            let top = rel
+                .components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str())
+                .unwrap_or("");
+            let top = top.trim_end_matches(".rs");
+            if matches!(top, "lib" | "main" | "bin") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("readable source");
+            graph.entry(top.to_string()).or_default().extend(imports_of(&text, top));
+        }
+        assert_eq!(cycle(&graph), None, "{krate}: modules import each other in a circle");
+    }
+}
+
+#[test]
+fn the_circle_rule_finds_a_circle() {
+    let g: BTreeMap<String, BTreeSet<String>> = [("a", "b"), ("b", "c"), ("c", "a")]
+        .into_iter()
+        .map(|(n, m)| (n.to_string(), BTreeSet::from([m.to_string()])))
+        .collect();
+    assert_eq!(cycle(&g).map(|c| c.len()), Some(3));
+    assert_eq!(
+        imports_of("use crate::b::X;\nuse crate::a;\n#[cfg(test)]\nuse crate::c;", "a"),
+        BTreeSet::from(["b".to_string()])
+    );
 }
 
 #[test]
