@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-
 use crate::field::Field;
 
 pub use crate::lookup::Found;
