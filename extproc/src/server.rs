@@ -21,7 +21,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::exchange::{BodyMode, Exchange, Headers, Mode, Reply, Shared};
 use crate::peer::{PeerGate, Trust};
@@ -32,6 +32,12 @@ pub const METADATA_NAMESPACE: &str = "tally";
 /// The request attribute that names the application's workload identity: the URI SAN of the
 /// client certificate the application presented to the gateway's Envoy.
 pub const PRINCIPAL_ATTRIBUTE: &str = "connection.uri_san_peer_certificate";
+
+/// The largest ext_proc message read: above the largest body Envoy may buffer
+/// (the chart's `gateway.bufferLimitBytes`, at most 60 MiB by its schema) plus
+/// headers and attributes. tonic's default, 4 MiB, would make larger bodies
+/// fail to decode.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 pub struct Processor {
     shared: Arc<Shared>,
@@ -61,11 +67,21 @@ impl ExternalProcessor for Processor {
         self.shared.exchanges.spawn(async move {
             let mut exchange = Exchange::new(shared);
             loop {
-                // Envoy ends every stream with a reset after the last message:
-                // an error here is the end of the exchange, not a failure.
                 let msg = match inbound.message().await {
                     Ok(Some(m)) => m,
-                    Ok(None) | Err(_) => break,
+                    // Envoy ends every stream with a reset (CANCEL) after the last message,
+                    // or when the client is gone: the end of the exchange, not a failure.
+                    Ok(None) => break,
+                    Err(status) if status.code() == Code::Cancelled => break,
+                    // A message that could not be read (over the size limit, a broken
+                    // transport) is a failure under the fail mode, never a free pass.
+                    Err(status) => {
+                        if let Some(reply) = exchange.stream_failed(&status.to_string()).await {
+                            // A refusal is an ImmediateResponse, valid in any phase.
+                            let _ = tx.send(Ok(to_proto(reply, body_response))).await;
+                        }
+                        break;
+                    }
                 };
                 let Some(resp) = handle(&mut exchange, msg, trust).await else {
                     continue;
@@ -94,9 +110,7 @@ async fn handle(ex: &mut Exchange, msg: ProcessingRequest, trust: Trust) -> Opti
                 Resp::RequestHeaders(HeadersResponse { response: Some(c) })
             })
         }
-        Req::RequestBody(b) => (ex.request_body(&b.body, b.end_of_stream).await, |c| {
-            Resp::RequestBody(BodyResponse { response: Some(c) })
-        }),
+        Req::RequestBody(b) => (ex.request_body(&b.body, b.end_of_stream).await, body_response),
         Req::ResponseHeaders(h) => {
             let headers = headers(h.headers.as_ref());
             (ex.response_headers(&headers, h.end_of_stream).await, |c| {
@@ -106,12 +120,12 @@ async fn handle(ex: &mut Exchange, msg: ProcessingRequest, trust: Trust) -> Opti
         Req::ResponseBody(b) => (ex.response_body(&b.body, b.end_of_stream).await, |c| {
             Resp::ResponseBody(BodyResponse { response: Some(c) })
         }),
-        Req::RequestTrailers(_) => {
-            return Some(ProcessingResponse {
-                response: Some(Resp::RequestTrailers(TrailersResponse::default())),
-                ..Default::default()
-            });
-        }
+        // Asked for whenever the body is read: a call still unadmitted is admitted here.
+        Req::RequestTrailers(_) => (ex.request_trailers().await, |c| {
+            Resp::RequestTrailers(TrailersResponse {
+                header_mutation: c.header_mutation,
+            })
+        }),
         Req::ResponseTrailers(_) => {
             return Some(ProcessingResponse {
                 response: Some(Resp::ResponseTrailers(TrailersResponse::default())),
@@ -120,6 +134,10 @@ async fn handle(ex: &mut Exchange, msg: ProcessingRequest, trust: Trust) -> Opti
         }
     };
     Some(to_proto(reply, wrap))
+}
+
+fn body_response(c: CommonResponse) -> processing_response::Response {
+    processing_response::Response::RequestBody(BodyResponse { response: Some(c) })
 }
 
 /// Headers as `(lowercase name, value)`; Envoy sends `raw_value` bytes (non-UTF-8 is replaced, never fatal).
@@ -193,7 +211,12 @@ fn mode(m: Mode) -> ProcessingMode {
         } as i32,
         request_body_mode: body_mode(m.request_body),
         response_body_mode: body_mode(m.response_body),
-        request_trailer_mode: HeaderSendMode::Skip as i32,
+        // With the body read, its trailers are asked for too: the last chance to admit.
+        request_trailer_mode: if m.request_body == BodyMode::None {
+            HeaderSendMode::Skip
+        } else {
+            HeaderSendMode::Send
+        } as i32,
         response_trailer_mode: HeaderSendMode::Skip as i32,
     }
 }

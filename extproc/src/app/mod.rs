@@ -168,7 +168,9 @@ pub async fn run(
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
-        .add_service(ExternalProcessorServer::new(processor));
+        .add_service(
+            ExternalProcessorServer::new(processor).max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES),
+        );
     let grpc = serve_grpc(router, listeners.grpc, transport.tls, stop_rx.clone());
     let metrics = serve_http(listeners.metrics, probes::router(shared.clone()), stop_rx.clone());
     let api = async {

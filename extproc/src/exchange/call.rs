@@ -10,6 +10,7 @@ use crate::usage::Accumulator;
 
 use super::admission::PriceInfo;
 use super::facts::CallFacts;
+use super::options::FailMode;
 
 /// The most request body kept to read `max_tokens` & co; the rest is only counted.
 const MAX_BODY_FACTS: usize = 4 * 1024 * 1024;
@@ -26,6 +27,29 @@ pub enum Phase {
     Admitted,
     /// Settled or refused and recorded; nothing more happens.
     Finished,
+}
+
+/// The ledger message of a call refused because its ext_proc stream failed.
+pub const STREAM_ERROR_MESSAGE: &str = "The request could not be read by the cost gateway; it was not sent.";
+
+/// What a failed ext_proc stream means for the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFailure {
+    /// Fail-closed before admission: refuse the call.
+    Refuse,
+    /// Fail-open before admission: let it through, charged its worst case.
+    ChargeWorstCase,
+    /// Admitted or finished already: settle as a cut call (or nothing).
+    Settle,
+}
+
+/// Whether a failed stream refuses the call, charges its worst case, or only settles.
+pub fn on_stream_error(phase: Phase, fail_mode: FailMode) -> StreamFailure {
+    match (phase, fail_mode) {
+        (Phase::Requested, FailMode::Closed) => StreamFailure::Refuse,
+        (Phase::Requested, FailMode::Open) => StreamFailure::ChargeWorstCase,
+        (Phase::Admitted | Phase::Finished, _) => StreamFailure::Settle,
+    }
 }
 
 /// What the response body is read as.
@@ -47,6 +71,8 @@ pub struct Call {
     /// Request body bytes seen, and the first [`MAX_BODY_FACTS`] of them.
     pub body_len: u64,
     pub body: Vec<u8>,
+    /// The body was asked for BUFFERED: Envoy sends it whole in one message.
+    pub body_buffered: bool,
     /// Set at admission.
     pub price: Option<PriceInfo>,
     pub plan: Option<Plan>,
@@ -68,6 +94,7 @@ impl Call {
             phase: Phase::Requested,
             body_len: 0,
             body: Vec::new(),
+            body_buffered: false,
             price: None,
             plan: None,
             worst_case: Nanos::ZERO,
@@ -84,6 +111,13 @@ impl Call {
         self.body_len += chunk.len() as u64;
         let room = MAX_BODY_FACTS.saturating_sub(self.body.len());
         self.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    /// Whether a request body message is the body's last: its `end_of_stream`, or
+    /// any message of a BUFFERED body — Envoy sends that whole in one message, with
+    /// `end_of_stream=false` when trailers follow (whatever the trailer mode).
+    pub fn is_last_body_chunk(&self, end_of_stream: bool) -> bool {
+        end_of_stream || self.body_buffered
     }
 
     /// The whole request body, if all of it was kept; the buffer is released.

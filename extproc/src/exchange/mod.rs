@@ -36,7 +36,7 @@ use crate::eventstream::StreamUsage;
 use crate::policy::{Plan, Policy};
 use crate::usage::{self, RequestFacts};
 use admission::Decision;
-use call::{Call, Phase, ResponseBody};
+use call::{Call, Phase, ResponseBody, StreamFailure};
 use facts::CallFacts;
 
 pub use options::{FailMode, Options, RequestBody};
@@ -99,8 +99,7 @@ impl Exchange {
             } else {
                 None
             };
-            admitted
-                .unwrap_or_else(|| Reply::proceed(vec![], Some(Mode::READ_REQUEST_BODY), self.attribution_metadata()))
+            admitted.unwrap_or_else(|| self.read_body())
         };
         reply.removing(remove)
     }
@@ -111,9 +110,34 @@ impl Exchange {
             return Reply::pass();
         };
         call.push_request_body(body);
-        if !end_of_stream || call.phase != Phase::Requested {
+        if !call.is_last_body_chunk(end_of_stream) || call.phase != Phase::Requested {
             return Reply::pass();
         }
+        self.admit_read_body().await
+    }
+
+    /// Request trailers: the request is complete, so a call still waiting for
+    /// its body is admitted now on what arrived — nothing goes upstream unreserved.
+    pub async fn request_trailers(&mut self) -> Reply {
+        match &self.call {
+            Some(call) if call.phase == Phase::Requested => self.admit_read_body().await,
+            _ => Reply::pass(),
+        }
+    }
+
+    /// Asks Envoy for the request body, buffered (one message, the whole body).
+    fn read_body(&mut self) -> Reply {
+        if let Some(call) = self.call.as_mut() {
+            call.body_buffered = true;
+        }
+        Reply::proceed(vec![], Some(Mode::READ_REQUEST_BODY), self.attribution_metadata())
+    }
+
+    /// Admits on the request body read so far (all of it, at its end).
+    async fn admit_read_body(&mut self) -> Reply {
+        let Some(call) = self.call.as_mut() else {
+            return Reply::pass();
+        };
         let facts = call
             .take_request_body()
             .map(|b| usage::request_facts(&b))
@@ -194,6 +218,34 @@ impl Exchange {
     pub async fn abandon(&mut self) {
         if self.call.as_ref().is_some_and(|c| c.phase == Phase::Admitted) {
             self.finish(Outcome::Incomplete).await;
+        }
+    }
+
+    /// The ext_proc stream failed (a message Envoy sent could not be read, a
+    /// transport error): never a free pass. Closed: the call is refused, if it
+    /// was not admitted yet. Open: it goes through but is charged its worst case
+    /// and recorded (by [`Exchange::abandon`]). The answer, if any, is for Envoy.
+    pub async fn stream_failed(&mut self, error: &str) -> Option<Reply> {
+        let call = self.call.as_ref()?;
+        let action = call::on_stream_error(call.phase, self.shared.opts.fail_mode);
+        tracing::warn!(request_id = %call.facts.request_id, team = %call.facts.who.team, %error, ?action, "ext_proc stream failed");
+        match action {
+            StreamFailure::Refuse => {
+                self.record_refusal(Outcome::Blocked, call::STREAM_ERROR_MESSAGE).await;
+                Some(self.respond(
+                    503,
+                    "ServiceUnavailableException",
+                    call::STREAM_ERROR_MESSAGE.into(),
+                    vec![],
+                ))
+            }
+            StreamFailure::ChargeWorstCase => {
+                self.plan_reservation(None, false);
+                let call = self.call.as_mut().expect("a call");
+                call.phase = Phase::Admitted;
+                None
+            }
+            StreamFailure::Settle => None,
         }
     }
 

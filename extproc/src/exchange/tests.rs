@@ -316,3 +316,34 @@ async fn zero_cost_calls_and_other_paths_pass_without_a_reservation() {
         "CountTokens is never blocked: {passed:?}"
     );
 }
+
+#[test]
+fn a_failed_stream_refuses_when_closed_charges_when_open_and_settles_once_admitted() {
+    use call::{StreamFailure, on_stream_error};
+    assert_eq!(
+        on_stream_error(Phase::Requested, FailMode::Closed),
+        StreamFailure::Refuse
+    );
+    assert_eq!(
+        on_stream_error(Phase::Requested, FailMode::Open),
+        StreamFailure::ChargeWorstCase
+    );
+    for phase in [Phase::Admitted, Phase::Finished] {
+        for mode in [FailMode::Open, FailMode::Closed] {
+            assert_eq!(on_stream_error(phase, mode), StreamFailure::Settle);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_buffered_body_without_end_of_stream_is_the_last_chunk_and_admits() {
+    let s = shared(config(Nanos(1_000_000_000), vec![]), Options::default());
+    let mut ex = Exchange::new(s.clone());
+    ex.request_headers(&request("converse", "t"), false, vec![]).await;
+    // Trailers follow: Envoy sends the whole buffered body with end_of_stream=false.
+    let admitted = ex.request_body(&body_100_bytes(), false).await;
+    assert!(matches!(admitted, Reply::Continue { mode: None, .. }), "{admitted:?}");
+    assert_eq!(team_counters(&s, &ex).reserved, WORST, "reserved before the trailers");
+    assert_eq!(ex.request_trailers().await, Reply::pass(), "admitted once");
+    assert_eq!(team_counters(&s, &ex).reserved, WORST);
+}
