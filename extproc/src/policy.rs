@@ -253,10 +253,12 @@ impl Policy {
 
 /// Worst-case cost: every body byte an input token (a tokenizer never emits
 /// more tokens than bytes of text) at the dearest input price, plus the output
-/// cap the client asked for, bounded by the model's own maximum.
+/// cap the client asked for. The catalog's `maxOutputTokens` bounds only a
+/// request that asks for none: it is never used to lower a request's own cap,
+/// since a catalog can be stale and Bedrock enforces the model's real limit,
+/// not ours — a smaller bound would let a call cost more than it reserved.
 pub fn worst_case(prices: &Prices, model_max_output: u32, body_bytes: u64, requested_max_output: Option<u64>) -> Nanos {
-    let model_max = u64::from(model_max_output);
-    let output = requested_max_output.map_or(model_max, |r| r.min(model_max));
+    let output = requested_max_output.unwrap_or(u64::from(model_max_output));
     pricing::worst_case(body_bytes, output, prices)
 }
 
@@ -417,14 +419,16 @@ mod tests {
     }
 
     #[test]
-    fn worst_case_caps_output_at_the_model_maximum() {
+    fn worst_case_takes_the_requests_cap_else_the_model_maximum() {
         let p = Policy::new(config());
         let priced = p.price("us.amazon.nova-pro-v1:0", "us-east-1").unwrap();
         let wc = |body, asked| worst_case(&priced.entry.prices, priced.entry.max_output_tokens, body, asked);
         // 1000 bytes × 0.8 $/1M + 500 × 3.2 $/1M
         assert_eq!(wc(1000, Some(500)), Nanos(800_000 + 1_600_000));
-        // asked for more than the model can produce: bounded by maxOutputTokens
-        assert_eq!(wc(0, Some(1_000_000)), Nanos(32_000_000));
+        // asked for more than the catalog's maxOutputTokens (10,000): the request's
+        // own cap is the bound, 1M × 3.2 $/1M
+        assert_eq!(wc(0, Some(1_000_000)), Nanos(3_200_000_000));
+        // asked for nothing: the catalog's maxOutputTokens
         assert_eq!(wc(0, None), Nanos(32_000_000));
         assert!(p.price("meta.llama3-1-8b-instruct-v1:0", "us-east-1").is_none());
     }
