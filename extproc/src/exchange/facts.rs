@@ -26,9 +26,12 @@ pub struct CallFacts {
     pub principals: Vec<String>,
     /// The SDK app id the caller sends in `user-agent` (`app/<id>`): who calls, for coverage reports.
     pub client: Option<String>,
-    /// The client's id for the call, stable across its retries.
+    /// The client's id for the call, stable across its retries: attribution
+    /// data (the ledger's `requestId`), never a key, since the client picks it.
     pub request_id: String,
-    /// This attempt's charge id: what settlement is idempotent on.
+    /// This exchange's charge id: what reservation and settlement are keyed and
+    /// idempotent on. Unique per exchange, so no call can settle, release or
+    /// mark done another call's charge by sending the same client ids.
     pub charge_id: String,
     pub service_tier: Option<String>,
     pub content_length: Option<u64>,
@@ -55,7 +58,7 @@ impl CallFacts {
         };
         let who = policy.attribute(&claims);
         let request_id = request_id(h);
-        let charge_id = format!("{request_id}/{}", sdk_attempt(h));
+        let charge_id = charge_id(&request_id, sdk_attempt(h));
         Some(CallFacts {
             operation: parsed.operation,
             model_id,
@@ -141,6 +144,11 @@ fn client(h: &Headers) -> Option<String> {
         .map(|id| format!("app/{id}"))
 }
 
+/// The client's ids (readable in the ledger) plus a fresh uuid (the uniqueness).
+fn charge_id(request_id: &str, attempt: u32) -> String {
+    format!("{request_id}/{attempt}/{}", uuid::Uuid::new_v4())
+}
+
 fn sdk_attempt(h: &Headers) -> u32 {
     // `amz-sdk-request: attempt=2; max=3`
     h.get("amz-sdk-request")
@@ -189,17 +197,19 @@ mod tests {
     }
 
     #[test]
-    fn the_charge_id_is_the_request_id_and_the_sdk_attempt() {
-        let f = facts(&[
+    fn the_charge_id_names_the_client_ids_but_is_unique_per_exchange() {
+        let sent = [
             POST,
             CONVERSE,
             ("amz-sdk-invocation-id", "inv-1"),
             ("amz-sdk-request", "attempt=2; max=3"),
-        ])
-        .unwrap();
-        assert_eq!((f.request_id.as_str(), f.charge_id.as_str()), ("inv-1", "inv-1/2"));
+        ];
+        let (f, again) = (facts(&sent).unwrap(), facts(&sent).unwrap());
+        assert_eq!(f.request_id, "inv-1");
+        assert!(f.charge_id.starts_with("inv-1/2/"), "{}", f.charge_id);
+        assert_ne!(f.charge_id, again.charge_id, "same client ids, another exchange");
         let fallback = facts(&[POST, CONVERSE, ("x-request-id", "r-9")]).unwrap();
-        assert_eq!(fallback.charge_id, "r-9/1");
+        assert!(fallback.charge_id.starts_with("r-9/1/"), "{}", fallback.charge_id);
     }
 
     #[test]

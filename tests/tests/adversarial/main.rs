@@ -9,6 +9,7 @@
 //! Run: `cargo test -p tally-tests --test adversarial`.
 
 mod bounds;
+mod charge_ids;
 mod oversized;
 // The gRPC suite's builders and readers; this suite uses only some of them.
 #[allow(dead_code)]
