@@ -231,7 +231,7 @@ impl StreamUsage {
                     if let Some(inner) = chunk_bytes(frame.payload)
                         && mentions_usage(&inner)
                     {
-                        usage.observe(&usage::from_json_bytes(&inner));
+                        usage.observe(&usage::from_stream_chunk(&inner));
                     }
                 }
                 _ => {}
@@ -404,6 +404,34 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_start_is_provisional_and_only_a_final_usage_completes() {
+        let mut s = StreamUsage::new();
+        s.push(&chunk(
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+        ));
+        s.push(&chunk(r#"{"generation":"x","generation_token_count":3}"#));
+        assert!(
+            s.usage.any() && !s.usage.final_seen() && !s.usage.complete(),
+            "{:?}",
+            s.usage
+        );
+        s.push(&chunk(r#"{"type":"message_delta","usage":{"output_tokens":15}}"#));
+        assert!(s.usage.complete());
+        assert_eq!((s.usage.usage().input, s.usage.usage().output), (25, 15));
+        for last in [
+            chunk(
+                r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":2,"outputTokenCount":3}}"#,
+            ),
+            event("metadata", br#"{"usage":{"inputTokens":8,"outputTokens":9}}"#),
+            chunk(r#"{"metadata":{"usage":{"inputTokens":8,"outputTokens":9}}}"#),
+        ] {
+            let mut s = StreamUsage::new();
+            s.push(&last);
+            assert!(s.usage.complete(), "{:?}", s.usage);
+        }
+    }
+
+    #[test]
     fn corrupt_frames_stop_decoding_without_panicking() {
         let mut good = anthropic_stream();
         let last = good.len() - 1;
@@ -430,11 +458,12 @@ mod tests {
     }
 
     #[test]
-    fn truncated_stream_keeps_what_it_saw() {
+    fn truncated_stream_keeps_what_it_saw_as_provisional() {
         let stream = anthropic_stream();
         let mut s = StreamUsage::new();
         s.push(&stream[..stream.len() / 2]);
         assert!(s.usage.any());
+        assert!(!s.usage.final_seen(), "message_start is not the final usage");
         assert_eq!(s.usage.usage().input, 21);
     }
 

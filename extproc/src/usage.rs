@@ -8,6 +8,12 @@
 //! is turned into an [`Observation`]; an [`Accumulator`] merges them (later
 //! totals replace earlier ones, since Anthropic's `message_delta` counts are
 //! cumulative) into the [`Usage`] that is priced.
+//!
+//! Only a final usage is the real cost of a stream: Anthropic's
+//! `message_delta`, a `metadata` event, or `amazon-bedrock-invocationMetrics`.
+//! Counts a stream gives on the way (`message_start` says `output_tokens: 1`,
+//! Llama chunks count as they go) are provisional: a stream cut before its
+//! final usage is not priced from them.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,11 +30,17 @@ pub struct Observation {
     pub cache_write: Option<u64>,
     pub cache_write_5m: Option<u64>,
     pub cache_write_1h: Option<u64>,
+    /// Counts given on the way (a stream's start or running totals), not the final usage.
+    pub provisional: bool,
 }
 
 impl Observation {
+    /// Says no count at all.
     pub fn is_empty(&self) -> bool {
-        *self == Observation::default()
+        Observation {
+            provisional: false,
+            ..*self
+        } == Observation::default()
     }
 }
 
@@ -36,6 +48,8 @@ impl Observation {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Accumulator {
     seen: Observation,
+    /// A final (non-provisional) usage arrived.
+    final_seen: bool,
 }
 
 impl Accumulator {
@@ -53,16 +67,22 @@ impl Accumulator {
                 *dst = src;
             }
         }
+        self.final_seen |= !o.provisional && !o.is_empty();
     }
 
-    /// Whether any usage at all has been seen.
+    /// Whether any usage at all has been seen, provisional or final.
     pub fn any(&self) -> bool {
         !self.seen.is_empty()
     }
 
-    /// Input and output both known: enough to price the call.
+    /// Whether a final usage has been seen: the call's real cost is known.
+    pub fn final_seen(&self) -> bool {
+        self.final_seen
+    }
+
+    /// A final usage seen, with input and output both known: enough to price the call.
     pub fn complete(&self) -> bool {
-        self.seen.input.is_some() && self.seen.output.is_some()
+        self.final_seen && self.seen.input.is_some() && self.seen.output.is_some()
     }
 
     /// The usage to price. Cache writes without a TTL split are priced as
@@ -177,6 +197,21 @@ pub fn from_json_bytes(body: &[u8]) -> Observation {
         .unwrap_or_default()
 }
 
+/// The usage in one invoke-stream chunk (model JSON). Final only in the shapes
+/// that carry a stream's totals: Anthropic's `message_delta`, a `metadata`
+/// object (Nova), or `amazon-bedrock-invocationMetrics` (every model's last
+/// chunk); anything else (`message_start`, running counts) is provisional.
+pub fn from_stream_chunk(chunk: &[u8]) -> Observation {
+    let Ok(v) = serde_json::from_slice::<Value>(chunk) else {
+        return Observation::default();
+    };
+    let mut o = from_json(&v);
+    o.provisional = !(v.get("type").and_then(Value::as_str) == Some("message_delta")
+        || v.get("metadata").is_some()
+        || v.get("amazon-bedrock-invocationMetrics").is_some());
+    o
+}
+
 /// What the request body tells about its worst case.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestFacts {
@@ -251,10 +286,6 @@ mod tests {
         for v in values {
             acc.observe(&from_json(v));
         }
-        usage_of_acc(&acc)
-    }
-
-    fn usage_of_acc(acc: &Accumulator) -> Usage {
         acc.usage()
     }
 

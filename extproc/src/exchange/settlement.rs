@@ -14,7 +14,7 @@ use crate::policy::Plan;
 use super::call::Call;
 
 pub const NOTE_NO_BODY: &str = "request body not seen: admitted without a reservation";
-pub const NOTE_NO_USAGE: &str = "no usage arrived before the exchange ended: charged the worst-case reservation";
+pub const NOTE_NO_USAGE: &str = "no final usage arrived before the exchange ended: charged the worst-case reservation";
 
 /// What a finished call is charged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +25,10 @@ pub struct Charge {
 }
 
 /// The charge of a call that ended with `outcome`. An upstream error with no
-/// usage costs nothing; a call cut before any usage arrived is charged its
-/// whole worst-case reservation; non-inference calls are free.
+/// usage costs nothing; a call cut before its final usage arrived is charged
+/// its whole worst-case reservation (a stream's start, e.g. Anthropic's
+/// `message_start` with `output_tokens: 1`, is not its cost); non-inference
+/// calls are free.
 pub fn charge(call: &Call, outcome: Outcome) -> Charge {
     let usage = match outcome {
         Outcome::UpstreamError if call.stream().is_none_or(|s| !s.usage.any()) => Usage::default(),
@@ -37,7 +39,7 @@ pub fn charge(call: &Call, outcome: Outcome) -> Charge {
         .as_ref()
         .map_or(Nanos::ZERO, |p| pricing::cost(&usage, &p.prices));
     let mut note = call.note.clone();
-    if outcome == Outcome::Incomplete && !call.seen_usage() {
+    if outcome == Outcome::Incomplete && !final_usage_seen(call) {
         cost = call.worst_case;
         note = Some(NOTE_NO_USAGE.into());
     }
@@ -45,6 +47,12 @@ pub fn charge(call: &Call, outcome: Outcome) -> Charge {
         cost = Nanos::ZERO;
     }
     Charge { usage, cost, note }
+}
+
+/// Whether the call's real cost arrived: a stream's final usage, or the
+/// usage of headers or a JSON body (always final).
+fn final_usage_seen(call: &Call) -> bool {
+    call.stream().map_or(call.usage.final_seen(), |s| s.usage.final_seen())
 }
 
 /// The settlement of a finished call: its charge against every counter of `plan`.

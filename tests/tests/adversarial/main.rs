@@ -10,6 +10,7 @@
 
 mod bounds;
 mod charge_ids;
+mod cut_streams;
 mod oversized;
 // The gRPC suite's builders and readers; this suite uses only some of them.
 #[allow(dead_code)]
