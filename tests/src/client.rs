@@ -202,6 +202,18 @@ impl AppClient {
     }
 }
 
+/// An invoke stream of `model` read for its first `events` chunk events, then
+/// hung up on (a client's stop button); the call's request id.
+pub async fn invoke_stream_cut_after(client: &AppClient, model: &str, body: Blob, events: usize) -> String {
+    let mut out = client.invoke_stream(model, body).await.expect("stream starts");
+    let id = client.request_id();
+    for _ in 0..events {
+        let event = out.body.recv().await.expect("event").expect("stream open");
+        assert!(matches!(event, ResponseStream::Chunk(_)));
+    }
+    id
+}
+
 /// Reads an invoke stream to its end; how many `chunk` events it carried.
 pub async fn drain_invoke_stream(mut out: InvokeModelWithResponseStreamOutput) -> usize {
     let mut chunks = 0;

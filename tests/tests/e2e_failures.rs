@@ -7,8 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_bedrockruntime::types::ResponseStream;
-use tally_tests::client::{Attribution, anthropic_body, bedrock_client};
+use tally_tests::client::{Attribution, anthropic_body, bedrock_client, invoke_stream_cut_after};
 use tally_tests::expect::{PricesNanos, cost_nanos, record_for};
 use tally_tests::fixtures::envoy::{Envoy, EnvoyOptions};
 use tally_tests::fixtures::extproc::FailMode;
@@ -77,17 +76,8 @@ async fn chart_gateway_without_ext_proc_fails_open_and_signs_as_the_gateway() {
 async fn client_disconnect_mid_stream_is_recorded_incomplete() {
     let stack = Stack::start(StackOptions::new(default_config())).await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
-    let mut out = client
-        .invoke_stream(US_HAIKU, anthropic_body(SLOW_STREAM))
-        .await
-        .expect("stream starts");
-    let id = client.request_id();
     // message_start (carries input_tokens=500, output_tokens=1) and the first delta, then hang up.
-    for _ in 0..2 {
-        let event = out.body.recv().await.expect("event").expect("stream open");
-        assert!(matches!(event, ResponseStream::Chunk(_)));
-    }
-    drop(out);
+    let id = invoke_stream_cut_after(&client, US_HAIKU, anthropic_body(SLOW_STREAM), 2).await;
     drop(client);
     let ledger = stack.extproc.wait_ledger(1, Duration::from_secs(15)).await;
     let record = record_for(&ledger, &id);

@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_bedrockruntime::types::ResponseStream;
-use tally_tests::client::{Attribution, anthropic_body};
+use tally_tests::client::{Attribution, anthropic_body, invoke_stream_cut_after};
 use tally_tests::expect::{PricesNanos, cost_nanos, record_for};
 use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::scenarios::{US_HAIKU, config, team};
@@ -28,17 +27,8 @@ async fn a_stream_cut_after_message_start_is_charged_its_worst_case() {
     )])))
     .await;
     let client = stack.client(Attribution::new("search", "acme", "rag"));
-    let mut out = client
-        .invoke_stream(US_HAIKU, anthropic_body(SLOW_STREAM))
-        .await
-        .expect("the first stream is admitted");
-    let id = client.request_id();
     // message_start (input_tokens=500, output_tokens=1) and the first delta, then hang up.
-    for _ in 0..2 {
-        let event = out.body.recv().await.expect("event").expect("stream open");
-        assert!(matches!(event, ResponseStream::Chunk(_)));
-    }
-    drop(out);
+    let id = invoke_stream_cut_after(&client, US_HAIKU, anthropic_body(SLOW_STREAM), 2).await;
     let ledger = stack.extproc.wait_ledger(1, Duration::from_secs(15)).await;
     let record = record_for(&ledger, &id);
     assert_eq!(record["outcome"], "incomplete", "{record:#}");
