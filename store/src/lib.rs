@@ -132,7 +132,12 @@ pub enum StoreError {
 /// The longest a reservation or settlement may take before it counts as an
 /// outage (the fail mode applies, the settlement is spooled). Kept here, behind
 /// the store, so every caller gets the same deadline and the same error.
-pub const DEADLINE: Duration = Duration::from_millis(500);
+///
+/// Below Envoy's ext_proc `message_timeout` with room for two store calls in one
+/// message (a reservation and the record of its refusal): the chart refuses a
+/// `gateway.extProc.messageTimeout` of 2 × DEADLINE or less, so a fail-closed
+/// decision always reaches Envoy before Envoy gives up on the ext_proc.
+pub const DEADLINE: Duration = Duration::from_millis(200);
 
 async fn within_deadline<T>(op: &'static str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::time::timeout(DEADLINE, f)
@@ -152,7 +157,15 @@ impl Store {
     /// Holds `r.amount` against every budget or none, within [`DEADLINE`].
     pub async fn reserve(&self, r: &ReserveRequest) -> Result<ReserveOutcome> {
         match self {
-            Store::Redis(s) => within_deadline("reserve", s.reserve(r)).await,
+            Store::Redis(s) => {
+                let outcome = within_deadline("reserve", s.reserve(r)).await;
+                // No answer (a timeout, a lost connection) does not mean nothing was held:
+                // the script may have run, or still be queued. Void it rather than hold it for the TTL.
+                if outcome.is_err() {
+                    s.void_later(r);
+                }
+                outcome
+            }
             Store::Memory(s) => Ok(s.reserve(r)),
         }
     }

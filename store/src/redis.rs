@@ -95,6 +95,17 @@ redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
 return {'ok', string.format('%d', team_used)}
 "#;
 
+/// KEYS: resv zset, resv data. ARGV: charge id, expiry ms.
+/// Voids a reservation whose reply never arrived: releases it if it was held, and
+/// leaves a zero-amount hold under its id until `expiry`, so a reserve still
+/// queued behind it finds the id taken and holds nothing. Right in either order.
+const VOID: &str = r#"
+release(KEYS[1], KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], '0')
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"#;
+
 /// A single-node or cluster connection; both reconnect by themselves.
 #[derive(Clone)]
 pub enum Connection {
@@ -134,7 +145,11 @@ pub struct RedisStore {
     conn: Connection,
     reserve: Script,
     settle: Script,
+    void: Script,
 }
+
+/// Tries at voiding a reservation whose reply was lost.
+const VOID_ATTEMPTS: u32 = 5;
 
 /// How long one store operation may take before it counts as an outage.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(250);
@@ -184,6 +199,7 @@ impl RedisStore {
             conn,
             reserve: Script::new(&format!("{RELEASE_FN}{RESERVE}")),
             settle: Script::new(&format!("{RELEASE_FN}{SETTLE}")),
+            void: Script::new(&format!("{RELEASE_FN}{VOID}")),
         })
     }
 
@@ -233,6 +249,26 @@ impl RedisStore {
             Some("dup") => Ok(ReserveOutcome::Duplicate),
             _ => Err(protocol(&reply)),
         }
+    }
+
+    /// Voids the reservation `r` in the background after its reply was lost (a
+    /// timeout: the script may have run, or may still run): nothing stays held for
+    /// the TTL. Retried a few times while the store is unreachable.
+    pub fn void_later(&self, r: &ReserveRequest) {
+        let (mut conn, script) = (self.conn.clone(), self.void.clone());
+        let (zset, data) = (keys::reservations(&r.team), keys::reservation_data(&r.team));
+        let (id, expiry) = (r.charge_id.clone(), r.now_ms + r.ttl.as_millis() as i64);
+        tokio::spawn(async move {
+            for attempt in 0..VOID_ATTEMPTS {
+                let mut inv = script.prepare_invoke();
+                inv.key(&zset).key(&data).arg(&id).arg(expiry);
+                match inv.invoke_async::<i64>(&mut conn).await {
+                    Ok(_) => return,
+                    Err(e) => tracing::warn!(charge_id = %id, attempt, error = %e, "voiding a timed-out reservation"),
+                }
+                tokio::time::sleep(OP_TIMEOUT * 2).await;
+            }
+        });
     }
 
     pub async fn settle(&self, s: &Settlement, ledger_max_len: u64) -> Result<SettleOutcome> {

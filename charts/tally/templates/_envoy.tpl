@@ -135,7 +135,7 @@ static_resources:
                       allow_mode_override: true
                       message_timeout: {{ include "tally.envoyDuration" $g.extProc.messageTimeout }}
                       max_message_timeout: {{ include "tally.envoyDuration" $g.extProc.maxMessageTimeout }}
-                      failure_mode_allow: {{ $g.extProc.failOpen }}
+                      failure_mode_allow: {{ include "tally.failureModeAllow" . }}
                       request_attributes:
                         - connection.uri_san_peer_certificate
                         - source.address

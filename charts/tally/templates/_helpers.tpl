@@ -141,6 +141,46 @@ parses ("0.500s"). values.schema.json restricts durations to that syntax.
 {{- end }}
 {{- end }}
 
+{{/*
+A duration from values ("500ms", "5s", "5m", "1h") in milliseconds.
+*/}}
+{{- define "tally.durationMs" -}}
+{{- $d := toString . }}
+{{- if hasSuffix "ms" $d }}{{ trimSuffix "ms" $d | int64 }}
+{{- else if hasSuffix "s" $d }}{{ mul (trimSuffix "s" $d | int64) 1000 }}
+{{- else if hasSuffix "m" $d }}{{ mul (trimSuffix "m" $d | int64) 60000 }}
+{{- else if hasSuffix "h" $d }}{{ mul (trimSuffix "h" $d | int64) 3600000 }}
+{{- else }}{{ fail (printf "%q is not a duration like 500ms, 5s, 5m or 1h" $d) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ext_proc's store deadline in ms: a copy of `tally_store::DEADLINE` (the
+adversarial suite checks they agree).
+*/}}
+{{- define "tally.storeDeadlineMs" -}}200{{- end }}
+
+{{/*
+Fails unless Envoy's ext_proc message timeout leaves room for two store calls
+(a reservation and the record of its refusal): otherwise Envoy gives up first
+and its failure mode, not the ext_proc's, decides the call.
+*/}}
+{{- define "tally.checkDeadlines" -}}
+{{- $timeout := include "tally.durationMs" .Values.gateway.extProc.messageTimeout | int64 }}
+{{- $deadline := include "tally.storeDeadlineMs" . | int64 }}
+{{- if le $timeout (mul 2 $deadline) }}
+{{- fail (printf "gateway.extProc.messageTimeout (%dms) must exceed twice the ext_proc's store deadline (%dms): Envoy would give up before a fail-closed refusal arrives" $timeout $deadline) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Envoy's `failure_mode_allow`: true only when both Envoy (gateway.extProc.failOpen)
+and the ext_proc (extproc.failMode) fail open — fail-closed is closed end to end.
+*/}}
+{{- define "tally.failureModeAllow" -}}
+{{- and .Values.gateway.extProc.failOpen (eq .Values.extproc.failMode "open") }}
+{{- end }}
+
 {{/* Secret with the API's bearer token (key `token`): extproc.api.tokenSecret or the generated one. */}}
 {{- define "tally.extproc.apiTokenSecret" -}}
 {{- default (include "tally.componentName" (list . "api-token")) .Values.extproc.api.tokenSecret }}
