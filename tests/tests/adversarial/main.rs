@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo test -p tally-tests --test adversarial`.
 
+mod bounds;
+mod charge_ids;
+mod cut_streams;
 mod fail_closed;
 mod oversized;
 // The gRPC suite's builders and readers; this suite uses only some of them.
