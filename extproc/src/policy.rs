@@ -251,14 +251,22 @@ impl Policy {
     }
 }
 
+/// The largest output bound: 2³² tokens, orders of magnitude above any model's
+/// real limit, and at even 1,000 USD per 1M tokens only ~4.3 million USD.
+pub const MAX_OUTPUT_BOUND: u64 = 1 << 32;
+
 /// Worst-case cost: every body byte an input token (a tokenizer never emits
 /// more tokens than bytes of text) at the dearest input price, plus the output
 /// cap the client asked for. The catalog's `maxOutputTokens` bounds only a
 /// request that asks for none: it is never used to lower a request's own cap,
 /// since a catalog can be stale and Bedrock enforces the model's real limit,
 /// not ours — a smaller bound would let a call cost more than it reserved.
+/// Absurd caps (which Bedrock rejects unanswered) stop at [`MAX_OUTPUT_BOUND`], so
+/// a reservation stays far from overflowing the store's 64-bit counters.
 pub fn worst_case(prices: &Prices, model_max_output: u32, body_bytes: u64, requested_max_output: Option<u64>) -> Nanos {
-    let output = requested_max_output.unwrap_or(u64::from(model_max_output));
+    let output = requested_max_output
+        .unwrap_or(u64::from(model_max_output))
+        .min(MAX_OUTPUT_BOUND);
     pricing::worst_case(body_bytes, output, prices)
 }
 
@@ -428,6 +436,8 @@ mod tests {
         // asked for more than the catalog's maxOutputTokens (10,000): the request's
         // own cap is the bound, 1M × 3.2 $/1M
         assert_eq!(wc(0, Some(1_000_000)), Nanos(3_200_000_000));
+        // an absurd cap stops at MAX_OUTPUT_BOUND: 2³² × 3.2 $/1M
+        assert_eq!(wc(0, Some(u64::MAX)), Nanos(13_743_895_347_200));
         // asked for nothing: the catalog's maxOutputTokens
         assert_eq!(wc(0, None), Nanos(32_000_000));
         assert!(p.price("meta.llama3-1-8b-instruct-v1:0", "us-east-1").is_none());
