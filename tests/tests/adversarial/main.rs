@@ -11,6 +11,7 @@
 mod bounds;
 mod charge_ids;
 mod cut_streams;
+mod envoy_h2;
 mod fail_closed;
 mod oversized;
 // The gRPC suite's builders and readers; this suite uses only some of them.

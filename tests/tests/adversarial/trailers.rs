@@ -6,9 +6,11 @@ use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::service::ext_proc::v3::{HttpTrailers, ProcessingRequest, processing_request};
 use tally_tests::fixtures::extproc::FailMode;
 use tally_tests::fixtures::redis::RedisServer;
+use tally_tests::fixtures::stack::{Stack, StackOptions};
+use tally_tests::scenarios;
 
 use crate::support::*;
-use crate::{EXHAUSTED, assert_counters_match_ledger};
+use crate::{EXHAUSTED, assert_counters_match_ledger, envoy_h2};
 
 const BODY: &[u8] = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":64000,"messages":[]}"#;
 /// `ProcessingMode.request_trailer_mode` SEND.
@@ -67,4 +69,36 @@ async fn trailers_without_a_body_admit_the_call_before_it_goes_upstream() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["outcome"], "blocked");
     svc.stop().await;
+}
+
+/// Through real Envoy: an HTTP/2 request whose body is followed by trailers, against
+/// an exhausted budget, is refused before it reaches Bedrock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_trailers_through_envoy_is_refused_on_an_exhausted_budget() {
+    let stack = Stack::start(StackOptions::new(scenarios::config(vec![scenarios::team(
+        "search",
+        EXHAUSTED,
+        &["acme"],
+        &["rag"],
+    )])))
+    .await;
+    let path = format!("/model/{}/invoke", scenarios::US_HAIKU);
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().expect("a header value"));
+    let (status, error_type, text) = envoy_h2::post(
+        stack.envoy.listen_port(),
+        &path,
+        "search",
+        BODY.to_vec(),
+        Some(trailers),
+    )
+    .await;
+    assert_eq!(
+        (status, error_type.as_str()),
+        (400, "ServiceQuotaExceededException"),
+        "{text}"
+    );
+    let records = assert_counters_match_ledger(&stack.redis).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["outcome"], "blocked");
 }

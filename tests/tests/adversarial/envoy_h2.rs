@@ -1,0 +1,47 @@
+//! A raw HTTP/2 client for what the AWS SDKs never send but a hostile client can:
+//! request trailers, and bodies of any size. It speaks h2c to the gateway's Envoy.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::{HeaderMap, Request};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+/// Status, `x-amzn-errortype` and body of a POST of `body` (then `trailers`, if
+/// any) to Envoy's listener, with the team header naming `team`.
+pub async fn post(
+    port: u16,
+    path: &str,
+    team: &str,
+    body: Vec<u8>,
+    trailers: Option<HeaderMap>,
+) -> (u16, String, String) {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect to Envoy");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("h2c handshake");
+    tokio::spawn(conn);
+    let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![Ok(Frame::data(Bytes::from(body)))];
+    frames.extend(trailers.map(|t| Ok(Frame::trailers(t))));
+    let request = Request::post(format!("http://bedrock-runtime.us-east-1.amazonaws.com{path}"))
+        .header("content-type", "application/json")
+        .header("x-team-id", team)
+        .body(StreamBody::new(futures::stream::iter(frames)))
+        .expect("a request");
+    let response = sender.send_request(request).await.expect("an answer from Envoy");
+    let status = response.status().as_u16();
+    let error_type = response
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (status, error_type, String::from_utf8_lossy(&body).into_owned())
+}
