@@ -151,7 +151,8 @@ pub struct RedisStore {
 /// Tries at voiding a reservation whose reply was lost.
 const VOID_ATTEMPTS: u32 = 5;
 
-/// How long one store operation may take before it counts as an outage.
+/// The Redis client's own response timeout: a backstop behind [`crate::DEADLINE`], which
+/// callers see first and which decides when an operation counts as an outage.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(250);
 
 impl RedisStore {

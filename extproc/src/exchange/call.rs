@@ -154,11 +154,6 @@ impl Call {
         }
     }
 
-    /// Whether any usage arrived (stream events, or headers and JSON).
-    pub fn seen_usage(&self) -> bool {
-        self.stream().map_or(self.usage.any(), |s| s.usage.any())
-    }
-
     /// The usage to charge: the stream's when streaming, else headers + JSON.
     pub fn observed_usage(&self) -> Usage {
         self.stream().map_or(self.usage, |s| s.usage).usage()

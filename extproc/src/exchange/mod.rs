@@ -30,7 +30,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 use tally_config::ledger::Outcome;
 use tally_config::money::Nanos;
-use tally_store::{ReserveOutcome, ReserveRequest};
+use tally_store::ReserveRequest;
 
 use crate::eventstream::StreamUsage;
 use crate::policy::{Plan, Policy};
@@ -309,7 +309,7 @@ impl Exchange {
         if reserve.amount == Nanos::ZERO {
             return Some(Reply::proceed(vec![], mode, self.attribution_metadata()));
         }
-        let outcome = self.reserve(reserve.clone()).await;
+        let outcome = self.shared.store.reserve(&reserve).await;
         observe::reservation(&self.shared.metrics, tentative, admission::result_label(&outcome));
         if let Err(e) = &outcome {
             observe::store_error(&self.shared.metrics, "reserve");
@@ -381,18 +381,6 @@ impl Exchange {
         );
         call.plan = Some(plan);
         reserve
-    }
-
-    /// Reserves; a charge id the client reused for a different call is charged
-    /// separately under a fresh suffix.
-    async fn reserve(&mut self, mut r: ReserveRequest) -> Result<ReserveOutcome, tally_store::StoreError> {
-        let outcome = self.shared.store.reserve(&r).await;
-        if !matches!(outcome, Ok(ReserveOutcome::Duplicate)) {
-            return outcome;
-        }
-        r.charge_id = format!("{}/{}", r.charge_id, uuid::Uuid::new_v4());
-        self.call.as_mut().expect("admitting a call").facts.charge_id = r.charge_id.clone();
-        self.shared.store.reserve(&r).await
     }
 
     /// Refuses the call on a budget: recorded, and answered in Bedrock's shape.
