@@ -5,7 +5,7 @@
 //! tenant maps, parsed timezones, the price book). Everything here is pure: the
 //! store applies the resulting [`Plan`] atomically.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -21,12 +21,18 @@ use tally_store::Budget;
 /// Longest attribution header value kept; longer values are treated as absent.
 pub const MAX_ID_LEN: usize = 128;
 
+/// The label value every id outside the compiled config folds into, so a client
+/// cannot grow the metrics registry with random header values or model ids.
+pub const OTHER_LABEL: &str = "other";
+
 /// The compiled config, indexed.
 #[derive(Debug)]
 pub struct Policy {
     pub config: Arc<CompiledConfig>,
     teams: HashMap<String, usize>,
     tenants: HashMap<String, usize>,
+    /// The catalog's exact (glob-free) model ids: the only model label values.
+    models: HashSet<String>,
     zones: Vec<TimeZone>,
     pub prices: PriceBook,
 }
@@ -118,10 +124,18 @@ impl Policy {
             zones.push(tz);
         }
         let prices = PriceBook::new(&config.catalog);
+        let models = config
+            .catalog
+            .entries
+            .iter()
+            .filter(|e| !e.pattern.contains('*'))
+            .map(|e| e.pattern.clone())
+            .collect();
         Policy {
             config: Arc::new(config),
             teams,
             tenants,
+            models,
             zones,
             prices,
         }
@@ -129,6 +143,26 @@ impl Policy {
 
     pub fn team(&self, id: &str) -> Option<&TeamConfig> {
         self.teams.get(id).map(|&i| &self.config.teams[i])
+    }
+
+    /// The `workflow` label of a call charged to `team`: a workflow the team
+    /// configures is itself, none is `none`, anything else [`OTHER_LABEL`].
+    pub fn label_for_workflow<'a>(&self, team: &str, workflow: Option<&'a str>) -> &'a str {
+        match workflow {
+            None => "none",
+            Some(w) if self.team(team).is_some_and(|t| t.workflows.iter().any(|x| x.id == w)) => w,
+            Some(_) => OTHER_LABEL,
+        }
+    }
+
+    /// The `model` label: a model id the catalog names exactly is itself; any
+    /// other id (unpriced, or priced only by a glob) is [`OTHER_LABEL`].
+    pub fn label_for_model<'a>(&self, model: &'a str) -> &'a str {
+        if self.models.contains(model) {
+            model
+        } else {
+            OTHER_LABEL
+        }
     }
 
     /// Team header, else the tenant's team, else `unknown`.
@@ -350,6 +384,20 @@ mod tests {
             p.attribute(&claims(Some("  "), Some(&"x".repeat(500)), None)).tenant,
             None
         );
+    }
+
+    #[test]
+    fn only_configured_ids_become_label_values() {
+        let p = Policy::new(config());
+        assert_eq!(p.label_for_workflow("search", Some("rag")), "rag");
+        assert_eq!(p.label_for_workflow("search", None), "none");
+        assert_eq!(p.label_for_workflow("search", Some("adhoc")), OTHER_LABEL);
+        // A workflow id of another team, or of no configured team, is not this team's.
+        assert_eq!(p.label_for_workflow("secure", Some("rag")), OTHER_LABEL);
+        assert_eq!(p.label_for_workflow("nope", Some("rag")), OTHER_LABEL);
+        assert_eq!(p.label_for_model("amazon.nova-pro-v1:0"), "amazon.nova-pro-v1:0");
+        assert_eq!(p.label_for_model("meta.llama3-1-8b-instruct-v1:0"), OTHER_LABEL);
+        assert_eq!(p.label_for_model(&"x".repeat(2048)), OTHER_LABEL);
     }
 
     #[test]

@@ -368,7 +368,7 @@ impl Exchange {
         let plan = self.policy.plan(&call.facts.who, self.time);
         call.price = admission::price_info(&self.policy, &call.facts.model_id, &call.facts.region);
         if call.price.is_none() && call.facts.operation.is_inference() {
-            observe::unpriced(&self.shared.metrics, &call.facts.model_id);
+            observe::unpriced(&self.shared.metrics, &self.policy, &call.facts.model_id);
         }
         call.worst_case = admission::worst_case(&call.facts, call.price.as_ref(), call.input_bytes(), max_output);
         let reserve = admission::reserve_request(

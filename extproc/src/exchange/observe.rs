@@ -1,5 +1,8 @@
 //! What an exchange reports to Prometheus and the log. Label values come from
-//! the settled record, so metrics and ledger always agree.
+//! the settled record, so metrics and ledger always agree — folded to the ids the
+//! compiled config names ([`Policy::label_for_workflow`], [`Policy::label_for_model`]):
+//! any other value is `other`, so clients cannot grow the registry without bound.
+//! The log line keeps the ids as sent.
 
 use tally_config::compiled::{Enforcement, UNKNOWN_TEAM};
 use tally_config::ledger::Outcome;
@@ -36,10 +39,12 @@ pub fn store_error(m: &Metrics, op: &'static str) {
     m.store_errors.get_or_create(&OpLabels { op }).inc();
 }
 
-pub fn unpriced(m: &Metrics, model: &str) {
+/// An unpriced call: no catalog prices its model, so its label is `other`
+/// unless the catalog names the id exactly (priced in another region).
+pub fn unpriced(m: &Metrics, policy: &Policy, model: &str) {
     m.unpriced
         .get_or_create(&ModelLabels {
-            model: model.to_string(),
+            model: policy.label_for_model(model).to_string(),
         })
         .inc();
 }
@@ -52,8 +57,8 @@ pub fn settled(m: &Metrics, policy: &Policy, s: &Settlement, usage: &Usage, rema
     decision(m, &r.team, r.outcome.as_str());
     let call = CallLabels {
         team: r.team.clone(),
-        workflow: workflow.clone(),
-        model: model.clone(),
+        workflow: policy.label_for_workflow(&r.team, r.workflow.as_deref()).to_string(),
+        model: policy.label_for_model(model).to_string(),
     };
     m.spend.get_or_create(&call).inc_by(s.cost.0.max(0) as u64);
     attribution(m, &r.team, r.tenant.as_deref(), r.workflow.as_deref(), s.cost);

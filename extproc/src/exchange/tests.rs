@@ -8,8 +8,9 @@ use tally_config::compiled::*;
 use tally_config::keys::{self, Scope};
 use tally_config::ledger::Outcome;
 use tally_config::money::{Nanos, NanosPerMillion};
-use tally_store::Store;
+use tally_config::pricing::Usage;
 use tally_store::memory::MemoryStore;
+use tally_store::{Settlement, Store};
 
 use super::*;
 use crate::metrics::Metrics;
@@ -346,4 +347,101 @@ async fn a_buffered_body_without_end_of_stream_is_the_last_chunk_and_admits() {
     assert_eq!(team_counters(&s, &ex).reserved, WORST, "reserved before the trailers");
     assert_eq!(ex.request_trailers().await, Reply::pass(), "admitted once");
     assert_eq!(team_counters(&s, &ex).reserved, WORST);
+}
+
+/// Series in the encoded `/metrics` text (sample lines, not `#` comments).
+fn series(s: &Shared) -> usize {
+    s.metrics.encode().lines().filter(|l| !l.starts_with('#')).count()
+}
+
+const NOVA: &str = "amazon.nova-micro-v1:0";
+
+/// One call of `model` under `workflow`, answered by Bedrock with a 429.
+async fn call_with(s: &Arc<Shared>, model: &str, workflow: &str) {
+    let path = format!("/model/{model}/converse");
+    let mut ex = Exchange::new(s.clone());
+    let hs = headers(&[
+        (":method", "POST"),
+        (":path", &path),
+        ("x-team-id", "search"),
+        ("x-workflow-id", workflow),
+        ("content-length", "100"),
+    ]);
+    ex.request_headers(&hs, false, vec![]).await;
+    ex.request_body(&body_100_bytes(), true).await;
+    ex.response_headers(&headers(&[(":status", "429")]), false).await;
+}
+
+/// 1,000 calls through the exchange, then 100,000 settlements straight into
+/// `observe` (the memory store's per-call cost would make 100,000 exchanges slow),
+/// each with its own workflow id and every other one with an unpriced model id.
+#[tokio::test]
+async fn random_workflow_and_model_ids_fold_into_other_so_series_stay_bounded() {
+    let mut c = config(Nanos(1_000_000_000), vec![]);
+    c.teams[0].workflows.push(WorkflowConfig {
+        id: "rag".into(),
+        limit: None,
+        allowed_models: vec![],
+    });
+    let s = shared(c, Options::default());
+    call_with(&s, NOVA, "rag").await;
+    let before = series(&s);
+    let model = |i: usize| {
+        if i.is_multiple_of(2) {
+            NOVA.to_string()
+        } else {
+            format!("vendor.m-{i}")
+        }
+    };
+    for i in 0..1_000 {
+        call_with(&s, &model(i), &format!("wf-{i}")).await;
+    }
+    let template = Settlement {
+        team: "search".into(),
+        charge_id: String::new(),
+        cost: Nanos(1),
+        counters: vec![],
+        count_request: true,
+        team_limit: None,
+        record: ledger(&s)[0].clone(),
+    };
+    let policy = s.policy.load();
+    for i in 1_000..101_000 {
+        let mut settled = template.clone();
+        settled.record.workflow = Some(format!("wf-{i}"));
+        settled.record.model = model(i);
+        if !i.is_multiple_of(2) {
+            observe::unpriced(&s.metrics, &policy, &settled.record.model);
+        }
+        observe::settled(
+            &s.metrics,
+            &policy,
+            &settled,
+            &Usage {
+                input: 1,
+                ..Usage::default()
+            },
+            None,
+        );
+    }
+    let text = s.metrics.encode();
+    // Configured ids stay themselves; every other id is one `other` series per metric.
+    assert!(
+        text.contains(r#"workflow="rag",model="amazon.nova-micro-v1:0""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"workflow="other",model="amazon.nova-micro-v1:0""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"tally_unpriced_calls_total{model="other"} 50500"#),
+        "{text}"
+    );
+    assert!(!text.contains("wf-") && !text.contains("vendor.m-"), "{text}");
+    let after = series(&s);
+    assert!(
+        after <= before + 10,
+        "{after} series after 101,000 ids, {before} before:\n{text}"
+    );
 }

@@ -13,6 +13,7 @@ mod charge_ids;
 mod cut_streams;
 mod envoy_h2;
 mod fail_closed;
+mod labels;
 mod oversized;
 // The gRPC suite's builders and readers; this suite uses only some of them.
 #[allow(dead_code)]
