@@ -28,6 +28,15 @@ use support::{counter, ledger};
 /// The budget every test spends against: one cent, far below any worst case here.
 pub const EXHAUSTED: &str = "0.01";
 
+/// The whole stack (real Envoy, ext_proc, Redis, simulated Bedrock) with team
+/// `search` on an [`EXHAUSTED`] budget: what the Envoy-level tests attack.
+pub async fn exhausted_stack() -> tally_tests::fixtures::stack::Stack {
+    use tally_tests::fixtures::stack::{Stack, StackOptions};
+    use tally_tests::scenarios;
+    let team = scenarios::team("search", EXHAUSTED, &["acme"], &["rag"]);
+    Stack::start(StackOptions::new(scenarios::config(vec![team]))).await
+}
+
 /// Money moved only as the ledger says: `spent` equals the sum of the records'
 /// costs, and nothing stays reserved. Returns the ledger.
 pub async fn assert_counters_match_ledger(redis: &RedisServer) -> Vec<serde_json::Value> {

@@ -10,13 +10,12 @@ use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::Ex
 use tally_tests::fixtures::extproc::FailMode;
 use tally_tests::fixtures::process::wait_until;
 use tally_tests::fixtures::redis::RedisServer;
-use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::scenarios;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::support::*;
-use crate::{EXHAUSTED, assert_counters_match_ledger, envoy_h2};
+use crate::{EXHAUSTED, assert_counters_match_ledger, envoy_h2, exhausted_stack};
 
 /// An invoke body padded with whitespace to `len` bytes.
 fn padded_body(len: usize) -> Vec<u8> {
@@ -122,13 +121,7 @@ fn the_charts_largest_buffered_body_fits_the_ext_procs_message_limit() {
 /// against an exhausted budget the call is refused, never forwarded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_4_mib_through_envoy_is_refused_on_an_exhausted_budget() {
-    let stack = Stack::start(StackOptions::new(scenarios::config(vec![scenarios::team(
-        "search",
-        EXHAUSTED,
-        &["acme"],
-        &["rag"],
-    )])))
-    .await;
+    let stack = exhausted_stack().await;
     let path = format!("/model/{}/invoke", scenarios::US_HAIKU);
     let body = padded_body(5 * 1024 * 1024);
     let (status, error_type, text) = envoy_h2::post(stack.envoy.listen_port(), &path, "search", body, None).await;

@@ -6,11 +6,10 @@ use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::service::ext_proc::v3::{HttpTrailers, ProcessingRequest, processing_request};
 use tally_tests::fixtures::extproc::FailMode;
 use tally_tests::fixtures::redis::RedisServer;
-use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::scenarios;
 
 use crate::support::*;
-use crate::{EXHAUSTED, assert_counters_match_ledger, envoy_h2};
+use crate::{EXHAUSTED, assert_counters_match_ledger, envoy_h2, exhausted_stack};
 
 const BODY: &[u8] = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":64000,"messages":[]}"#;
 /// `ProcessingMode.request_trailer_mode` SEND.
@@ -75,13 +74,7 @@ async fn trailers_without_a_body_admit_the_call_before_it_goes_upstream() {
 /// an exhausted budget, is refused before it reaches Bedrock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_with_trailers_through_envoy_is_refused_on_an_exhausted_budget() {
-    let stack = Stack::start(StackOptions::new(scenarios::config(vec![scenarios::team(
-        "search",
-        EXHAUSTED,
-        &["acme"],
-        &["rag"],
-    )])))
-    .await;
+    let stack = exhausted_stack().await;
     let path = format!("/model/{}/invoke", scenarios::US_HAIKU);
     let mut trailers = hyper::HeaderMap::new();
     trailers.insert("x-checksum", "abc".parse().expect("a header value"));
