@@ -9,8 +9,10 @@
 //! | `tally:{T}:c:<period>:<scope>` | hash | `spent`, `reserved` (nano-USD), `requests`, `blocked` |
 //! | `tally:{T}:resv` | zset | live reservations: charge id → expiry (ms since epoch) |
 //! | `tally:{T}:resv:data` | hash | charge id → `amount|counter key|counter key…` |
-//! | `tally:{T}:done:<charge id>` | string | settled marker (idempotency), expires |
+//! | `tally:{T}:done:h<hour>` | set | settled charge ids (idempotency) of the calls that started in that
+//! hour (hours since the epoch), as 16-byte digests; expires an hour after its last member |
 //! | `tally:{T}:ledger` | stream | one entry per finished call |
+//! | `tally:{T}:ledger:dropped` | string | ledger entries the length guard cut before they were exported |
 //!
 //! Scopes: `team`, `wf/<workflow id>`, `tn/<tenant id>`.
 
@@ -48,12 +50,20 @@ pub fn reservation_data(team: &str) -> String {
     format!("{}:resv:data", tag(team))
 }
 
-pub fn settled(team: &str, charge_id: &str) -> String {
-    format!("{}:done:{charge_id}", tag(team))
+/// The settled ids of `team`'s calls that started in `hour` (hours since the Unix epoch):
+/// one set per team and hour, so markers cost a set member each, not a key each.
+pub fn settled(team: &str, hour: i64) -> String {
+    format!("{}:done:h{hour}", tag(team))
 }
 
 pub fn ledger(team: &str) -> String {
     format!("{}:ledger", tag(team))
+}
+
+/// How many of the team's ledger entries the last-resort length guard removed before the
+/// exporter acknowledged them (the SETTLE script derives it as `<ledger key>:dropped`).
+pub fn ledger_dropped(team: &str) -> String {
+    format!("{}:dropped", ledger(team))
 }
 
 /// Hash fields of a counter.
@@ -83,6 +93,6 @@ mod tests {
             "tally:{search}:c:2026-11:tn/acme"
         );
         assert_eq!(ledger("search"), "tally:{search}:ledger");
-        assert_eq!(settled("search", "r1/1"), "tally:{search}:done:r1/1");
+        assert_eq!(settled("search", 491_000), "tally:{search}:done:h491000");
     }
 }

@@ -30,20 +30,23 @@ local function release(zset, data, id)
   end
   redis.call('ZREM', zset, id)
 end
+local function digest(id)
+  return (string.gsub(string.sub(redis.sha1hex(id), 1, 32), '..', function(x) return string.char(tonumber(x, 16)) end))
+end
 local function used(key)
   local v = redis.call('HMGET', key, 'spent', 'reserved')
   return (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
 end
 "#;
 
-/// KEYS: resv zset, resv data, settled marker, counter 1..n (team first)
+/// KEYS: resv zset, resv data, settled set of the call's hour, counter 1..n (team first)
 /// ARGV: now ms, expiry ms, charge id, amount, tentative 0/1, then (limit or -1, enforce 0/1) per counter.
 /// A tentative reservation is refused by any limit it would pass, and its refusal is not counted.
 const RESERVE: &str = r#"
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
   release(KEYS[1], KEYS[2], id)
 end
-if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+if redis.call('SISMEMBER', KEYS[3], digest(ARGV[3])) == 1 or redis.call('ZSCORE', KEYS[1], ARGV[3]) then
   return {'dup'}
 end
 local amount = tonumber(ARGV[4])
@@ -73,11 +76,58 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 return {'ok', string.format('%d', used(KEYS[4])), table.concat(over, ',')}
 "#;
 
-/// KEYS: resv zset, resv data, settled marker, ledger stream, counter 1..n (team first)
+/// Trims a team's ledger stream after an append. Without a consumer group it keeps the newest
+/// `keep` entries (`MAXLEN ~`). With one (the ledger exporter's), only entries every group has
+/// acknowledged go, oldest first, down to the newest `keep`: the exporter never loses a record to
+/// trimming. Last resort, when the exporter falls `keep` entries behind: the stream is capped at
+/// `LEDGER_GUARD` × `keep` and what that cut away is added to `<stream key>:dropped` (same hash
+/// tag, same slot; `tally_config::keys::ledger_dropped`), which the exporter reports and alerts on.
+/// Costs O(1) per call while under `keep`; above it, at most ~1000 entries are cut per call.
+const TRIM_LEDGER_FN: &str = r#"
+local LEDGER_GUARD = 2
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local function ack_floor(key)
+  local floor = nil
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    local first = f['last-delivered-id']
+    if f['pending'] > 0 then first = redis.call('XPENDING', key, f['name'])[2] end
+    if floor == nil or id_less(first, floor) then floor = first end
+  end
+  return floor
+end
+local function trim_ledger(key, keep)
+  local len = redis.call('XLEN', key)
+  if len <= keep then return end
+  local floor = ack_floor(key)
+  if not floor then
+    redis.call('XTRIM', key, 'MAXLEN', '~', keep)
+    return
+  end
+  local oldest = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1]
+  if id_less(oldest, floor) then
+    local head = redis.call('XRANGE', key, '-', '+', 'COUNT', math.min(len - keep, 1000) + 1)
+    local cut = head[#head][1]
+    if id_less(floor, cut) then cut = floor end
+    redis.call('XTRIM', key, 'MINID', cut)
+  end
+  local dropped = redis.call('XTRIM', key, 'MAXLEN', keep * LEDGER_GUARD)
+  if dropped > 0 then redis.call('INCRBY', key .. ':dropped', dropped) end
+end
+"#;
+
+/// KEYS: resv zset, resv data, settled set of the call's hour, ledger stream, counter 1..n (team first)
 /// ARGV: charge id, cost, count request 0/1, settled ttl s, ledger max len, record json, team limit or -1.
 /// The record is stored with `teamBudgetRemainingNanos` as of right after this settlement.
 const SETTLE: &str = r#"
-if redis.call('EXISTS', KEYS[3]) == 1 then return {'dup'} end
+local done = digest(ARGV[1])
+if redis.call('SISMEMBER', KEYS[3], done) == 1 then return {'dup'} end
 release(KEYS[1], KEYS[2], ARGV[1])
 for i = 5, #KEYS do
   redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
@@ -90,8 +140,10 @@ local limit = tonumber(ARGV[7])
 if limit >= 0 then
   record = string.sub(record, 1, -2) .. ',"teamBudgetRemainingNanos":' .. string.format('%d', limit - team_used) .. '}'
 end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'record', record)
-redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
+redis.call('XADD', KEYS[4], '*', 'record', record)
+trim_ledger(KEYS[4], tonumber(ARGV[5]))
+redis.call('SADD', KEYS[3], done)
+redis.call('EXPIRE', KEYS[3], ARGV[4])
 return {'ok', string.format('%d', team_used)}
 "#;
 
@@ -104,6 +156,14 @@ release(KEYS[1], KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], '0')
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
+"#;
+
+/// KEYS: resv zset. ARGV: charge id, expiry ms.
+/// Moves a live hold's expiry later (never earlier); a hold that is gone stays gone.
+const REFRESH: &str = r#"
+redis.call('ZADD', KEYS[1], 'XX', 'GT', ARGV[2], ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+return 0
 "#;
 
 /// A single-node or cluster connection; both reconnect by themselves.
@@ -146,6 +206,7 @@ pub struct RedisStore {
     reserve: Script,
     settle: Script,
     void: Script,
+    refresh: Script,
 }
 
 /// Tries at voiding a reservation whose reply was lost.
@@ -199,8 +260,9 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             reserve: Script::new(&format!("{RELEASE_FN}{RESERVE}")),
-            settle: Script::new(&format!("{RELEASE_FN}{SETTLE}")),
+            settle: Script::new(&format!("{RELEASE_FN}{TRIM_LEDGER_FN}{SETTLE}")),
             void: Script::new(&format!("{RELEASE_FN}{VOID}")),
+            refresh: Script::new(REFRESH),
         })
     }
 
@@ -208,7 +270,7 @@ impl RedisStore {
         let mut inv = self.reserve.prepare_invoke();
         inv.key(keys::reservations(&r.team))
             .key(keys::reservation_data(&r.team))
-            .key(keys::settled(&r.team, &r.charge_id));
+            .key(keys::settled(&r.team, hour_of_ms(r.now_ms)));
         for b in &r.budgets {
             inv.key(&b.key);
         }
@@ -272,12 +334,21 @@ impl RedisStore {
         });
     }
 
+    /// Moves the live hold `charge_id` of `team` to expire no sooner than `expiry_ms`;
+    /// `false` if it is not held.
+    pub async fn refresh(&self, team: &str, charge_id: &str, expiry_ms: i64) -> Result<bool> {
+        let mut inv = self.refresh.prepare_invoke();
+        inv.key(keys::reservations(team)).arg(charge_id).arg(expiry_ms);
+        let held: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(held > 0)
+    }
+
     pub async fn settle(&self, s: &Settlement, ledger_max_len: u64) -> Result<SettleOutcome> {
         let record = serde_json::to_string(&s.record).map_err(|e| StoreError::Protocol(e.to_string()))?;
         let mut inv = self.settle.prepare_invoke();
         inv.key(keys::reservations(&s.team))
             .key(keys::reservation_data(&s.team))
-            .key(keys::settled(&s.team, &s.charge_id))
+            .key(keys::settled(&s.team, settlement_hour(s)))
             .key(keys::ledger(&s.team));
         for k in &s.counters {
             inv.key(k);
@@ -348,10 +419,32 @@ impl RedisStore {
         Ok(replies.into_iter().map(counters_from).collect())
     }
 
+    /// The connection itself, for a component with its own commands on Tally's keys (the
+    /// ledger exporter's consumer group); it shares this store's timeouts and reconnection.
+    pub fn connection(&self) -> Connection {
+        self.conn.clone()
+    }
+
     pub async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn hour_of_ms(ms: i64) -> i64 {
+    ms.div_euclid(HOUR_MS)
+}
+
+/// The hour the settled call started in: the same for the live try and every replay
+/// from the spool, and the same hour its reservation checked. The record's time is
+/// the exchange's clock, which also gave the reservation its `now_ms`.
+fn settlement_hour(s: &Settlement) -> i64 {
+    s.record
+        .time
+        .parse::<jiff::Timestamp>()
+        .map_or(0, |t| hour_of_ms(t.as_millisecond()))
 }
 
 /// `spent`, `reserved`, `requests`, `blocked` as `HMGET` returns them (nil for a missing field).
