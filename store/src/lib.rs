@@ -20,8 +20,19 @@ use serde::{Deserialize, Serialize};
 use tally_config::ledger::LedgerRecord;
 use tally_config::money::Nanos;
 
-/// How long a settled charge id is remembered (spool replays are within this).
-pub const SETTLED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a settled charge id is remembered, to keep a replayed settlement from
+/// counting twice.
+///
+/// Charge ids are unique per exchange, so only a replay from the spool can repeat
+/// one, and only when its first try reached the store but the answer was lost (a
+/// timeout) or the process stopped between a replay and its record of it. The
+/// spool retries every 500 ms while the store answers, so a spooled settlement
+/// waits as long as the store stays unreachable from that pod (or the pod stays
+/// down): a settlement counts twice only if that lasts longer than this after a
+/// lost answer. An hour covers restarts and failovers while keeping the markers
+/// to about an hour of calls (the Redis store keeps 16 bytes per call in
+/// per-hour sets; see [`redis`]).
+pub const SETTLED_TTL: Duration = Duration::from_secs(3600);
 
 /// One counter a call is charged to, and the limit it must stay within.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +178,16 @@ impl Store {
                 outcome
             }
             Store::Memory(s) => Ok(s.reserve(r)),
+        }
+    }
+
+    /// Extends the live reservation `charge_id` of `team` to expire no sooner than
+    /// `expiry_ms`, within [`DEADLINE`]. `false`: it is no longer held (settled or
+    /// expired); nothing is held anew.
+    pub async fn refresh(&self, team: &str, charge_id: &str, now_ms: i64, expiry_ms: i64) -> Result<bool> {
+        match self {
+            Store::Redis(s) => within_deadline("refresh", s.refresh(team, charge_id, expiry_ms)).await,
+            Store::Memory(s) => Ok(s.refresh(charge_id, now_ms, expiry_ms)),
         }
     }
 

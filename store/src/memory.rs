@@ -1,19 +1,42 @@
 //! The embedded store: the Redis semantics in one process, for local runs,
 //! demos and single-replica installs. Spend is lost when the process exits.
+//!
+//! Memory stays bounded and every operation costs the same however many calls
+//! came before: reservations expire through a time-ordered queue (only what is
+//! due is looked at), settled charge ids are kept for [`crate::SETTLED_TTL`] and
+//! at most [`SETTLED_MAX`] of them, and the ledger keeps the newest
+//! `ledger_max_len` records.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use crate::{Counters, LedgerEntry, ReserveOutcome, ReserveRequest, SettleOutcome, Settlement};
 use tally_config::ledger::LedgerRecord;
 use tally_config::money::Nanos;
 
+/// The most settled charge ids remembered (about 100 bytes each). A settlement
+/// against this store cannot fail, so it is never spooled and never replayed:
+/// the ids only catch the same exchange settling twice, which happens within
+/// its own lifetime, far inside this many later calls.
+pub const SETTLED_MAX: usize = 100_000;
+
+/// One live reservation.
+struct Hold {
+    expiry_ms: i64,
+    amount: Nanos,
+    keys: Vec<String>,
+}
+
 #[derive(Default)]
 struct State {
     counters: HashMap<String, Counters>,
-    /// charge id → (expiry ms, amount, counter keys)
-    reservations: HashMap<String, (i64, Nanos, Vec<String>)>,
-    settled: HashMap<String, i64>,
+    reservations: HashMap<String, Hold>,
+    /// (expiry ms, charge id) of every live reservation, soonest first: expiry looks only
+    /// at what is due, and a settled or refreshed hold leaves no stale entry behind.
+    expiries: BTreeSet<(i64, String)>,
+    settled: HashSet<String>,
+    /// The settled ids in the order they were settled, with the time each may be forgotten.
+    settled_order: VecDeque<(i64, String)>,
     /// Records with their sequence number (1, 2, …; never reused, so a cursor stays valid).
     ledger: VecDeque<(u64, LedgerRecord)>,
     last_seq: u64,
@@ -26,31 +49,48 @@ pub struct MemoryStore {
 
 impl State {
     fn release(&mut self, charge_id: &str) {
-        if let Some((_, amount, keys)) = self.reservations.remove(charge_id) {
-            for k in keys {
+        if let Some(hold) = self.reservations.remove(charge_id) {
+            self.expiries.remove(&(hold.expiry_ms, charge_id.to_string()));
+            for k in hold.keys {
                 let c = self.counters.entry(k).or_default();
-                c.reserved = c.reserved.saturating_sub(amount);
+                c.reserved = c.reserved.saturating_sub(hold.amount);
             }
         }
     }
 
+    /// Releases the reservations due by `now_ms` and forgets the settled ids past their
+    /// time: work in proportion to what expired, not to what is held.
     fn purge_expired(&mut self, now_ms: i64) {
-        let expired: Vec<String> = self
-            .reservations
-            .iter()
-            .filter(|(_, (exp, _, _))| *exp <= now_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            self.release(&id);
+        while self.expiries.first().is_some_and(|(expiry, _)| *expiry <= now_ms) {
+            if let Some((_, id)) = self.expiries.pop_first() {
+                self.release(&id);
+            }
         }
-        self.settled.retain(|_, exp| *exp > now_ms);
+        while self.settled_order.front().is_some_and(|(until, _)| *until <= now_ms) {
+            self.forget_oldest_settled();
+        }
     }
 
     fn used(&self, key: &str) -> Nanos {
         self.counters
             .get(key)
             .map_or(Nanos::ZERO, |c| c.spent.saturating_add(c.reserved))
+    }
+
+    /// Remembers a settled id until `until_ms` (and while it is among the newest [`SETTLED_MAX`]).
+    fn remember_settled(&mut self, charge_id: &str, until_ms: i64) {
+        if self.settled.insert(charge_id.to_string()) {
+            self.settled_order.push_back((until_ms, charge_id.to_string()));
+        }
+        while self.settled_order.len() > SETTLED_MAX {
+            self.forget_oldest_settled();
+        }
+    }
+
+    fn forget_oldest_settled(&mut self) {
+        if let Some((_, id)) = self.settled_order.pop_front() {
+            self.settled.remove(&id);
+        }
     }
 }
 
@@ -72,7 +112,7 @@ impl MemoryStore {
     pub fn reserve(&self, r: &ReserveRequest) -> ReserveOutcome {
         let mut s = self.lock();
         s.purge_expired(r.now_ms);
-        if s.reservations.contains_key(&r.charge_id) || s.settled.contains_key(&r.charge_id) {
+        if s.reservations.contains_key(&r.charge_id) || s.settled.contains(&r.charge_id) {
             return ReserveOutcome::Duplicate;
         }
         let mut over = Vec::new();
@@ -98,15 +138,43 @@ impl MemoryStore {
             let c = s.counters.entry(k.clone()).or_default();
             c.reserved = c.reserved.saturating_add(r.amount);
         }
-        let expiry = r.now_ms + r.ttl.as_millis() as i64;
-        s.reservations.insert(r.charge_id.clone(), (expiry, r.amount, keys));
+        let expiry_ms = r.now_ms + r.ttl.as_millis() as i64;
+        s.expiries.insert((expiry_ms, r.charge_id.clone()));
+        let hold = Hold {
+            expiry_ms,
+            amount: r.amount,
+            keys,
+        };
+        s.reservations.insert(r.charge_id.clone(), hold);
         let team_used = r.budgets.first().map_or(Nanos::ZERO, |b| s.used(&b.key));
         ReserveOutcome::Reserved { team_used, over }
     }
 
-    pub fn settle(&self, st: &Settlement, ledger_max_len: u64) -> SettleOutcome {
+    /// Extends the live reservation `charge_id` to expire no sooner than `expiry_ms`.
+    /// `false` if it is not held (settled, expired, never made): nothing is created.
+    pub fn refresh(&self, charge_id: &str, now_ms: i64, expiry_ms: i64) -> bool {
         let mut s = self.lock();
-        if s.settled.contains_key(&st.charge_id) {
+        s.purge_expired(now_ms);
+        let Some(hold) = s.reservations.get_mut(charge_id) else {
+            return false;
+        };
+        let old = hold.expiry_ms;
+        if expiry_ms > old {
+            hold.expiry_ms = expiry_ms;
+            s.expiries.remove(&(old, charge_id.to_string()));
+            s.expiries.insert((expiry_ms, charge_id.to_string()));
+        }
+        true
+    }
+
+    pub fn settle(&self, st: &Settlement, ledger_max_len: u64) -> SettleOutcome {
+        self.settle_at(st, ledger_max_len, now_ms())
+    }
+
+    fn settle_at(&self, st: &Settlement, ledger_max_len: u64, now_ms: i64) -> SettleOutcome {
+        let mut s = self.lock();
+        s.purge_expired(now_ms);
+        if s.settled.contains(&st.charge_id) {
             return SettleOutcome::AlreadySettled;
         }
         s.release(&st.charge_id);
@@ -126,8 +194,7 @@ impl MemoryStore {
         while s.ledger.len() as u64 > ledger_max_len.max(1) {
             s.ledger.pop_front();
         }
-        s.settled
-            .insert(st.charge_id.clone(), now_ms() + crate::SETTLED_TTL.as_millis() as i64);
+        s.remember_settled(&st.charge_id, now_ms + crate::SETTLED_TTL.as_millis() as i64);
         SettleOutcome::Settled { team_used }
     }
 
@@ -155,108 +222,13 @@ impl MemoryStore {
     pub fn counters(&self, key: &str) -> Counters {
         self.lock().counters.get(key).copied().unwrap_or_default()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::Budget;
-
-    fn request(charge_id: &str, amount: i64, tentative: bool) -> ReserveRequest {
-        let budget = |key: &str, limit: i64, enforce: bool| Budget {
-            key: key.into(),
-            label: key.into(),
-            limit: Some(Nanos(limit)),
-            enforce,
-        };
-        ReserveRequest {
-            team: "t".into(),
-            charge_id: charge_id.into(),
-            amount: Nanos(amount),
-            budgets: vec![budget("team", 100, true), budget("workflow", 10, false)],
-            now_ms: 0,
-            ttl: Duration::from_secs(60),
-            tentative,
-        }
-    }
-
-    #[test]
-    fn a_tentative_reservation_fits_every_limit_or_holds_and_counts_nothing() {
-        let store = MemoryStore::new();
-        // Over the Warn budget: a tentative try is refused, holds nothing and counts no refusal.
-        assert!(matches!(
-            store.reserve(&request("a", 20, true)),
-            ReserveOutcome::Refused { .. }
-        ));
-        assert_eq!(store.counters("team"), Counters::default());
-        // The same amount, not tentative, is held and flagged over the Warn budget.
-        assert_eq!(
-            store.reserve(&request("a", 20, false)),
-            ReserveOutcome::Reserved {
-                team_used: Nanos(20),
-                over: vec!["workflow".into()],
-            }
-        );
-        // Under every limit a tentative reservation is held like any other.
-        let s2 = MemoryStore::new();
-        assert!(matches!(
-            s2.reserve(&request("b", 5, true)),
-            ReserveOutcome::Reserved { .. }
-        ));
-        assert_eq!(s2.counters("team").reserved, Nanos(5));
-        // An enforcing refusal that is not tentative is counted.
-        assert!(matches!(
-            s2.reserve(&request("c", 200, false)),
-            ReserveOutcome::Refused { .. }
-        ));
-        assert_eq!(s2.counters("team").blocked, 1);
+    /// How many reservations and settled ids are held (the soak benchmark watches them).
+    pub fn sizes(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.reservations.len(), s.settled.len())
     }
 }
 
 #[cfg(test)]
-mod ledger_tests {
-    use super::*;
-
-    fn settlement(team: &str, charge_id: &str) -> Settlement {
-        let record = serde_json::json!({
-            "requestId": charge_id, "chargeId": charge_id, "time": "2026-12-06T00:00:00Z",
-            "operation": "Converse", "modelId": "m", "model": "m", "region": "us-east-1", "team": team,
-            "inputTokens": 1, "outputTokens": 1, "cacheReadTokens": 0, "cacheWrite5mTokens": 0,
-            "cacheWrite1hTokens": 0, "latencyMs": 1, "status": 200, "outcome": "ok",
-            "costNanos": 1, "costUsd": "0.000000001", "priceSource": "test",
-        });
-        Settlement {
-            team: team.into(),
-            charge_id: charge_id.into(),
-            cost: Nanos(1),
-            counters: vec![format!("{team}-counter")],
-            count_request: true,
-            team_limit: None,
-            record: serde_json::from_value(record).expect("a ledger record"),
-        }
-    }
-
-    fn ids(page: &[LedgerEntry]) -> Vec<&str> {
-        page.iter().map(|e| e.id.as_str()).collect()
-    }
-
-    #[test]
-    fn pages_follow_one_team_after_a_cursor() {
-        let store = MemoryStore::new();
-        for (i, team) in ["a", "b", "a", "a", "b"].iter().enumerate() {
-            store.settle(&settlement(team, &format!("c{i}")), 100);
-        }
-        let first = store.ledger_page("a", 0, 2);
-        assert_eq!(ids(&first), ["1", "3"]);
-        assert!(first[0].json.contains("\"chargeId\":\"c0\""), "{}", first[0].json);
-        assert_eq!(ids(&store.ledger_page("a", 3, 2)), ["4"]);
-        assert!(store.ledger_page("a", 4, 2).is_empty());
-        assert_eq!(ids(&store.ledger_page("b", 0, 10)), ["2", "5"]);
-        // Trimmed records are gone, and the sequence numbers of the rest stay as they were.
-        store.settle(&settlement("a", "c5"), 2);
-        assert_eq!(ids(&store.ledger_page("a", 0, 10)), ["6"]);
-        assert_eq!(ids(&store.ledger_page("b", 0, 10)), ["5"]);
-    }
-}
+mod tests;
