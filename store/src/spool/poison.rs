@@ -1,0 +1,79 @@
+//! Which store errors condemn the record being replayed rather than the moment.
+//!
+//! A replay pass stops at an outage (the store unreachable, slow, loading, failing over,
+//! out of memory) and keeps every record for the next pass. It sets a record aside only
+//! when the store answered and refused that record for what it is, so retrying it
+//! could never succeed and would only hold back the ones behind it. When in doubt the
+//! answer is "transient": a misjudged outage costs a delay, a misjudged poison costs a
+//! quarantined record an operator has to settle by hand.
+
+use redis::{ErrorKind, ServerErrorKind};
+
+use crate::StoreError;
+
+/// Whether `e` says the record itself can never be settled.
+pub fn rejects_record(e: &StoreError) -> bool {
+    match e {
+        // The settle script answered something other than "ok" or "dup": what it
+        // made of this record, not a connection problem.
+        StoreError::Protocol(_) => true,
+        StoreError::Redis(r) => match r.kind() {
+            // Keys of one record spread over slots, or a reply of the wrong shape for it.
+            ErrorKind::Server(ServerErrorKind::CrossSlot) | ErrorKind::UnexpectedReturnType => true,
+            // `ERR` is also "max number of clients reached": only a script error is the record's.
+            ErrorKind::Server(ServerErrorKind::ResponseError) => r.detail().is_some_and(|d| d.contains("script")),
+            // A counter key holding something else than a hash (Redis 7 keeps the code
+            // from inside the script); other extension codes (OOM, BUSY, MISCONF) pass.
+            ErrorKind::Extension => r.code() == Some("WRONGTYPE"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(kind: ErrorKind, detail: &str) -> StoreError {
+        StoreError::Redis((kind, "test", detail.to_string()).into())
+    }
+
+    #[test]
+    fn outages_keep_the_record() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        for e in [
+            StoreError::Timeout { op: "settle" },
+            StoreError::Redis(io.into()),
+            redis(ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"),
+            redis(ErrorKind::Server(ServerErrorKind::ReadOnly), "replica"),
+            redis(ErrorKind::Server(ServerErrorKind::ClusterDown), "down"),
+            redis(
+                ErrorKind::Server(ServerErrorKind::ResponseError),
+                "max number of clients reached",
+            ),
+            redis(ErrorKind::Extension, "OOM command not allowed"),
+            StoreError::Spool("disk".into()),
+        ] {
+            assert!(!rejects_record(&e), "{e} must not quarantine a record");
+        }
+    }
+
+    #[test]
+    fn refusals_of_the_record_set_it_aside() {
+        for e in [
+            StoreError::Protocol("[\"what\"]".into()),
+            redis(
+                ErrorKind::Server(ServerErrorKind::CrossSlot),
+                "keys in request don't hash to the same slot",
+            ),
+            redis(ErrorKind::UnexpectedReturnType, "not a list"),
+            redis(
+                ErrorKind::Server(ServerErrorKind::ResponseError),
+                "Error running script (call to f_1): @user_script:4: WRONGTYPE",
+            ),
+        ] {
+            assert!(rejects_record(&e), "{e} must quarantine the record");
+        }
+    }
+}
