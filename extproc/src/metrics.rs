@@ -81,6 +81,8 @@ pub struct Metrics {
     pub store_errors: Family<OpLabels, Counter>,
     pub spool_depth: Gauge,
     pub spool_replayed: Counter,
+    pub spool_quarantined: Counter,
+    pub spool_refused: Counter,
     pub config_info: Family<GenerationLabels, Gauge>,
     pub config_reloads: Family<OutcomeLabels, Counter>,
     pub unpriced: Family<ModelLabels, Counter>,
@@ -111,6 +113,8 @@ impl Metrics {
             store_errors: Family::<OpLabels, Counter>::default(),
             spool_depth: Gauge::default(),
             spool_replayed: Counter::default(),
+            spool_quarantined: Counter::default(),
+            spool_refused: Counter::default(),
             config_info: Family::<GenerationLabels, Gauge>::default(),
             config_reloads: Family::<OutcomeLabels, Counter>::default(),
             unpriced: Family::<ModelLabels, Counter>::default(),
@@ -185,6 +189,16 @@ impl Metrics {
             "spool_replayed",
             "Settlements replayed from the spool",
             self.spool_replayed.clone(),
+        );
+        r.register(
+            "spool_quarantined",
+            "Spooled settlements set aside in the spool's quarantine.jsonl: damaged on disk, or refused by the store for what they are",
+            self.spool_quarantined.clone(),
+        );
+        r.register(
+            "spool_refused",
+            "Settlements the spool could not take (full, or its disk failing) while the store was down: charges not recorded",
+            self.spool_refused.clone(),
         );
         r.register(
             "config_info",

@@ -44,6 +44,7 @@ impl Shared {
         match spool.push(s) {
             Ok(()) => self.metrics.spool_depth.set(spool.depth() as i64),
             Err(e) => {
+                self.metrics.spool_refused.inc();
                 tracing::error!(request_id = %s.record.request_id, charge = %s.cost, error = %e, "CHARGE NOT RECORDED: store down and spool refused it");
                 return None;
             }
@@ -51,20 +52,31 @@ impl Shared {
         None
     }
 
-    /// Replays the spool into the store; returns how many settlements were replayed.
+    /// One replay pass of the spool into the store; returns how many settlements it
+    /// settled, or the outage that stopped it (the rest stays queued for the next pass).
     pub async fn replay_spool(&self) -> Result<u64, StoreError> {
         let Some(spool) = &self.spool else { return Ok(0) };
         if spool.depth() == 0 {
             return Ok(0);
         }
-        let n = spool
+        let pass = spool
             .replay(|s| async move { self.store.settle(&s, self.opts.ledger_max_len).await.map(|_| ()) })
-            .await?;
+            .await;
         self.metrics.spool_depth.set(spool.depth() as i64);
-        self.metrics.spool_replayed.inc_by(n);
-        if n > 0 {
-            tracing::info!(replayed = n, left = spool.depth(), "replayed spooled settlements");
+        let pass = pass?;
+        self.metrics.spool_replayed.inc_by(pass.settled);
+        self.metrics.spool_quarantined.inc_by(pass.quarantined);
+        if pass.settled + pass.quarantined > 0 {
+            tracing::info!(
+                replayed = pass.settled,
+                quarantined = pass.quarantined,
+                left = spool.depth(),
+                "replayed spooled settlements"
+            );
         }
-        Ok(n)
+        match pass.deferred {
+            Some(e) => Err(e),
+            None => Ok(pass.settled),
+        }
     }
 }
