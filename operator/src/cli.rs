@@ -44,6 +44,9 @@ pub enum Command {
     /// absent or misscoped, with evidence, a score and the fixes smallest first; or, with
     /// --ledger, the live attribution coverage of a running Tally.
     Audit(Box<tally_audit::cli::AuditArgs>),
+    /// Export every team's ledger stream from Redis to Parquet files in object storage (S3, GCS,
+    /// Azure Blob or a directory), acknowledging entries only once their file is stored.
+    LedgerExport(Box<tally_export::cli::ExportArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         // stdout stays unlocked: the operator's tasks log to it from other threads.
         Command::Operator(args) => Ok(crate::controller::main(*args).await?),
         Command::Audit(args) => Ok(tally_audit::cli::run(&args, &mut std::io::stdout().lock()).await?),
+        Command::LedgerExport(args) => Ok(tally_export::cli::run(&args, &mut std::io::stdout()).await?),
     }
 }
 

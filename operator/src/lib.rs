@@ -23,6 +23,9 @@ pub enum Error {
     /// `tally audit` failed (or scored below `--fail-under`).
     #[error(transparent)]
     Audit(#[from] tally_audit::Error),
+    /// `tally ledger-export` stopped with an error.
+    #[error(transparent)]
+    LedgerExport(#[from] tally_export::Error),
     /// `tally operator` stopped with an error.
     #[error(transparent)]
     Operator(#[from] controller::Error),
