@@ -18,6 +18,7 @@ scripts/tools/redis.sh
 scripts/tools/chromium.sh
 scripts/tools/helm.sh
 scripts/tools/kube.sh
+scripts/tools/seaweedfs.sh
 scripts/tools/cargo-tools.sh
 scripts/tools/images.sh
 scripts/tools/actionlint.sh
