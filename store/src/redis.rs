@@ -91,12 +91,16 @@ local function id_less(a, b)
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am < bm or (am == bm and as < bs)
 end
+local function next_id(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
 local function ack_floor(key)
   local floor = nil
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
     local f = {}
     for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
-    local first = f['last-delivered-id']
+    local first = next_id(f['last-delivered-id'])
     if f['pending'] > 0 then first = redis.call('XPENDING', key, f['name'])[2] end
     if floor == nil or id_less(first, floor) then floor = first end
   end
