@@ -118,7 +118,7 @@ pub struct Catalog {
     pub aliases: Vec<Alias>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PriceEntry {
     /// Model id or glob (`*` any run of characters) matched against the resolved model id.
@@ -128,10 +128,70 @@ pub struct PriceEntry {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
     pub prices: Prices,
-    /// Upper bound on output tokens used for the worst-case reservation.
+    /// Upper bound on output tokens used for the worst-case reservation of a
+    /// request that sets no maximum of its own.
     pub max_output_tokens: u32,
+    /// The model's context window: bounds the input a request names but does not
+    /// carry (media by `s3Location`). `None`: [`DEFAULT_MAX_INPUT_TOKENS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_tokens: Option<u32>,
+    /// Prices of a call whose billed input exceeds a threshold (every token of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<LongContext>,
+    /// Prices of service tiers other than the standard one (`priority`, `flex`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<TierPrices>,
+    /// Prices per request, image, second of video and guardrail text unit.
+    #[serde(default, skip_serializing_if = "UnitPrices::is_zero")]
+    pub units: UnitPrices,
     /// Where the price came from: `ModelPricing name (source, effectiveFrom)`.
     pub source: String,
+}
+
+/// Input bound of a model whose catalog entry gives no context window: the
+/// largest context window of any Bedrock model.
+pub const DEFAULT_MAX_INPUT_TOKENS: u32 = 1_000_000;
+
+/// Long-context pricing: once a call's billed input (non-cached + cache reads
+/// + cache writes) exceeds `above_input_tokens`, all of its tokens cost `prices`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LongContext {
+    pub above_input_tokens: u64,
+    pub prices: Prices,
+}
+
+/// The token prices of one service tier (`X-Amzn-Bedrock-Service-Tier` /
+/// Converse `serviceTier`), in place of the standard prices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierPrices {
+    pub tier: String,
+    pub prices: Prices,
+}
+
+/// Prices of what is not billed per token, nano-USD per unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitPrices {
+    /// Per successful call (an async job's submission, a per-call fee).
+    #[serde(default, skip_serializing_if = "Nanos::is_zero")]
+    pub request: Nanos,
+    /// Per generated image (Stability, Titan Image, Nova Canvas).
+    #[serde(default, skip_serializing_if = "Nanos::is_zero")]
+    pub image: Nanos,
+    /// Per second of generated video (Nova Reel, Luma Ray).
+    #[serde(default, skip_serializing_if = "Nanos::is_zero")]
+    pub second: Nanos,
+    /// Per guardrail text unit (up to 1,000 characters) and policy.
+    #[serde(default, skip_serializing_if = "Nanos::is_zero")]
+    pub text_unit: Nanos,
+}
+
+impl UnitPrices {
+    pub fn is_zero(&self) -> bool {
+        *self == UnitPrices::default()
+    }
 }
 
 /// Prices of each token class, nano-USD per 1M tokens.

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tariff::Units;
+
 /// How a call ended, for the ledger and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +67,10 @@ pub struct LedgerRecord {
     pub cache_read_tokens: u64,
     pub cache_write5m_tokens: u64,
     pub cache_write1h_tokens: u64,
+    /// What the call was billed for besides tokens (images, seconds of video,
+    /// guardrail text units, the request itself), when its catalog entry prices units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<Units>,
     pub latency_ms: u64,
     /// HTTP status returned to the client (0 when the client went away first).
     pub status: u16,

@@ -4,7 +4,7 @@
 //! Everything both sides must agree on lives here and nowhere else: the
 //! compiled config the operator writes and the ext_proc reads ([`compiled`]),
 //! exact money ([`money`]), calendar budget periods ([`period`]), how a catalog
-//! prices a call ([`pricing`]), the Redis key layout ([`keys`]) and the
+//! prices a call ([`pricing`], [`tariff`]), the Redis key layout ([`keys`]) and the
 //! per-request ledger record ([`ledger`]).
 //!
 //! Must not: do I/O, depend on Kubernetes, gRPC, Redis or an async runtime.
@@ -17,3 +17,4 @@ pub mod ledger;
 pub mod money;
 pub mod period;
 pub mod pricing;
+pub mod tariff;

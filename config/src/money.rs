@@ -66,6 +66,10 @@ pub fn parse_decimal_nanos(s: &str) -> Result<u64, MoneyError> {
 impl Nanos {
     pub const ZERO: Nanos = Nanos(0);
 
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+
     /// Parses a USD decimal string such as `"250.00"`.
     pub fn parse_usd(s: &str) -> Result<Nanos, MoneyError> {
         parse_decimal_nanos(s).map(|n| Nanos(n as i64))

@@ -52,32 +52,6 @@ pub fn cost(usage: &Usage, prices: &Prices) -> Nanos {
     Nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
 }
 
-/// Upper bound on what a call can cost: every possible input token at the dearest
-/// input-class price plus `max_output_tokens` at the output price.
-pub fn worst_case(input_tokens_bound: u64, max_output_tokens: u64, prices: &Prices) -> Nanos {
-    let dearest_input = [
-        prices.input,
-        prices.cache_read,
-        prices.cache_write_5m,
-        prices.cache_write_1h,
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or_default();
-    let usage = Usage {
-        input: input_tokens_bound,
-        output: max_output_tokens,
-        ..Usage::default()
-    };
-    cost(
-        &usage,
-        &Prices {
-            input: dearest_input,
-            ..*prices
-        },
-    )
-}
-
 /// `*` matches any run of characters; everything else is literal.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
@@ -230,6 +204,7 @@ mod tests {
             prices: p,
             max_output_tokens: 8192,
             source: format!("test {pattern}"),
+            ..PriceEntry::default()
         }
     }
 
@@ -346,12 +321,6 @@ mod tests {
     }
 
     #[test]
-    fn worst_case_uses_the_dearest_input_class() {
-        let p = prices("3", "15", "0.3", "3.75", "6");
-        assert_eq!(worst_case(1_000_000, 1_000, &p), Nanos(6_000_000_000 + 15_000_000));
-    }
-
-    #[test]
     fn globs() {
         assert!(glob_matches("anthropic.*", "anthropic.claude-3-opus"));
         assert!(glob_matches(
@@ -463,6 +432,7 @@ mod tests {
                     prices: Prices::default(),
                     max_output_tokens: 1,
                     source: format!("e{i}"),
+                    ..PriceEntry::default()
                 })
                 .collect();
             let book = PriceBook::new(&Catalog { entries: entries.clone(), aliases: vec![] });

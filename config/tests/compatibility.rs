@@ -23,9 +23,9 @@ fn newer_config() -> String {
   "catalog": {{
     "entries": [{{
       "match": "amazon.nova-reel-v1:0",
-      "prices": {{"input": 1, "output": 2, "perSecond": 80000000}},
+      "prices": {{"input": 1, "output": 2, "perFrame": 80000000}},
       "maxOutputTokens": 10,
-      "maxInputTokens": 300000,
+      "contextWindowClass": "long",
       "source": "test"
     }}]
   }}
@@ -42,8 +42,8 @@ fn an_older_reader_ignores_fields_a_newer_writer_added_and_names_them() {
     assert_eq!(
         unknown,
         [
-            "catalog.entries[0].maxInputTokens",
-            "catalog.entries[0].prices.perSecond",
+            "catalog.entries[0].contextWindowClass",
+            "catalog.entries[0].prices.perFrame",
             "leases",
             "teams[0].budget.burnRate",
             "teams[0].forecast",

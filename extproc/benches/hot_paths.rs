@@ -64,6 +64,7 @@ fn shipped_catalog() -> Catalog {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(4096),
                 source: "bedrock-on-demand".into(),
+                ..PriceEntry::default()
             }
         })
         .collect::<Vec<_>>();

@@ -56,6 +56,12 @@ impl Operation {
         )
     }
 
+    /// Billed by Bedrock, so priced, reserved and charged: inference, async jobs
+    /// (per second / image / job) and guardrails (per text unit). CountTokens is free.
+    pub fn is_metered(self) -> bool {
+        self.is_inference() || matches!(self, Operation::StartAsyncInvoke | Operation::ApplyGuardrail)
+    }
+
     /// The response is an AWS event stream (`application/vnd.amazon.eventstream`).
     pub fn streams_response(self) -> bool {
         matches!(
@@ -119,7 +125,7 @@ pub fn parse_call(method: &str, path: &str) -> Option<Call> {
         ("POST", p) if p.starts_with("/guardrail/") && p.ends_with("/apply") => {
             return Some(Call {
                 operation: Operation::ApplyGuardrail,
-                model_id: None,
+                model_id: guardrail_pricing_id(p),
             });
         }
         _ => {}
@@ -151,6 +157,19 @@ pub fn parse_call(method: &str, path: &str) -> Option<Call> {
         operation,
         model_id: Some(model),
     })
+}
+
+/// Prefix of the id a guardrail is priced by: `guardrail/<id>`.
+pub const GUARDRAIL_PREFIX: &str = "guardrail/";
+
+/// `/guardrail/{id}/version/{v}/apply` → `guardrail/<id>`, the id a catalog
+/// entry prices it by (an ARN identifier reduces to the id inside it).
+fn guardrail_pricing_id(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/guardrail/")?.strip_suffix("/apply")?;
+    let (raw, _version) = rest.rsplit_once("/version/")?;
+    let id = decode_model_id(raw)?;
+    let short = id.rsplit_once("guardrail/").map_or(id.as_str(), |(_, id)| id);
+    (!short.is_empty() && short.len() <= 256 && !short.contains('/')).then(|| format!("{GUARDRAIL_PREFIX}{short}"))
 }
 
 /// Percent-decodes a model id; `None` if it does not decode to UTF-8.
@@ -285,7 +304,15 @@ mod tests {
         );
         assert_eq!(
             op("POST", "/guardrail/gr-1/version/1/apply"),
-            Some((Operation::ApplyGuardrail, None))
+            Some((Operation::ApplyGuardrail, Some("guardrail/gr-1".into())))
+        );
+        // an ARN identifier, as the SDKs encode it, is priced by the id inside it
+        assert_eq!(
+            op(
+                "POST",
+                "/guardrail/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aguardrail%2Fabc123/version/DRAFT/apply"
+            ),
+            Some((Operation::ApplyGuardrail, Some("guardrail/abc123".into())))
         );
     }
 

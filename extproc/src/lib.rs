@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod bedrock;
+pub mod bounds;
 pub mod eventstream;
 pub mod exchange;
 pub mod metrics;

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use tally_config::compiled::{CompiledConfig, Enforcement, Prices, TeamConfig, UNKNOWN_TEAM};
+use tally_config::compiled::{CompiledConfig, Enforcement, TeamConfig, UNKNOWN_TEAM};
 use tally_config::keys::{self, Scope};
 use tally_config::money::Nanos;
 use tally_config::period::{self, Period, Window};
-use tally_config::pricing::{self, PriceBook, Priced, glob_matches, strip_geo_prefix};
+use tally_config::pricing::{PriceBook, Priced, glob_matches, strip_geo_prefix};
 use tally_store::Budget;
 
 /// Longest attribution header value kept; longer values are treated as absent.
@@ -285,25 +285,6 @@ impl Policy {
     }
 }
 
-/// The largest output bound: 2³² tokens, orders of magnitude above any model's
-/// real limit, and at even 1,000 USD per 1M tokens only ~4.3 million USD.
-pub const MAX_OUTPUT_BOUND: u64 = 1 << 32;
-
-/// Worst-case cost: every body byte an input token (a tokenizer never emits
-/// more tokens than bytes of text) at the dearest input price, plus the output
-/// cap the client asked for. The catalog's `maxOutputTokens` bounds only a
-/// request that asks for none: it is never used to lower a request's own cap,
-/// since a catalog can be stale and Bedrock enforces the model's real limit,
-/// not ours — a smaller bound would let a call cost more than it reserved.
-/// Absurd caps (which Bedrock rejects unanswered) stop at [`MAX_OUTPUT_BOUND`], so
-/// a reservation stays far from overflowing the store's 64-bit counters.
-pub fn worst_case(prices: &Prices, model_max_output: u32, body_bytes: u64, requested_max_output: Option<u64>) -> Nanos {
-    let output = requested_max_output
-        .unwrap_or(u64::from(model_max_output))
-        .min(MAX_OUTPUT_BOUND);
-    pricing::worst_case(body_bytes, output, prices)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +340,7 @@ mod tests {
             },
             max_output_tokens: 10_000,
             source: "test".into(),
+            ..PriceEntry::default()
         }];
         cfg
     }
@@ -472,22 +454,5 @@ mod tests {
         let plan = p.plan(&p.attribute(&claims(None, None, None)), now);
         assert_eq!(plan.budgets[0].key, "tally:{unknown}:c:2026-11:team");
         assert_eq!(plan.team_limit(), None);
-    }
-
-    #[test]
-    fn worst_case_takes_the_requests_cap_else_the_model_maximum() {
-        let p = Policy::new(config());
-        let priced = p.price("us.amazon.nova-pro-v1:0", "us-east-1").unwrap();
-        let wc = |body, asked| worst_case(&priced.entry.prices, priced.entry.max_output_tokens, body, asked);
-        // 1000 bytes × 0.8 $/1M + 500 × 3.2 $/1M
-        assert_eq!(wc(1000, Some(500)), Nanos(800_000 + 1_600_000));
-        // asked for more than the catalog's maxOutputTokens (10,000): the request's
-        // own cap is the bound, 1M × 3.2 $/1M
-        assert_eq!(wc(0, Some(1_000_000)), Nanos(3_200_000_000));
-        // an absurd cap stops at MAX_OUTPUT_BOUND: 2³² × 3.2 $/1M
-        assert_eq!(wc(0, Some(u64::MAX)), Nanos(13_743_895_347_200));
-        // asked for nothing: the catalog's maxOutputTokens
-        assert_eq!(wc(0, None), Nanos(32_000_000));
-        assert!(p.price("meta.llama3-1-8b-instruct-v1:0", "us-east-1").is_none());
     }
 }

@@ -1,5 +1,4 @@
-//! Reading token usage from what Bedrock returns, and worst-case facts from what
-//! the client sends.
+//! Reading usage from what Bedrock returns: tokens, and guardrail text units.
 //!
 //! Usage arrives in several shapes: response headers (InvokeModel), Converse
 //! `usage`, model-native bodies (Anthropic, Nova, Titan, Llama), event-stream
@@ -15,7 +14,6 @@
 //! Llama chunks count as they go) are provisional: a stream cut before its
 //! final usage is not priced from them.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use tally_config::pricing::Usage;
@@ -212,68 +210,26 @@ pub fn from_stream_chunk(chunk: &[u8]) -> Observation {
     o
 }
 
-/// What the request body tells about its worst case.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestFacts {
-    /// Output-token cap the client asked for, in any family's spelling.
-    pub max_output_tokens: Option<u64>,
-    /// `modelId` in the body (StartAsyncInvoke).
-    pub model_id: Option<String>,
-    /// Converse `serviceTier.type` (or the string form).
-    pub service_tier: Option<String>,
-}
-
-/// Reads [`RequestFacts`] from a JSON request body without materialising the
-/// (possibly large) messages. A body that is not JSON yields no facts.
-pub fn request_facts(body: &[u8]) -> RequestFacts {
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct Body {
-        max_tokens: Option<u64>,
-        #[serde(rename = "maxTokens")]
-        max_tokens_camel: Option<u64>,
-        max_gen_len: Option<u64>,
-        #[serde(rename = "inferenceConfig")]
-        inference_config: Option<Inference>,
-        #[serde(rename = "textGenerationConfig")]
-        text_generation_config: Option<TitanConfig>,
-        #[serde(rename = "modelId")]
-        model_id: Option<String>,
-        #[serde(rename = "serviceTier")]
-        service_tier: Option<Value>,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct Inference {
-        #[serde(rename = "maxTokens")]
-        max_tokens: Option<u64>,
-        max_new_tokens: Option<u64>,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct TitanConfig {
-        #[serde(rename = "maxTokenCount")]
-        max_token_count: Option<u64>,
-    }
-    let Ok(b) = serde_json::from_slice::<Body>(body) else {
-        return RequestFacts::default();
-    };
-    let inference = b.inference_config.unwrap_or_default();
-    RequestFacts {
-        max_output_tokens: b
-            .max_tokens
-            .or(b.max_tokens_camel)
-            .or(inference.max_tokens)
-            .or(inference.max_new_tokens)
-            .or(b.max_gen_len)
-            .or(b.text_generation_config.and_then(|t| t.max_token_count)),
-        model_id: b.model_id,
-        service_tier: b.service_tier.and_then(|t| match t {
-            Value::String(s) => Some(s),
-            Value::Object(o) => o.get("type").and_then(Value::as_str).map(str::to_string),
-            _ => None,
-        }),
-    }
+/// Guardrail text units an ApplyGuardrail response's `usage` reports, summed
+/// over the policies billed per text unit; an image unit counts as five (its
+/// price is five content-filter text units). `None` when the body says nothing.
+pub fn guardrail_units(body: &[u8]) -> Option<u64> {
+    const BILLED: [(&str, u64); 6] = [
+        ("topicPolicyUnits", 1),
+        ("contentPolicyUnits", 1),
+        ("sensitiveInformationPolicyUnits", 1),
+        ("contextualGroundingPolicyUnits", 1),
+        ("automatedReasoningPolicyUnits", 1),
+        ("contentPolicyImageUnits", 5),
+    ];
+    let v = serde_json::from_slice::<Value>(body).ok()?;
+    let usage = v.get("usage")?.as_object()?;
+    Some(
+        BILLED
+            .iter()
+            .filter_map(|(key, weight)| usage.get(*key)?.as_u64().map(|n| n.saturating_mul(*weight)))
+            .fold(0u64, u64::saturating_add),
+    )
 }
 
 #[cfg(test)]
@@ -447,33 +403,16 @@ mod tests {
         assert!(from_json_bytes(b"\x00\xff not json").is_empty());
         assert!(from_json_bytes(b"{\"usage\": \"nope\"}").is_empty());
         assert!(from_json_bytes(b"{\"usage\": {\"inputTokens\": -1}}").is_empty());
-        assert_eq!(request_facts(b"[1,2"), RequestFacts::default());
     }
 
     #[test]
-    fn request_facts_in_every_spelling() {
-        let max = |b: Value| request_facts(b.to_string().as_bytes()).max_output_tokens;
-        assert_eq!(
-            max(json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": []})),
-            Some(100)
-        );
-        assert_eq!(
-            max(json!({"messages": [], "inferenceConfig": {"maxTokens": 200}})),
-            Some(200)
-        );
-        assert_eq!(
-            max(json!({"messages": [], "inferenceConfig": {"max_new_tokens": 300}})),
-            Some(300)
-        );
-        assert_eq!(max(json!({"prompt": "x", "max_gen_len": 400})), Some(400));
-        assert_eq!(
-            max(json!({"inputText": "x", "textGenerationConfig": {"maxTokenCount": 500}})),
-            Some(500)
-        );
-        assert_eq!(max(json!({"messages": []})), None);
-        let f = request_facts(br#"{"modelId":"amazon.nova-reel-v1:0","modelInput":{},"outputDataConfig":{}}"#);
-        assert_eq!(f.model_id.as_deref(), Some("amazon.nova-reel-v1:0"));
-        let f = request_facts(br#"{"messages":[],"serviceTier":{"type":"priority"}}"#);
-        assert_eq!(f.service_tier.as_deref(), Some("priority"));
+    fn guardrail_usage_sums_the_billed_policies() {
+        let body = json!({"action": "NONE", "usage": {
+            "topicPolicyUnits": 2, "contentPolicyUnits": 2, "wordPolicyUnits": 2,
+            "sensitiveInformationPolicyUnits": 2, "sensitiveInformationPolicyFreeUnits": 2,
+            "contextualGroundingPolicyUnits": 0, "contentPolicyImageUnits": 1}});
+        assert_eq!(guardrail_units(body.to_string().as_bytes()), Some(11));
+        assert_eq!(guardrail_units(b"{}"), None);
+        assert_eq!(guardrail_units(b"not json"), None);
     }
 }

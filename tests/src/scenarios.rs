@@ -38,6 +38,7 @@ fn entry(pattern: &str, [i, o, cr, w5, w1]: [&str; 5]) -> PriceEntry {
         },
         max_output_tokens: MAX_OUTPUT_TOKENS,
         source: "e2e (LiteLLM 1.110.2 on-demand)".to_string(),
+        ..PriceEntry::default()
     }
 }
 

@@ -14,13 +14,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
-use tally_config::compiled::{Alias, Catalog, PriceEntry, Prices};
-use tally_config::money::NanosPerMillion;
+use tally_config::compiled::{Alias, Catalog, LongContext, PriceEntry, Prices, TierPrices, UnitPrices};
+use tally_config::money::{Nanos, NanosPerMillion};
 
 use super::syntax::{check_date, check_model_glob, check_region};
 use super::{CompileError, ObjectRef, Problems};
-use crate::crd::model_pricing::MAX_OUTPUT_TOKENS;
-use crate::crd::{ModelAlias, ModelPrice, ModelPricing, Usd};
+use crate::crd::model_pricing::{MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS};
+use crate::crd::{ModelAlias, ModelPrice, ModelPricing, TokenPrices, Usd};
 
 /// One valid `ModelPricing`, converted.
 #[derive(Debug, Clone)]
@@ -216,38 +216,133 @@ fn price_entry<'a>(
             ),
         );
     }
-    let mut price = |name: &str, value: Option<&Usd>| -> Option<NanosPerMillion> {
-        let value = value?;
-        NanosPerMillion::parse_usd(value.as_str())
-            .map_err(|e| p.push(format!("{field}.{name}"), e.to_string()))
-            .ok()
-    };
-    let input = price("inputPerMillion", Some(&m.input_per_million));
-    let output = price("outputPerMillion", Some(&m.output_per_million));
-    let cache_read = price("cacheReadPerMillion", m.cache_read_per_million.as_ref());
-    let cache_write_5m = price("cacheWrite5mPerMillion", m.cache_write5m_per_million.as_ref());
-    let cache_write_1h = price("cacheWrite1hPerMillion", m.cache_write1h_per_million.as_ref());
+    let prices = token_prices(&field, &TokenPricesRef::of_entry(m), p);
     if !(1..=MAX_OUTPUT_TOKENS).contains(&m.max_output_tokens) {
         p.push(
             format!("{field}.maxOutputTokens"),
             format!("{} is not from 1 to {MAX_OUTPUT_TOKENS}", m.max_output_tokens),
         );
     }
-    let cache_write_5m = cache_write_5m.unwrap_or_default();
+    if m.max_input_tokens.is_some_and(|t| !(1..=MAX_INPUT_TOKENS).contains(&t)) {
+        p.push(
+            format!("{field}.maxInputTokens"),
+            format!("is not from 1 to {MAX_INPUT_TOKENS}"),
+        );
+    }
+    let long_context = m.long_context.as_ref().map(|lc| {
+        let at = format!("{field}.longContext");
+        if lc.above_input_tokens == 0 {
+            p.push(format!("{at}.aboveInputTokens"), "must be at least 1");
+        }
+        (
+            lc.above_input_tokens,
+            token_prices(&at, &TokenPricesRef::of(&lc.prices), p),
+        )
+    });
+    let mut tiers = Vec::with_capacity(m.service_tiers.len());
+    for (j, t) in m.service_tiers.iter().enumerate() {
+        let at = format!("{field}.serviceTiers[{j}]");
+        if t.tier == "default" || t.tier == "standard" {
+            p.push(format!("{at}.tier"), "the standard tier's prices are the entry's own");
+        }
+        tiers.push((t.tier.clone(), token_prices(&at, &TokenPricesRef::of(&t.prices), p)));
+    }
+    let units = unit_prices(&field, m, p);
     Some(PriceEntry {
         pattern: m.pattern.clone(),
         regions,
-        prices: Prices {
-            input: input?,
-            output: output?,
-            cache_read: cache_read.unwrap_or_default(),
-            cache_write_5m,
-            // A catalog that knows no 1-hour price charges 1-hour writes like 5-minute ones.
-            cache_write_1h: cache_write_1h.unwrap_or(cache_write_5m),
-        },
+        prices: prices?,
         max_output_tokens: m.max_output_tokens,
+        max_input_tokens: m.max_input_tokens,
+        long_context: match long_context {
+            Some((above, prices)) => Some(LongContext {
+                above_input_tokens: u64::from(above),
+                prices: prices?,
+            }),
+            None => None,
+        },
+        tiers: tiers
+            .into_iter()
+            .map(|(tier, prices)| prices.map(|prices| TierPrices { tier, prices }))
+            .collect::<Option<_>>()?,
+        units: units?,
         source: source.to_string(),
     })
+}
+
+/// The five token prices of an entry, a long-context block or a tier, by reference.
+struct TokenPricesRef<'a> {
+    input: &'a Usd,
+    output: &'a Usd,
+    cache_read: Option<&'a Usd>,
+    cache_write_5m: Option<&'a Usd>,
+    cache_write_1h: Option<&'a Usd>,
+}
+
+impl<'a> TokenPricesRef<'a> {
+    fn of_entry(m: &'a ModelPrice) -> Self {
+        TokenPricesRef {
+            input: &m.input_per_million,
+            output: &m.output_per_million,
+            cache_read: m.cache_read_per_million.as_ref(),
+            cache_write_5m: m.cache_write5m_per_million.as_ref(),
+            cache_write_1h: m.cache_write1h_per_million.as_ref(),
+        }
+    }
+
+    fn of(t: &'a TokenPrices) -> Self {
+        TokenPricesRef {
+            input: &t.input_per_million,
+            output: &t.output_per_million,
+            cache_read: t.cache_read_per_million.as_ref(),
+            cache_write_5m: t.cache_write5m_per_million.as_ref(),
+            cache_write_1h: t.cache_write1h_per_million.as_ref(),
+        }
+    }
+}
+
+/// Token prices checked (each bad one names its field under `field`) and converted.
+fn token_prices(field: &str, t: &TokenPricesRef<'_>, p: &mut Problems) -> Option<Prices> {
+    let mut price = |name: &str, value: Option<&Usd>| -> Option<NanosPerMillion> {
+        let value = value?;
+        NanosPerMillion::parse_usd(value.as_str())
+            .map_err(|e| p.push(format!("{field}.{name}"), e.to_string()))
+            .ok()
+    };
+    let input = price("inputPerMillion", Some(t.input));
+    let output = price("outputPerMillion", Some(t.output));
+    let cache_read = price("cacheReadPerMillion", t.cache_read);
+    let cache_write_5m = price("cacheWrite5mPerMillion", t.cache_write_5m).unwrap_or_default();
+    let cache_write_1h = price("cacheWrite1hPerMillion", t.cache_write_1h);
+    Some(Prices {
+        input: input?,
+        output: output?,
+        cache_read: cache_read.unwrap_or_default(),
+        cache_write_5m,
+        // A catalog that knows no 1-hour price charges 1-hour writes like 5-minute ones.
+        cache_write_1h: cache_write_1h.unwrap_or(cache_write_5m),
+    })
+}
+
+/// The per-unit prices of an entry, checked and converted.
+fn unit_prices(field: &str, m: &ModelPrice, p: &mut Problems) -> Option<UnitPrices> {
+    let mut ok = true;
+    let mut price = |name: &str, value: Option<&Usd>| -> Nanos {
+        value.map_or(Nanos::ZERO, |v| {
+            Nanos::parse_usd(v.as_str()).unwrap_or_else(|e| {
+                p.push(format!("{field}.{name}"), e.to_string());
+                ok = false;
+                Nanos::ZERO
+            })
+        })
+    };
+    let units = UnitPrices {
+        request: price("perRequest", m.per_request.as_ref()),
+        image: price("perImage", m.per_image.as_ref()),
+        second: price("perSecond", m.per_second.as_ref()),
+        text_unit: price("perTextUnit", m.per_text_unit.as_ref()),
+    };
+    ok.then_some(units)
 }
 
 /// `spec.aliases` checked on their own (ids, models, no chains within the catalog) and converted.

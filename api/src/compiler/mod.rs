@@ -224,6 +224,7 @@ pub(crate) mod test_objects {
             cache_write5m_per_million: None,
             cache_write1h_per_million: None,
             max_output_tokens: 4096,
+            ..ModelPrice::default()
         }
     }
 

@@ -24,7 +24,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 pub use condition::{Condition, ConditionStatus};
-pub use model_pricing::{ModelAlias, ModelPrice, ModelPricing, ModelPricingSpec, ModelPricingStatus};
+pub use model_pricing::{
+    LongContextPrice, ModelAlias, ModelPrice, ModelPricing, ModelPricingSpec, ModelPricingStatus, ServiceTierPrice,
+    TokenPrices,
+};
 pub use team_budget::{
     Budget, BudgetPeriod, Enforcement, TeamBudget, TeamBudgetSpec, TeamBudgetStatus, Tenant, Workflow,
 };

@@ -74,7 +74,7 @@ pub struct ModelPricingSpec {
 }
 
 /// The price of one model (or of every model a glob matches).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelPrice {
     /// Bedrock model id or glob (`*` matches any run of characters), e.g.
@@ -107,6 +107,76 @@ pub struct ModelPrice {
     /// check reserves this many output tokens for a call that sets no lower maximum.
     #[schemars(range(min = 1, max = MAX_OUTPUT_TOKENS))]
     pub max_output_tokens: u32,
+    /// The model's context window in tokens. Bounds the input of a call that names media
+    /// it does not carry (`s3Location`), which Tally cannot measure. Absent: 1,000,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_INPUT_TOKENS))]
+    pub max_input_tokens: Option<u32>,
+    /// Prices of a call whose billed input exceeds `aboveInputTokens`: every token of
+    /// such a call costs these (e.g. Claude Sonnet 4 above 200k input tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<LongContextPrice>,
+    /// Prices of service tiers other than the standard one, by the tier the call asks for
+    /// (`X-Amzn-Bedrock-Service-Tier` or Converse `serviceTier`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["tier"]))]
+    pub service_tiers: Vec<ServiceTierPrice>,
+    /// USD per successful call, decimal string (e.g. an async job's fixed fee).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_request: Option<Usd>,
+    /// USD per generated image (image models: Stability, Titan Image, Nova Canvas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_image: Option<Usd>,
+    /// USD per second of generated video (StartAsyncInvoke: Nova Reel, Luma Ray).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<Usd>,
+    /// USD per guardrail text unit (up to 1,000 characters) per policy that evaluates it
+    /// (ApplyGuardrail, priced by an entry matching `guardrail/<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_text_unit: Option<Usd>,
+}
+
+/// Largest `maxInputTokens` accepted.
+pub const MAX_INPUT_TOKENS: u32 = 100_000_000;
+
+/// Token prices, USD per million tokens of each class (decimal strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPrices {
+    pub input_per_million: Usd,
+    pub output_per_million: Usd,
+    /// Absent: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_per_million: Option<Usd>,
+    /// Absent: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write5m_per_million: Option<Usd>,
+    /// Absent: the 5-minute price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write1h_per_million: Option<Usd>,
+}
+
+/// Long-context prices and the input size from which they apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LongContextPrice {
+    /// A call whose billed input tokens exceed this is priced with these prices.
+    #[schemars(range(min = 1))]
+    pub above_input_tokens: u32,
+    #[serde(flatten)]
+    pub prices: TokenPrices,
+}
+
+/// The prices of one service tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceTierPrice {
+    /// The tier as the call names it: `priority`, `flex`, `reserved`.
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z][a-z0-9_-]*$"))]
+    pub tier: String,
+    #[serde(flatten)]
+    pub prices: TokenPrices,
 }
 
 /// An id that stands for a priced model.
@@ -162,6 +232,13 @@ mod tests {
             cache_write5m_per_million: Some("1.25".into()),
             cache_write1h_per_million: Some("2".into()),
             max_output_tokens: 8192,
+            max_input_tokens: None,
+            long_context: None,
+            service_tiers: vec![],
+            per_request: None,
+            per_image: None,
+            per_second: None,
+            per_text_unit: None,
         };
         let v = serde_json::to_value(&m).unwrap();
         let keys: std::collections::BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();

@@ -91,6 +91,7 @@ mod tests {
             cache_read_tokens: 0,
             cache_write5m_tokens: 3,
             cache_write1h_tokens: 4,
+            units: None,
             latency_ms: 120,
             status: 200,
             outcome: Outcome::Ok,

@@ -61,7 +61,8 @@ pub struct Args {
     /// Directory of the disk spool that holds charges while the store is down.
     #[arg(long, env = "TALLY_SPOOL_DIR", default_value = "/var/lib/tally/spool")]
     pub spool_dir: PathBuf,
-    /// Largest spool file, bytes.
+    /// Most bytes the spool's segment files may take; beyond it new settlements are refused
+    /// (counted in `tally_spool_refused_total`), never dropped silently.
     #[arg(long, env = "TALLY_SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub spool_max_bytes: u64,
     /// Region recorded when the host does not name one.

@@ -2,40 +2,94 @@
 //! the store's answer means for the call. Pure — the exchange does the I/O.
 
 use jiff::Timestamp;
-use tally_config::compiled::Prices;
+use tally_config::compiled::{DEFAULT_MAX_INPUT_TOKENS, PriceEntry, Prices};
 use tally_config::money::Nanos;
+use tally_config::tariff::{self, Bounds, Units};
 use tally_store::{ReserveOutcome, ReserveRequest, StoreError};
 
-use crate::policy::{self, Plan, Policy};
+use crate::bedrock::Operation;
+use crate::bounds::{GUARDRAIL_POLICIES, MAX_VIDEO_SECONDS, RequestFacts};
+use crate::policy::{Plan, Policy};
 
 use super::facts::CallFacts;
 use super::options::{FailMode, Options};
 
 /// Resolved price of the call's model, copied out so a config swap mid-call changes nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PriceInfo {
+    /// The model id the entry matched (after alias and geo fallback).
     pub model: String,
-    pub prices: Prices,
-    pub source: String,
-    pub max_output_tokens: u32,
+    pub entry: PriceEntry,
+}
+
+impl PriceInfo {
+    /// Whether the entry prices tokens (image, video and guardrail entries price units only).
+    pub fn prices_tokens(&self) -> bool {
+        self.entry.prices != Prices::default()
+    }
 }
 
 pub fn price_info(policy: &Policy, model_id: &str, region: &str) -> Option<PriceInfo> {
     policy.price(model_id, region).map(|p| PriceInfo {
         model: p.model.to_string(),
-        prices: p.entry.prices,
-        source: p.entry.source.clone(),
-        max_output_tokens: p.entry.max_output_tokens,
+        entry: p.entry.clone(),
     })
 }
 
-/// The worst case of a call: every input byte a token at the dearest input
-/// price plus the output bound. Non-inference and unpriced calls cost nothing.
-pub fn worst_case(facts: &CallFacts, price: Option<&PriceInfo>, input_bytes: u64, max_output: Option<u64>) -> Nanos {
+/// The largest output bound: 2³² tokens, orders of magnitude above any model's
+/// real limit, and at even 1,000 USD per 1M tokens only ~4.3 million USD.
+pub const MAX_OUTPUT_BOUND: u64 = 1 << 32;
+
+/// What bounds the call's cost, from its facts and what its body said (nothing
+/// but `input_bytes` when the body was not read or is not JSON).
+///
+/// Output: the request's own cap whenever it gives one — even above the
+/// catalog's `maxOutputTokens`, since a catalog can be stale and Bedrock
+/// enforces the model's real limit, not ours — else the catalog's; absurd caps
+/// stop at [`MAX_OUTPUT_BOUND`]. Input: the body's content bound plus the
+/// context window when it references media it does not carry; without one,
+/// every byte a token at the dearest input price.
+pub fn bounds(facts: &CallFacts, entry: &PriceEntry, body: &RequestFacts, input_bytes: u64) -> Bounds {
+    let op = facts.operation;
+    let metered_units = |price: Nanos, n: u64| if price.is_zero() { 0 } else { n };
+    let units = Units {
+        requests: 1,
+        images: metered_units(entry.units.image, body.images.unwrap_or(1)),
+        seconds: metered_units(entry.units.second, body.video_seconds.unwrap_or(MAX_VIDEO_SECONDS)),
+        text_units: match (op, body.input) {
+            (Operation::ApplyGuardrail, Some(b)) => b.text_units.saturating_mul(GUARDRAIL_POLICIES),
+            (Operation::ApplyGuardrail, None) => input_bytes.saturating_mul(GUARDRAIL_POLICIES),
+            _ => 0,
+        },
+    };
+    if !op.is_inference() {
+        return Bounds {
+            units,
+            ..Bounds::default()
+        };
+    }
+    let context = u64::from(entry.max_input_tokens.unwrap_or(DEFAULT_MAX_INPUT_TOKENS));
+    let (input_tokens, cache_write) = match body.input {
+        Some(b) if b.external => (b.tokens.saturating_add(context), b.cache_write),
+        Some(b) => (b.tokens, b.cache_write),
+        None => (input_bytes, true),
+    };
+    let output_tokens = body
+        .max_output_tokens
+        .unwrap_or(u64::from(entry.max_output_tokens))
+        .min(MAX_OUTPUT_BOUND);
+    Bounds {
+        input_tokens,
+        cache_write,
+        output_tokens,
+        units,
+    }
+}
+
+/// The worst case of a call within `bounds`. Unmetered and unpriced calls cost nothing.
+pub fn worst_case(facts: &CallFacts, price: Option<&PriceInfo>, bounds: &Bounds) -> Nanos {
     match price {
-        Some(p) if facts.operation.is_inference() => {
-            policy::worst_case(&p.prices, p.max_output_tokens, input_bytes, max_output)
-        }
+        Some(p) if facts.operation.is_metered() => tariff::worst_case(&p.entry, facts.service_tier.as_deref(), bounds),
         _ => Nanos::ZERO,
     }
 }

@@ -3,6 +3,7 @@
 
 use tally_config::money::Nanos;
 use tally_config::pricing::Usage;
+use tally_config::tariff::{Bounds, Units};
 
 use crate::eventstream::StreamUsage;
 use crate::policy::Plan;
@@ -76,6 +77,8 @@ pub struct Call {
     /// Set at admission.
     pub price: Option<PriceInfo>,
     pub plan: Option<Plan>,
+    /// What bounded the reservation; what a call billed per unit is charged by.
+    pub bounds: Bounds,
     pub worst_case: Nanos,
     /// `Warn` budgets the reservation went beyond.
     pub over: Vec<String>,
@@ -84,6 +87,8 @@ pub struct Call {
     pub status: u16,
     /// Usage from the response headers and a JSON body.
     pub usage: Accumulator,
+    /// Guardrail text units the response reported (ApplyGuardrail).
+    pub text_units: Option<u64>,
     pub response: ResponseBody,
 }
 
@@ -97,11 +102,13 @@ impl Call {
             body_buffered: false,
             price: None,
             plan: None,
+            bounds: Bounds::default(),
             worst_case: Nanos::ZERO,
             over: vec![],
             note: None,
             status: 0,
             usage: Accumulator::default(),
+            text_units: None,
             response: ResponseBody::Unread,
         }
     }
@@ -157,5 +164,15 @@ impl Call {
     /// The usage to charge: the stream's when streaming, else headers + JSON.
     pub fn observed_usage(&self) -> Usage {
         self.stream().map_or(self.usage, |s| s.usage).usage()
+    }
+
+    /// What a call that succeeded is charged per unit: what it ordered (images,
+    /// seconds of video: Bedrock bills what was asked for), and the guardrail
+    /// text units the response reported, else the bound.
+    pub fn ordered_units(&self) -> Units {
+        Units {
+            text_units: self.text_units.unwrap_or(self.bounds.units.text_units),
+            ..self.bounds.units
+        }
     }
 }

@@ -32,9 +32,11 @@ use tally_config::ledger::Outcome;
 use tally_config::money::Nanos;
 use tally_store::ReserveRequest;
 
+use crate::bedrock::Operation;
+use crate::bounds::{self, RequestFacts};
 use crate::eventstream::StreamUsage;
 use crate::policy::{Plan, Policy};
-use crate::usage::{self, RequestFacts};
+use crate::usage;
 use admission::Decision;
 use call::{Call, Phase, ResponseBody, StreamFailure};
 use facts::CallFacts;
@@ -140,7 +142,7 @@ impl Exchange {
         };
         let facts = call
             .take_request_body()
-            .map(|b| usage::request_facts(&b))
+            .map(|b| bounds::request_facts(&b, &call.facts.model_id))
             .unwrap_or_default();
         self.admit(Bound::Body(facts)).await.unwrap_or_else(Reply::pass)
     }
@@ -164,7 +166,8 @@ impl Exchange {
             return Reply::proceed(set_headers, Some(Mode::STREAM_RESPONSE), vec![]);
         }
         let priced_by_headers = call.usage.complete() && !call.usage.cache_write_split_unknown();
-        if !operation.is_inference() || priced_by_headers || end_of_stream {
+        let usage_in_body = operation.is_inference() || operation == Operation::ApplyGuardrail;
+        if !usage_in_body || priced_by_headers || end_of_stream {
             set_headers.extend(self.finish(Outcome::Ok).await);
             return Reply::proceed(set_headers, None, self.cost_metadata());
         }
@@ -201,8 +204,12 @@ impl Exchange {
         }
         if let ResponseBody::Json(json) = std::mem::take(&mut call.response) {
             call.usage.observe(&usage::from_json_bytes(&json));
+            if call.facts.operation == Operation::ApplyGuardrail {
+                call.text_units = usage::guardrail_units(&json);
+            }
         }
-        let outcome = if call.usage.complete() {
+        let priced_by_units = call.price.as_ref().is_some_and(|p| !p.prices_tokens());
+        let outcome = if call.usage.complete() || priced_by_units {
             Outcome::Ok
         } else {
             Outcome::Incomplete
@@ -240,7 +247,7 @@ impl Exchange {
                 ))
             }
             StreamFailure::ChargeWorstCase => {
-                self.plan_reservation(None, false);
+                self.plan_reservation(&RequestFacts::default(), false);
                 let call = self.call.as_mut().expect("a call");
                 call.phase = Phase::Admitted;
                 None
@@ -270,7 +277,9 @@ impl Exchange {
         let call = self.call.as_ref()?;
         let f = &call.facts;
         let principals: Vec<&str> = f.principals.iter().map(String::as_str).collect();
-        let model = (!f.model_id.is_empty()).then(|| {
+        // Model allowlists are about models: a guardrail is priced, never denied by them.
+        let names_model = !f.model_id.is_empty() && f.operation != Operation::ApplyGuardrail;
+        let model = names_model.then(|| {
             let aliased = self.policy.prices.alias(&f.model_id);
             crate::bedrock::pricing_model_id(aliased).to_string()
         });
@@ -304,7 +313,7 @@ impl Exchange {
         if let Some(denied) = self.take_body_facts(&body).await {
             return Some(denied);
         }
-        let reserve = self.plan_reservation(body.max_output_tokens, tentative);
+        let reserve = self.plan_reservation(&body, tentative);
         // Zero-cost calls (CountTokens, unpriced models) are never blocked by budgets.
         if reserve.amount == Nanos::ZERO {
             return Some(Reply::proceed(vec![], mode, self.attribution_metadata()));
@@ -363,14 +372,17 @@ impl Exchange {
     }
 
     /// Prices the call, fixes its plan and worst case, and builds the reservation.
-    fn plan_reservation(&mut self, max_output: Option<u64>, tentative: bool) -> ReserveRequest {
+    fn plan_reservation(&mut self, body: &RequestFacts, tentative: bool) -> ReserveRequest {
         let call = self.call.as_mut().expect("admitting a call");
         let plan = self.policy.plan(&call.facts.who, self.time);
         call.price = admission::price_info(&self.policy, &call.facts.model_id, &call.facts.region);
-        if call.price.is_none() && call.facts.operation.is_inference() {
+        if call.price.is_none() && call.facts.operation.is_metered() {
             observe::unpriced(&self.shared.metrics, &self.policy, &call.facts.model_id);
         }
-        call.worst_case = admission::worst_case(&call.facts, call.price.as_ref(), call.input_bytes(), max_output);
+        if let Some(p) = &call.price {
+            call.bounds = admission::bounds(&call.facts, &p.entry, body, call.input_bytes());
+        }
+        call.worst_case = admission::worst_case(&call.facts, call.price.as_ref(), &call.bounds);
         let reserve = admission::reserve_request(
             &call.facts,
             &plan,

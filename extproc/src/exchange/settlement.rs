@@ -6,11 +6,13 @@ use std::time::Instant;
 use jiff::Timestamp;
 use tally_config::ledger::{LedgerRecord, Outcome};
 use tally_config::money::Nanos;
-use tally_config::pricing::{self, Usage};
+use tally_config::pricing::Usage;
+use tally_config::tariff::{self, Units};
 use tally_store::Settlement;
 
 use crate::policy::Plan;
 
+use super::admission::PriceInfo;
 use super::call::Call;
 
 pub const NOTE_NO_BODY: &str = "request body not seen: admitted without a reservation";
@@ -20,6 +22,7 @@ pub const NOTE_NO_USAGE: &str = "no final usage arrived before the exchange ende
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
     pub usage: Usage,
+    pub units: Units,
     pub cost: Nanos,
     pub note: Option<String>,
 }
@@ -34,19 +37,32 @@ pub fn charge(call: &Call, outcome: Outcome) -> Charge {
         Outcome::UpstreamError if call.stream().is_none_or(|s| !s.usage.any()) => Usage::default(),
         _ => call.observed_usage(),
     };
+    // Units are billed for what a successful call ordered.
+    let units = if (200..300).contains(&call.status) {
+        call.ordered_units()
+    } else {
+        Units::default()
+    };
+    let tier = call.facts.service_tier.as_deref();
     let mut cost = call
         .price
         .as_ref()
-        .map_or(Nanos::ZERO, |p| pricing::cost(&usage, &p.prices));
+        .map_or(Nanos::ZERO, |p| tariff::cost(&p.entry, tier, &usage, &units));
     let mut note = call.note.clone();
-    if outcome == Outcome::Incomplete && !final_usage_seen(call) {
+    let tokens_priced = call.price.as_ref().is_none_or(PriceInfo::prices_tokens);
+    if outcome == Outcome::Incomplete && tokens_priced && !final_usage_seen(call) {
         cost = call.worst_case;
         note = Some(NOTE_NO_USAGE.into());
     }
-    if !call.facts.operation.is_inference() {
+    if !call.facts.operation.is_metered() {
         cost = Nanos::ZERO;
     }
-    Charge { usage, cost, note }
+    Charge {
+        usage,
+        units,
+        cost,
+        note,
+    }
 }
 
 /// Whether the call's real cost arrived: a stream's final usage, or the
@@ -74,8 +90,9 @@ pub fn finished(
     record.cache_write1h_tokens = u.cache_write_1h;
     record.cost_nanos = charge.cost.0;
     record.cost_usd = charge.cost.to_string();
-    record.price_source = call.price.as_ref().map(|p| p.source.clone()).unwrap_or_default();
-    record.unpriced = call.price.is_none() && call.facts.operation.is_inference();
+    record.units = (!charge.units.is_zero()).then_some(charge.units);
+    record.price_source = call.price.as_ref().map(|p| p.entry.source.clone()).unwrap_or_default();
+    record.unpriced = call.price.is_none() && call.facts.operation.is_metered();
     record.over_budget = call.over.clone();
     Settlement {
         team: plan.team.clone(),
@@ -132,6 +149,7 @@ fn base_record(call: &Call, time: Timestamp, started: Instant, outcome: Outcome,
         cache_read_tokens: 0,
         cache_write5m_tokens: 0,
         cache_write1h_tokens: 0,
+        units: None,
         latency_ms: started.elapsed().as_millis() as u64,
         status: call.status,
         outcome,

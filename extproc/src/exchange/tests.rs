@@ -44,6 +44,7 @@ fn config(limit: Nanos, allowed_models: Vec<String>) -> CompiledConfig {
         },
         max_output_tokens: 1000,
         source: "test".into(),
+        ..PriceEntry::default()
     });
     c
 }
@@ -81,8 +82,10 @@ fn body_100_bytes() -> Vec<u8> {
     b
 }
 
-/// Worst case of that body: 100 input tokens at 1 $/1M + 50 output at 4 $/1M.
-const WORST: Nanos = Nanos(100 * 1_000 + 50 * 4_000);
+/// Worst case of that body: its input bound (64 tokens per request + 4 per
+/// object or array, 3 of them; the padding counts nothing) at 1 $/1M + 50
+/// output at 4 $/1M.
+const WORST: Nanos = Nanos((64 + 3 * 4) * 1_000 + 50 * 4_000);
 
 fn team_counters(s: &Shared, ex: &Exchange) -> tally_store::Counters {
     let Store::Memory(m) = &s.store else {
@@ -174,7 +177,7 @@ async fn a_budget_that_cannot_cover_the_worst_case_refuses_and_records_it() {
     };
     assert_eq!((status, error_type), (400, "ServiceQuotaExceededException"));
     assert!(
-        message.contains("team \"search\"") && message.contains("0.0003 USD"),
+        message.contains("team \"search\"") && message.contains(&format!("up to {WORST} USD")),
         "{message}"
     );
     assert_eq!(header(&refused, "x-tally-budget"), Some("team \"search\""));

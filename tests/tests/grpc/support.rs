@@ -42,6 +42,7 @@ fn price_entry(
         },
         max_output_tokens: cap,
         source: "test catalog".into(),
+        ..PriceEntry::default()
     }
 }
 
