@@ -9,8 +9,8 @@
 //! | `tally:{T}:c:<period>:<scope>` | hash | `spent`, `reserved` (nano-USD), `requests`, `blocked` |
 //! | `tally:{T}:resv` | zset | live reservations: charge id → expiry (ms since epoch) |
 //! | `tally:{T}:resv:data` | hash | charge id → `amount|counter key|counter key…` |
-//! | `tally:{T}:done:h<hour>` | set | settled charge ids (idempotency) of the calls that started in that
-//! hour (hours since the epoch), as 16-byte digests; expires an hour after its last member |
+//! | `tally:{T}:done:m<minute>` | set | settled charge ids (idempotency) of the calls that started in that
+//! minute (minutes since the epoch), as 16-byte digests; expires a while after its last member |
 //! | `tally:{T}:ledger` | stream | one entry per finished call |
 //! | `tally:{T}:ledger:dropped` | string | ledger entries the length guard cut before they were exported |
 //!
@@ -50,10 +50,11 @@ pub fn reservation_data(team: &str) -> String {
     format!("{}:resv:data", tag(team))
 }
 
-/// The settled ids of `team`'s calls that started in `hour` (hours since the Unix epoch):
-/// one set per team and hour, so markers cost a set member each, not a key each.
-pub fn settled(team: &str, hour: i64) -> String {
-    format!("{}:done:h{hour}", tag(team))
+/// The settled ids of `team`'s calls that started in `minute` (minutes since the Unix epoch):
+/// one set per team and minute, so a marker costs a set member, not a key, and lives
+/// about as long as the set's expiry after the minute's last settlement.
+pub fn settled(team: &str, minute: i64) -> String {
+    format!("{}:done:m{minute}", tag(team))
 }
 
 pub fn ledger(team: &str) -> String {
@@ -93,6 +94,6 @@ mod tests {
             "tally:{search}:c:2026-11:tn/acme"
         );
         assert_eq!(ledger("search"), "tally:{search}:ledger");
-        assert_eq!(settled("search", 491_000), "tally:{search}:done:h491000");
+        assert_eq!(settled("search", 29_460_000), "tally:{search}:done:m29460000");
     }
 }

@@ -30,8 +30,10 @@ use tally_config::money::Nanos;
 /// waits as long as the store stays unreachable from that pod (or the pod stays
 /// down): a settlement counts twice only if that lasts longer than this after a
 /// lost answer. An hour covers restarts and failovers while keeping the markers
-/// to about an hour of calls (the Redis store keeps 16 bytes per call in
-/// per-hour sets; see [`redis`]).
+/// to about an hour of calls: the Redis store keeps a 16-byte digest per call in
+/// per-team per-minute sets (keyed by the call's start, so a replay finds its
+/// own) that expire this long after their last member; a marker lives this long
+/// plus at most a minute plus the call's own duration.
 pub const SETTLED_TTL: Duration = Duration::from_secs(3600);
 
 /// One counter a call is charged to, and the limit it must stay within.

@@ -39,7 +39,7 @@ local function used(key)
 end
 "#;
 
-/// KEYS: resv zset, resv data, settled set of the call's hour, counter 1..n (team first)
+/// KEYS: resv zset, resv data, settled set of the call's minute, counter 1..n (team first)
 /// ARGV: now ms, expiry ms, charge id, amount, tentative 0/1, then (limit or -1, enforce 0/1) per counter.
 /// A tentative reservation is refused by any limit it would pass, and its refusal is not counted.
 const RESERVE: &str = r#"
@@ -126,12 +126,17 @@ local function trim_ledger(key, keep)
 end
 "#;
 
-/// KEYS: resv zset, resv data, settled set of the call's hour, ledger stream, counter 1..n (team first)
+/// KEYS: resv zset, resv data, settled set of the call's minute, ledger stream, counter 1..n (team first)
 /// ARGV: charge id, cost, count request 0/1, settled ttl s, ledger max len, record json, team limit or -1.
 /// The record is stored with `teamBudgetRemainingNanos` as of right after this settlement.
 const SETTLE: &str = r#"
 local done = digest(ARGV[1])
 if redis.call('SISMEMBER', KEYS[3], done) == 1 then return {'dup'} end
+-- First write: SADD is refused by a Redis at maxmemory, so a full Redis refuses the whole
+-- settlement (it waits in the spool) instead of growing past maxmemory (after a first write,
+-- such as release's ZREM, Redis lets a script finish whatever it uses).
+redis.call('SADD', KEYS[3], done)
+redis.call('EXPIRE', KEYS[3], ARGV[4])
 release(KEYS[1], KEYS[2], ARGV[1])
 for i = 5, #KEYS do
   redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
@@ -146,8 +151,6 @@ if limit >= 0 then
 end
 redis.call('XADD', KEYS[4], '*', 'record', record)
 trim_ledger(KEYS[4], tonumber(ARGV[5]))
-redis.call('SADD', KEYS[3], done)
-redis.call('EXPIRE', KEYS[3], ARGV[4])
 return {'ok', string.format('%d', team_used)}
 "#;
 
@@ -211,6 +214,8 @@ pub struct RedisStore {
     settle: Script,
     void: Script,
     refresh: Script,
+    /// How long a minute's settled set outlives its last member ([`crate::SETTLED_TTL`]).
+    settled_ttl: Duration,
 }
 
 /// Tries at voiding a reservation whose reply was lost.
@@ -267,6 +272,7 @@ impl RedisStore {
             settle: Script::new(&format!("{RELEASE_FN}{TRIM_LEDGER_FN}{SETTLE}")),
             void: Script::new(&format!("{RELEASE_FN}{VOID}")),
             refresh: Script::new(REFRESH),
+            settled_ttl: crate::SETTLED_TTL,
         })
     }
 
@@ -274,7 +280,7 @@ impl RedisStore {
         let mut inv = self.reserve.prepare_invoke();
         inv.key(keys::reservations(&r.team))
             .key(keys::reservation_data(&r.team))
-            .key(keys::settled(&r.team, hour_of_ms(r.now_ms)));
+            .key(keys::settled(&r.team, minute_of_ms(r.now_ms)));
         for b in &r.budgets {
             inv.key(&b.key);
         }
@@ -338,6 +344,13 @@ impl RedisStore {
         });
     }
 
+    /// Keeps settled ids for `ttl` instead of [`crate::SETTLED_TTL`] (the soak benchmark
+    /// shortens it to reach the steady state within minutes).
+    pub fn with_settled_ttl(mut self, ttl: Duration) -> Self {
+        self.settled_ttl = ttl;
+        self
+    }
+
     /// Moves the live hold `charge_id` of `team` to expire no sooner than `expiry_ms`;
     /// `false` if it is not held.
     pub async fn refresh(&self, team: &str, charge_id: &str, expiry_ms: i64) -> Result<bool> {
@@ -352,7 +365,7 @@ impl RedisStore {
         let mut inv = self.settle.prepare_invoke();
         inv.key(keys::reservations(&s.team))
             .key(keys::reservation_data(&s.team))
-            .key(keys::settled(&s.team, settlement_hour(s)))
+            .key(keys::settled(&s.team, settlement_minute(s)))
             .key(keys::ledger(&s.team));
         for k in &s.counters {
             inv.key(k);
@@ -360,7 +373,7 @@ impl RedisStore {
         inv.arg(&s.charge_id)
             .arg(s.cost.0)
             .arg(if s.count_request { "1" } else { "0" })
-            .arg(crate::SETTLED_TTL.as_secs())
+            .arg(self.settled_ttl.as_secs().max(1))
             .arg(ledger_max_len)
             .arg(record)
             .arg(s.team_limit.map_or(-1, |l| l.0));
@@ -435,20 +448,20 @@ impl RedisStore {
     }
 }
 
-const HOUR_MS: i64 = 3_600_000;
+const MINUTE_MS: i64 = 60_000;
 
-fn hour_of_ms(ms: i64) -> i64 {
-    ms.div_euclid(HOUR_MS)
+fn minute_of_ms(ms: i64) -> i64 {
+    ms.div_euclid(MINUTE_MS)
 }
 
-/// The hour the settled call started in: the same for the live try and every replay
-/// from the spool, and the same hour its reservation checked. The record's time is
+/// The minute the settled call started in: the same for the live try and every replay
+/// from the spool, and the same minute its reservation checked. The record's time is
 /// the exchange's clock, which also gave the reservation its `now_ms`.
-fn settlement_hour(s: &Settlement) -> i64 {
+fn settlement_minute(s: &Settlement) -> i64 {
     s.record
         .time
         .parse::<jiff::Timestamp>()
-        .map_or(0, |t| hour_of_ms(t.as_millisecond()))
+        .map_or(0, |t| minute_of_ms(t.as_millisecond()))
 }
 
 /// `spent`, `reserved`, `requests`, `blocked` as `HMGET` returns them (nil for a missing field).

@@ -74,8 +74,10 @@ pub struct Args {
     pub tenant_header: String,
     #[arg(long, env = "TALLY_WORKFLOW_HEADER", default_value = "x-workflow-id")]
     pub workflow_header: String,
-    /// How long a reservation holds budget if its call never finishes, seconds.
-    #[arg(long, env = "TALLY_RESERVATION_TTL_SECONDS", default_value_t = 900)]
+    /// How long a reservation holds budget if its ext_proc stops refreshing it (a live call's
+    /// hold is refreshed every third of this), seconds. Default: the longest call the chart's
+    /// Envoy allows (Bedrock's 3,600 s request limit) plus 60 s.
+    #[arg(long, env = "TALLY_RESERVATION_TTL_SECONDS", default_value_t = crate::exchange::options::DEFAULT_RESERVATION_TTL.as_secs())]
     pub reservation_ttl_seconds: u64,
     /// Approximate cap of each team's ledger stream in Redis (and of the memory ledger).
     #[arg(long, env = "TALLY_LEDGER_MAX_LEN", default_value_t = 1_000_000)]

@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod call;
 pub mod facts;
+pub mod hold;
 pub mod observe;
 pub mod options;
 pub mod reply;
@@ -65,6 +66,8 @@ pub struct Exchange {
     call: Option<Call>,
     /// The charge and outcome once settled, for the response's metadata.
     settled: Option<(Nanos, Outcome)>,
+    /// Keeps the call's reservation alive until it settles.
+    hold: Option<hold::Hold>,
 }
 
 impl Exchange {
@@ -77,6 +80,7 @@ impl Exchange {
             time: Timestamp::now(),
             call: None,
             settled: None,
+            hold: None,
         }
     }
 
@@ -329,6 +333,7 @@ impl Exchange {
                 .unwrap_or_default();
             tracing::warn!(%request_id, error = %e, fail_mode = ?self.shared.opts.fail_mode, "store unavailable at admission");
         }
+        self.hold = hold::Hold::after(&outcome, &self.shared, &reserve);
         let decision = admission::decide(&outcome, tentative, self.shared.opts.fail_mode);
         let call = self.call.as_mut().expect("admitting a call");
         match decision {
@@ -459,6 +464,7 @@ impl Exchange {
             Phase::Admitted => {}
         }
         call.phase = Phase::Finished;
+        self.hold = None;
         let call = self.call.as_ref().expect("finishing a call");
         let charge = settlement::charge(call, outcome);
         let plan = self.plan_of(call);

@@ -26,6 +26,17 @@ pub enum RequestBody {
     WhenNeeded,
 }
 
+/// The longest call the chart's Envoy lets through: its Bedrock route timeout, which
+/// is Bedrock's own 60-minute request limit (`gateway.routeTimeoutSeconds`).
+pub const LONGEST_CALL: Duration = Duration::from_secs(3600);
+
+/// A reservation outlives the longest call by this much, so it can only expire
+/// under a call whose ext_proc stopped refreshing it (see `exchange::hold`).
+pub const RESERVATION_TTL_MARGIN: Duration = Duration::from_secs(60);
+
+/// [`LONGEST_CALL`] plus [`RESERVATION_TTL_MARGIN`]: 3,660 s.
+pub const DEFAULT_RESERVATION_TTL: Duration = LONGEST_CALL.saturating_add(RESERVATION_TTL_MARGIN);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub team_header: String,
@@ -46,7 +57,7 @@ impl Default for Options {
             workflow_header: "x-workflow-id".into(),
             fail_mode: FailMode::Open,
             default_region: "us-east-1".into(),
-            reservation_ttl: Duration::from_secs(15 * 60),
+            reservation_ttl: DEFAULT_RESERVATION_TTL,
             ledger_max_len: 1_000_000,
             request_body: RequestBody::Always,
         }

@@ -5,9 +5,11 @@
 //! computed by the code under test.
 
 mod budgets;
+mod holds;
 mod modes;
 mod outages;
 mod pricing;
 mod reload;
+mod store_bounds;
 mod support;
 mod topology;
