@@ -11,6 +11,19 @@ use redis::{ErrorKind, ServerErrorKind};
 
 use crate::StoreError;
 
+/// Error codes of a store that cannot take writes for now, whatever the record.
+const OUTAGES: [&str; 9] = [
+    "OOM",
+    "BUSY",
+    "LOADING",
+    "READONLY",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "MISCONF",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+];
+
 /// Whether `e` says the record itself can never be settled.
 pub fn rejects_record(e: &StoreError) -> bool {
     match e {
@@ -20,8 +33,11 @@ pub fn rejects_record(e: &StoreError) -> bool {
         StoreError::Redis(r) => match r.kind() {
             // Keys of one record spread over slots, or a reply of the wrong shape for it.
             ErrorKind::Server(ServerErrorKind::CrossSlot) | ErrorKind::UnexpectedReturnType => true,
-            // `ERR` is also "max number of clients reached": only a script error is the record's.
-            ErrorKind::Server(ServerErrorKind::ResponseError) => r.detail().is_some_and(|d| d.contains("script")),
+            // `ERR` is also "max number of clients reached": only a script error is the record's,
+            // and not one that wraps an outage (Redis 6 reports OOM inside a script so).
+            ErrorKind::Server(ServerErrorKind::ResponseError) => r
+                .detail()
+                .is_some_and(|d| d.contains("script") && !OUTAGES.iter().any(|c| d.contains(c))),
             // A counter key holding something else than a hash (Redis 7 keeps the code
             // from inside the script); other extension codes (OOM, BUSY, MISCONF) pass.
             ErrorKind::Extension => r.code() == Some("WRONGTYPE"),
@@ -53,6 +69,10 @@ mod tests {
                 "max number of clients reached",
             ),
             redis(ErrorKind::Extension, "OOM command not allowed"),
+            redis(
+                ErrorKind::Server(ServerErrorKind::ResponseError),
+                "Error running script (call to f_1): @user_script:3: OOM command not allowed when used memory > 'maxmemory'",
+            ),
             StoreError::Spool("disk".into()),
         ] {
             assert!(!rejects_record(&e), "{e} must not quarantine a record");
