@@ -12,7 +12,7 @@ use crate::render::{NAMESPACE, chart_dir, documents, fixture, id, kind, name, ou
 use crate::scenarios::{SCENARIOS, Scenario};
 
 /// The chart's `kubeVersion` floor and the newest schemas kubernetes-validate ships.
-const KUBE_VERSIONS: [&str; 2] = ["1.30", "1.34"];
+pub(crate) const KUBE_VERSIONS: [&str; 2] = ["1.30", "1.34"];
 /// Kinds kubernetes-validate has no schema for; any other kind must validate.
 const CUSTOM_KINDS: [&str; 10] = [
     "EnvoyFilter",
@@ -62,7 +62,7 @@ fn every_mode_renders_manifests_that_pass_strict_kubernetes_validation() {
 }
 
 /// Every `present` object is rendered, no `absent` one, and no two objects share an identity.
-fn assert_renders_the_expected_objects_once(s: &Scenario, docs: &[Value]) {
+pub(crate) fn assert_renders_the_expected_objects_once(s: &Scenario, docs: &[Value]) {
     let ids: BTreeSet<String> = docs.iter().map(id).collect();
     let has = |pattern: &str| match pattern.strip_suffix("/*") {
         Some(k) => docs.iter().any(|d| kind(d) == k),
@@ -87,7 +87,7 @@ fn assert_renders_the_expected_objects_once(s: &Scenario, docs: &[Value]) {
 }
 
 /// `kubernetes-validate --strict` against `version` passes, validating every built-in kind.
-fn assert_kubernetes_validate_passes(s: &Scenario, docs: &[Value], file: &Path, version: &str) {
+pub(crate) fn assert_kubernetes_validate_passes(s: &Scenario, docs: &[Value], file: &Path, version: &str) {
     let out = output(
         Command::new(tools::cached_tool("kubernetes-validate", "python.sh"))
             .args(["--strict", "--kubernetes-version", version])

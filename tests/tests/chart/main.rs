@@ -11,7 +11,9 @@
 //! - NetworkPolicies (on by default) admitting only each port's clients, in every mode;
 //! - the mTLS wiring (chart CA, cert-manager, Istio, Envoy Gateway) and the metrics/API split,
 //!   and one call from a real Envoy to the real `tally-extproc` over the rendered mTLS channel;
-//! - the bundled Valkey's lock-down, on a real `redis-server` started with the rendered config.
+//! - the bundled Valkey's lock-down, on a real `redis-server` started with the rendered config;
+//! - the ext_proc spool's volume: an emptyDir by default, a claim per pod (StatefulSet) with
+//!   `extproc.spool.persistence`, dry-run on a real kube-apiserver.
 //!
 //! Tools come from `$TALLY_CACHE/bin` (`scripts/tools/helm.sh`, `scripts/tools/python.sh`).
 //! Run: `cargo test -p tally-tests --test chart`.
@@ -29,5 +31,7 @@ mod render;
 mod scenarios;
 mod schema;
 mod security;
+mod sizing;
+mod spool;
 mod tls;
 mod valkey;
