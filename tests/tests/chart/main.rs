@@ -31,7 +31,6 @@ mod render;
 mod scenarios;
 mod schema;
 mod security;
-mod sizing;
 mod spool;
 mod tls;
 mod valkey;
