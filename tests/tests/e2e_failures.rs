@@ -11,7 +11,7 @@ use tally_tests::client::{Attribution, anthropic_body, bedrock_client, invoke_st
 use tally_tests::expect::{PricesNanos, cost_nanos, record_for};
 use tally_tests::fixtures::envoy::{Envoy, EnvoyOptions};
 use tally_tests::fixtures::extproc::FailMode;
-use tally_tests::fixtures::process::free_port;
+use tally_tests::fixtures::process::{free_port, wait_until};
 use tally_tests::fixtures::sim::SimServer;
 use tally_tests::fixtures::stack::{Stack, StackOptions, gateway_keys, gateway_verifier};
 use tally_tests::scenarios::{HAIKU, US_HAIKU, default_config};
@@ -231,6 +231,67 @@ async fn redis_killed_under_traffic_loses_no_completed_charge() {
         spent, expected,
         "every completed call is in the spend counter, exactly once"
     );
+}
+
+/// Fail-open: settlements spooled while Redis is down survive the ext_proc being SIGKILLed
+/// with a record torn mid-append at the end of its spool. Once Redis and the ext_proc are
+/// back, every completed call is charged exactly once, and the torn record not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_spool_left_by_a_killed_ext_proc_is_replayed_once_after_restart() {
+    const CALLS: i64 = 5;
+    let mut stack = Stack::start(StackOptions::new(default_config())).await;
+    let client = stack.client(Attribution::new("search", "acme", "rag"));
+    stack.redis.kill();
+    for _ in 0..CALLS {
+        let out = client.converse(HAIKU, "[[usage in=100 out=10]]").await;
+        out.expect("fail-open: calls pass while Redis is down");
+    }
+    let spooled = wait_until(Duration::from_secs(15), || async {
+        stack
+            .extproc
+            .metrics()
+            .await
+            .contains(&format!("tally_spool_depth {CALLS}"))
+    })
+    .await;
+    assert!(spooled, "{}", stack.extproc.metrics().await);
+
+    stack.extproc.kill();
+    // What a crash in the middle of one more append leaves: half a record, no newline.
+    let spool = stack.extproc.spool_dir();
+    let segment = std::fs::read_dir(&spool)
+        .expect("the spool dir")
+        .map(|e| e.expect("a spool file").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max()
+        .expect("a spool segment");
+    let bytes = std::fs::read(&segment).expect("read the segment");
+    let first = &bytes[..bytes.iter().position(|b| *b == b'\n').expect("a whole record")];
+    let mut file = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
+    std::io::Write::write_all(&mut file, &first[..first.len() / 2]).unwrap();
+
+    stack.redis.restart().await;
+    stack.extproc.restart().await;
+    let expected = CALLS * cost_nanos([100, 10, 0, 0, 0], HAIKU_PRICES);
+    let replayed = wait_until(Duration::from_secs(20), || async {
+        stack.ledger_len("search").await == CALLS && stack.counter("search", "team", "spent").await == expected
+    })
+    .await;
+    let metrics = stack.extproc.metrics().await;
+    assert!(
+        replayed,
+        "ledger {} of {CALLS}, spent {} of {expected}:\n{metrics}",
+        stack.ledger_len("search").await,
+        stack.counter("search", "team", "spent").await
+    );
+    for line in [
+        "tally_spool_depth 0".to_string(),
+        format!("tally_spool_replayed_total {CALLS}"),
+        "tally_spool_quarantined_total 0".to_string(),
+    ] {
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+    }
+    assert_settled(&stack, expected).await;
 }
 
 /// A Bedrock error reaches the client unchanged (status, code), costs nothing,
