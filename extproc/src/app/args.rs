@@ -68,6 +68,12 @@ pub struct Args {
     /// Region recorded when the host does not name one.
     #[arg(long, env = "TALLY_DEFAULT_REGION", default_value = "us-east-1")]
     pub default_region: String,
+    /// The region of the Bedrock endpoint Envoy forwards every call to, when it is
+    /// fixed (a standalone gateway): calls are priced and recorded in it, whatever
+    /// `Host` or ARN the client sends, so no client can pick a cheaper region's price.
+    /// Unset: the region the call's host names (the upstream a mesh routes it to).
+    #[arg(long, env = "TALLY_UPSTREAM_REGION")]
+    pub upstream_region: Option<String>,
     #[arg(long, env = "TALLY_TEAM_HEADER", default_value = "x-team-id")]
     pub team_header: String,
     #[arg(long, env = "TALLY_TENANT_HEADER", default_value = "x-tenant-id")]

@@ -114,6 +114,7 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
             workflow_header: args.workflow_header.to_ascii_lowercase(),
             fail_mode: args.fail_mode,
             default_region: args.default_region.clone(),
+            upstream_region: args.upstream_region.clone().filter(|r| !r.is_empty()),
             reservation_ttl: Duration::from_secs(args.reservation_ttl_seconds),
             ledger_max_len: args.ledger_max_len,
             request_body: args.request_body,

@@ -277,4 +277,125 @@ mod tests {
             ("x-tally-budget-remaining-usd".to_string(), "0.00".to_string())
         );
     }
+
+    mod bounds {
+        use tally_config::compiled::{CompiledConfig, PriceEntry, UnitPrices};
+        use tally_config::money::NanosPerMillion;
+
+        use super::super::*;
+        use crate::bounds::InputBound;
+        use crate::exchange::Headers;
+
+        fn facts(method: &str, path: &str) -> CallFacts {
+            let h = Headers(vec![(":method".into(), method.into()), (":path".into(), path.into())]);
+            let policy = Policy::new(CompiledConfig::empty());
+            CallFacts::from_headers(&h, &Options::default(), &policy, vec![]).expect("a Bedrock call")
+        }
+
+        /// Nova Pro: 0.8 / 3.2 per 1M, 10,000 output tokens, a 300k context window.
+        fn nova_pro() -> PriceEntry {
+            PriceEntry {
+                pattern: "amazon.nova-pro-v1:0".into(),
+                prices: Prices {
+                    input: NanosPerMillion(800_000_000),
+                    output: NanosPerMillion(3_200_000_000),
+                    ..Prices::default()
+                },
+                max_output_tokens: 10_000,
+                max_input_tokens: Some(300_000),
+                ..PriceEntry::default()
+            }
+        }
+
+        fn converse() -> CallFacts {
+            facts("POST", "/model/amazon.nova-pro-v1:0/converse")
+        }
+
+        fn body(max_output: Option<u64>, input: InputBound) -> RequestFacts {
+            RequestFacts {
+                max_output_tokens: max_output,
+                input: Some(input),
+                ..RequestFacts::default()
+            }
+        }
+
+        fn measured(tokens: u64) -> InputBound {
+            InputBound {
+                tokens,
+                ..InputBound::default()
+            }
+        }
+
+        #[test]
+        fn the_requests_own_output_cap_bounds_it_even_above_the_catalogs() {
+            let (f, e) = (converse(), nova_pro());
+            let wc = |b: &RequestFacts| {
+                let p = PriceInfo {
+                    model: "m".into(),
+                    entry: e.clone(),
+                };
+                worst_case(&f, Some(&p), &bounds(&f, &e, b, 0))
+            };
+            // 1000 tokens × 0.8 $/1M + 500 × 3.2 $/1M
+            assert_eq!(wc(&body(Some(500), measured(1000))), Nanos(800_000 + 1_600_000));
+            // above the catalog's maxOutputTokens (10,000): the request's own cap, 1M × 3.2 $/1M
+            assert_eq!(wc(&body(Some(1_000_000), measured(0))), Nanos(3_200_000_000));
+            // an absurd cap stops at MAX_OUTPUT_BOUND: 2³² × 3.2 $/1M
+            assert_eq!(wc(&body(Some(u64::MAX), measured(0))), Nanos(13_743_895_347_200));
+            // asked for nothing: the catalog's maxOutputTokens
+            assert_eq!(wc(&body(None, measured(0))), Nanos(32_000_000));
+        }
+
+        #[test]
+        fn input_outside_the_body_is_bounded_by_the_context_window_and_no_body_by_its_bytes() {
+            let (f, e) = (converse(), nova_pro());
+            let external = InputBound {
+                external: true,
+                ..measured(100)
+            };
+            assert_eq!(bounds(&f, &e, &body(None, external), 0).input_tokens, 300_100);
+            let unknown = bounds(&f, &e, &RequestFacts::default(), 4_096);
+            assert_eq!((unknown.input_tokens, unknown.cache_write), (4_096, true));
+            let none = PriceEntry {
+                max_input_tokens: None,
+                ..nova_pro()
+            };
+            assert_eq!(
+                bounds(&f, &none, &body(None, external), 0).input_tokens,
+                100 + u64::from(DEFAULT_MAX_INPUT_TOKENS)
+            );
+        }
+
+        #[test]
+        fn async_jobs_and_guardrails_are_bounded_by_what_they_order() {
+            let reel = PriceEntry {
+                pattern: "amazon.nova-reel-v1:1".into(),
+                units: UnitPrices {
+                    second: Nanos(80_000_000),
+                    ..UnitPrices::default()
+                },
+                ..PriceEntry::default()
+            };
+            let job = facts("POST", "/async-invoke");
+            let asked = RequestFacts {
+                video_seconds: Some(12),
+                ..RequestFacts::default()
+            };
+            let b = bounds(&job, &reel, &asked, 500);
+            assert_eq!((b.units.seconds, b.input_tokens, b.output_tokens), (12, 0, 0));
+            // a duration it does not state: the longest a job can ask for
+            let b = bounds(&job, &reel, &RequestFacts::default(), 500);
+            assert_eq!(b.units.seconds, MAX_VIDEO_SECONDS);
+            let guardrail = facts("POST", "/guardrail/gr1/version/1/apply");
+            let text = body(
+                None,
+                InputBound {
+                    text_units: 3,
+                    ..InputBound::default()
+                },
+            );
+            let b = bounds(&guardrail, &reel, &text, 0);
+            assert_eq!(b.units.text_units, 3 * GUARDRAIL_POLICIES);
+        }
+    }
 }

@@ -49,7 +49,10 @@ impl CallFacts {
         let parsed = bedrock::parse_call(h.get(":method").unwrap_or(""), h.get(":path").unwrap_or(""))
             .filter(|c| !matches!(c.operation, Operation::GetAsyncInvoke | Operation::ListAsyncInvokes))?;
         let model_id = parsed.model_id.unwrap_or_default();
-        let region = region(h, &model_id, &opts.default_region);
+        let region = match &opts.upstream_region {
+            Some(upstream) => upstream.clone(),
+            None => region(h, &model_id, &opts.default_region),
+        };
         let claims = Claims {
             team: h.get(&opts.team_header),
             tenant: h.get(&opts.tenant_header),
@@ -194,6 +197,22 @@ mod tests {
         .unwrap();
         assert_eq!(arn.region, "ap-south-1");
         assert_eq!(facts(&[POST, CONVERSE]).unwrap().region, "us-east-1");
+    }
+
+    #[test]
+    fn a_fixed_upstream_region_wins_over_what_the_client_names() {
+        let opts = Options {
+            upstream_region: Some("eu-central-1".into()),
+            ..Options::default()
+        };
+        let policy = Policy::new(CompiledConfig::empty());
+        let spoofed = headers(&[
+            POST,
+            CONVERSE,
+            (":authority", "bedrock-runtime.us-east-2.amazonaws.com"),
+        ]);
+        let f = CallFacts::from_headers(&spoofed, &opts, &policy, vec![]).unwrap();
+        assert_eq!(f.region, "eu-central-1");
     }
 
     #[test]

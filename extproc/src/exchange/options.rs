@@ -44,6 +44,8 @@ pub struct Options {
     pub workflow_header: String,
     pub fail_mode: FailMode,
     pub default_region: String,
+    /// The region every call goes to, when Envoy's upstream is fixed.
+    pub upstream_region: Option<String>,
     pub reservation_ttl: Duration,
     pub ledger_max_len: u64,
     pub request_body: RequestBody,
@@ -57,6 +59,7 @@ impl Default for Options {
             workflow_header: "x-workflow-id".into(),
             fail_mode: FailMode::Open,
             default_region: "us-east-1".into(),
+            upstream_region: None,
             reservation_ttl: DEFAULT_RESERVATION_TTL,
             ledger_max_len: 1_000_000,
             request_body: RequestBody::Always,
