@@ -44,7 +44,7 @@ static_resources:
                 codec_type: AUTO
                 use_remote_address: true
                 # Streams (ConverseStream, InvokeModelWithResponseStream) can run for minutes:
-                # no overall request timeout, only an idle timeout.
+                # no timeout on receiving the request; the route bounds the call.
                 request_timeout: 0s
                 stream_idle_timeout: {{ include "tally.envoyDuration" $g.idleTimeout }}
                 {{- if $g.accessLog.enabled }}
@@ -114,7 +114,8 @@ static_resources:
                           route:
                             cluster: bedrock
                             host_rewrite_literal: {{ $bedrockHost }}
-                            timeout: 0s
+                            # The longest call; the ext_proc's reservation TTL is derived from it.
+                            timeout: {{ $g.routeTimeoutSeconds | int64 }}s
                             idle_timeout: {{ include "tally.envoyDuration" $g.idleTimeout }}
                 http_filters:
                   - name: envoy.filters.http.ext_proc

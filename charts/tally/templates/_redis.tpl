@@ -128,3 +128,27 @@ maxmemory-policy noeviction
 # arguments (the secret from the Secret, through the environment).
 user default off
 {{- end }}
+
+{{/* `maxmemory` (b, kb, mb, gb: powers of 1024, as Redis reads them) in bytes. */}}
+{{- define "tally.redis.maxmemoryBytes" -}}
+{{- $m := lower (toString .Values.redis.maxmemory) -}}
+{{- $n := regexFind "^[0-9]+" $m | int64 -}}
+{{- $unit := trimPrefix (toString $n) $m -}}
+{{- $scale := dict "b" 1 "kb" 1024 "mb" 1048576 "gb" 1073741824 -}}
+{{- mul $n (get $scale $unit) -}}
+{{- end }}
+
+{{/* Records kept per team in the ledger: `extproc.ledgerMaxLen`, or with 0 the bundled Redis's
+ledger share divided among `redis.sizing.teams` at 1000 B a record (100000 with an external Redis). */}}
+{{- define "tally.extproc.ledgerMaxLen" -}}
+{{- $set := .Values.extproc.ledgerMaxLen | int64 -}}
+{{- if gt $set 0 -}}
+{{- $set -}}
+{{- else if .Values.redis.bundled -}}
+{{- $s := .Values.redis.sizing -}}
+{{- $share := div (mul (include "tally.redis.maxmemoryBytes" . | int64) ($s.ledgerPercent | int64)) 100 -}}
+{{- max 1 (div $share (mul ($s.teams | int64) 1000)) -}}
+{{- else -}}
+100000
+{{- end -}}
+{{- end }}

@@ -73,7 +73,11 @@ fn rendered_envoy_bootstrap_follows_the_documented_contract() {
     let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
     assert_ext_proc_runs_before_re_signing(hcm);
     let bedrock = &last_item(&hcm["route_config"]["virtual_hosts"][0]["routes"])["route"];
-    assert_eq!(bedrock["timeout"].as_str(), Some("0s"), "streams can be long");
+    assert_eq!(
+        bedrock["timeout"].as_str(),
+        Some("3600s"),
+        "calls, streams included, end at Bedrock's own 60-minute limit (the reservation TTL outlives it)"
+    );
     assert_eq!(
         bedrock["host_rewrite_literal"].as_str(),
         Some("bedrock-runtime.us-east-1.amazonaws.com")

@@ -31,6 +31,7 @@ mod render;
 mod scenarios;
 mod schema;
 mod security;
+mod sizing;
 mod spool;
 mod tls;
 mod valkey;
