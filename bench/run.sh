@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The one command for Tally's benchmarks (not part of the test suite):
-#   bench/run.sh [all|overhead|peers|scale] [--quick] [tally-bench flags...]
+#   bench/run.sh [all|overhead|peers|scale|soak] [--quick] [tally-bench flags...]
+# (`soak` is not part of `all`: settled calls through the memory and Redis stores, memory and
+# CPU per call sampled as they accumulate; it writes bench/results/soak.json.)
 # Installs what it needs (Envoy, Redis, Helm, LiteLLM) through scripts/tools,
 # builds the measured binaries in release, runs everything on loopback, prints
 # the tables and writes bench/results/latest.json.

@@ -14,6 +14,7 @@ mod overhead;
 mod peers;
 mod procs;
 mod scale;
+mod soak;
 mod strictness;
 
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ pub enum Phase {
     Peers,
     /// Decision latency and memory with 10 / 1,000 / 100,000 teams; memory per stream.
     Scale,
+    /// Not part of `all`: many settled calls through the memory and Redis stores, memory and CPU per
+    /// call sampled as they accumulate (results in `soak.json` beside `--out`).
+    Soak,
 }
 
 #[derive(Debug, Parser)]
@@ -67,6 +71,25 @@ pub struct Args {
     /// to measure a setting against the default in separate invocations.
     #[arg(long, allow_hyphen_values = true)]
     pub extproc_arg: Vec<String>,
+    /// Soak: calls through the memory store.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub soak_calls: u64,
+    /// Soak: calls through the Redis store (real redis-server).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub soak_redis_calls: u64,
+    /// Soak: samples per store.
+    #[arg(long, default_value_t = 10)]
+    pub soak_samples: u64,
+    /// Soak: concurrent callers of the Redis store.
+    #[arg(long, default_value_t = 32)]
+    pub soak_workers: u64,
+    /// Soak: ledger cap passed to every settlement (per team in Redis, whole ledger in memory).
+    #[arg(long, default_value_t = 5_000)]
+    pub soak_ledger_max_len: u64,
+    /// Soak: how long Redis keeps settled ids (the product's is an hour; shorter reaches the
+    /// steady state within the run).
+    #[arg(long, default_value_t = 20)]
+    pub soak_settled_ttl_seconds: u64,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench/results/latest.json")]
     pub out: PathBuf,
@@ -78,6 +101,17 @@ impl Args {
         let mut out = vec!["--worker-threads".to_string(), self.extproc_workers.to_string()];
         out.extend(self.extproc_arg.iter().cloned());
         out
+    }
+
+    pub fn soak(&self) -> soak::SoakArgs {
+        soak::SoakArgs {
+            calls: self.soak_calls,
+            redis_calls: self.soak_redis_calls,
+            samples: self.soak_samples,
+            workers: self.soak_workers,
+            ledger_max_len: self.soak_ledger_max_len,
+            settled_ttl_seconds: self.soak_settled_ttl_seconds,
+        }
     }
 
     pub fn run_seconds(&self) -> Duration {
@@ -96,8 +130,22 @@ fn main() -> Result<()> {
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         // On Ctrl-C / SIGTERM the run future is dropped, and with it every process it owns.
+        let run = async {
+            if args.phase == Phase::Soak {
+                let section = soak::phase(&args).await?;
+                let out = args.out.with_file_name("soak.json");
+                if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&out, serde_json::to_string_pretty(&section)?)?;
+                eprintln!("wrote {}", out.display());
+                Ok(())
+            } else {
+                harness::run(args).await
+            }
+        };
         tokio::select! {
-            result = harness::run(args) => result,
+            result = run => result,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; every started process was killed"),
             _ = term.recv() => anyhow::bail!("terminated; every started process was killed"),
         }

@@ -31,8 +31,8 @@ fn the_reservation_ttl_outlives_the_longest_call_envoy_allows() {
 
 #[test]
 fn the_ledger_cap_divides_the_bundled_redis_among_its_teams() {
-    // 768 MiB × 50 % / (20 teams × 1000 B).
-    assert_eq!(extproc_flag(&[], "--ledger-max-len"), "20132");
+    // 768 MiB × 40 % / (20 teams × 1000 B).
+    assert_eq!(extproc_flag(&[], "--ledger-max-len"), "16106");
     // 2 GiB × 25 % / (10 × 1000 B).
     let sized = [
         "redis.maxmemory=2gb",
