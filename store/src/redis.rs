@@ -80,8 +80,9 @@ return {'ok', string.format('%d', used(KEYS[4])), table.concat(over, ',')}
 /// `keep` entries (`MAXLEN ~`). With one (the ledger exporter's), only entries every group has
 /// acknowledged go, oldest first, down to the newest `keep`: the exporter never loses a record to
 /// trimming. Last resort, when the exporter falls `keep` entries behind: the stream is capped at
-/// `LEDGER_GUARD` × `keep` and what that cut away is added to `<stream key>:dropped` (same hash
-/// tag, same slot; `tally_config::keys::ledger_dropped`), which the exporter reports and alerts on.
+/// `LEDGER_GUARD` × `keep`, and the unacknowledged entries that cut away are added to
+/// `<stream key>:dropped` (same hash tag, same slot; `tally_config::keys::ledger_dropped`), which
+/// the exporter reports and alerts on.
 /// Costs O(1) per call while under `keep`; above it, at most ~1000 entries are cut per call.
 const TRIM_LEDGER_FN: &str = r#"
 local LEDGER_GUARD = 2
@@ -121,8 +122,15 @@ local function trim_ledger(key, keep)
     if id_less(floor, cut) then cut = floor end
     redis.call('XTRIM', key, 'MINID', cut)
   end
-  local dropped = redis.call('XTRIM', key, 'MAXLEN', keep * LEDGER_GUARD)
-  if dropped > 0 then redis.call('INCRBY', key .. ':dropped', dropped) end
+  local over = redis.call('XLEN', key) - keep * LEDGER_GUARD
+  if over > 0 then
+    local lost = 0
+    for _, e in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', over)) do
+      if not id_less(e[1], floor) then lost = lost + 1 end
+    end
+    redis.call('XTRIM', key, 'MAXLEN', keep * LEDGER_GUARD)
+    if lost > 0 then redis.call('INCRBY', key .. ':dropped', lost) end
+  end
 end
 "#;
 
