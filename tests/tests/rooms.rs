@@ -67,6 +67,31 @@ fn the_control_plane_links_no_data_plane_and_the_api_no_runtime() {
     }
 }
 
+/// The ledger exporter reads Redis and writes object storage: no Kubernetes, no data path,
+/// no control plane; and nothing but the exporter (and the `tally` binary calling it) links
+/// the Parquet writer's object-store clients.
+#[test]
+fn the_exporter_links_neither_plane_and_only_it_links_object_storage() {
+    let export = tree("tally-export", "normal");
+    let linked = crates_in(&export);
+    for forbidden in [
+        "kube",
+        "kube-client",
+        "tonic",
+        "envoy-types",
+        "tally-extproc",
+        "tally-api",
+    ] {
+        assert!(!linked.contains(&forbidden), "tally-export links {forbidden}");
+    }
+    for package in ["tally-config", "tally-store", "tally-extproc", "tally-api"] {
+        let t = tree(package, "normal");
+        for forbidden in ["object_store", "arrow-array", "tally-export"] {
+            assert!(!crates_in(&t).contains(&forbidden), "{package} links {forbidden}");
+        }
+    }
+}
+
 /// Rust sources of the workspace (not build output, not fixtures).
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable dir") {
@@ -186,7 +211,7 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 fn no_crate_has_an_import_circle_between_its_modules() {
     let root = workspace();
     for krate in [
-        "config", "api", "store", "extproc", "operator", "audit", "tests", "bench",
+        "config", "api", "store", "extproc", "operator", "audit", "export", "tests", "bench",
     ] {
         let src = root.join(krate).join("src");
         let mut files = vec![];
