@@ -119,17 +119,27 @@ fn assert_row_is_record(row: &Value, record: &Value) {
     for (k, v) in actual.iter_mut() {
         *v = row.get(k.as_str()).cloned().unwrap_or(Value::Null);
     }
-    actual.insert("cost_usd_nanos".into(), json!(usd_to_nanos(row["cost_usd"].as_str().unwrap())));
+    actual.insert(
+        "cost_usd_nanos".into(),
+        json!(usd_to_nanos(row["cost_usd"].as_str().unwrap())),
+    );
     actual.insert("time_us".into(), json!(micros(row["time"].as_str().expect("time"))));
     assert_eq!(Value::Object(actual), expected, "row {row:#}");
-    let scale = row["cost_usd"].as_str().and_then(|s| s.split_once('.')).map(|(_, f)| f.len());
+    let scale = row["cost_usd"]
+        .as_str()
+        .and_then(|s| s.split_once('.'))
+        .map(|(_, f)| f.len());
     assert_eq!(scale, Some(9), "DECIMAL(18,9): {row:#}");
     let day = jiff::Timestamp::from_microsecond(micros(row["time"].as_str().unwrap()))
         .unwrap()
         .to_zoned(jiff::tz::TimeZone::UTC);
     assert_eq!(
         (row["year"].as_i64(), row["month"].as_i64(), row["day"].as_i64()),
-        (Some(day.year().into()), Some(day.month().into()), Some(day.day().into())),
+        (
+            Some(day.year().into()),
+            Some(day.month().into()),
+            Some(day.day().into())
+        ),
         "the Hive partition is the record's UTC day"
     );
 }

@@ -48,7 +48,11 @@ async fn append(redis: &mut MultiplexedConnection, json: &str) {
 /// 12 records: even ones in the 23:00 UTC hour of 6 Dec, odd ones in the first hour of 7 Dec.
 async fn twelve_records(redis: &mut MultiplexedConnection) {
     for i in 0..12 {
-        let time = if i % 2 == 0 { "2026-12-06T23:30:00Z" } else { "2026-12-07T00:10:00Z" };
+        let time = if i % 2 == 0 {
+            "2026-12-06T23:30:00Z"
+        } else {
+            "2026-12-07T00:10:00Z"
+        };
         append(redis, &serde_json::to_string(&record(i, time)).unwrap()).await;
     }
 }
@@ -64,7 +68,9 @@ struct Setup {
 async fn setup() -> Setup {
     let redis = RedisServer::start(false).await;
     let conn = redis.connection().await;
-    let store = RedisStore::connect(&redis.url(), false, None, None).await.expect("connect");
+    let store = RedisStore::connect(&redis.url(), false, None, None)
+        .await
+        .expect("connect");
     let consumer = Consumer::new(store.connection(), "exporter");
     let dir = tempfile::tempdir().expect("temp dir");
     let dest = Destination::from_url(dir.path().to_str().unwrap()).expect("a directory");
@@ -101,7 +107,11 @@ fn rows(dir: &Path, files: &[String]) -> i64 {
         .filter(|f| f.ends_with(".parquet"))
         .map(|f| {
             let file = std::fs::File::open(dir.join(f)).unwrap();
-            SerializedFileReader::new(file).unwrap().metadata().file_metadata().num_rows()
+            SerializedFileReader::new(file)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows()
         })
         .sum()
 }
@@ -116,8 +126,15 @@ async fn a_crash_between_write_and_acknowledgement_rewrites_the_same_object() {
     let planned = layout::plan(s.dest.prefix(), "search", batch);
     assert_eq!(planned.len(), 2, "two UTC hours, two files");
     let first = &planned[0];
-    s.dest.put(&first.key, schema::to_parquet(&first.entries).unwrap()).await.unwrap();
-    assert_eq!(group(&mut s.conn, "search").await, Some((12, 0)), "all 12 delivered, none acknowledged");
+    s.dest
+        .put(&first.key, schema::to_parquet(&first.entries).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        group(&mut s.conn, "search").await,
+        Some((12, 0)),
+        "all 12 delivered, none acknowledged"
+    );
 
     let mut exporter = Exporter::new(s.consumer.clone(), s.dest.clone(), Arc::new(Metrics::default()), 12);
     let cycle = exporter.cycle().await.unwrap();
@@ -143,8 +160,16 @@ async fn a_failed_file_is_retried_alone_and_unreadable_records_are_kept_verbatim
     let metrics = Arc::new(Metrics::default());
     let mut exporter = Exporter::new(s.consumer.clone(), s.dest.clone(), metrics.clone(), 100);
     let first = exporter.cycle().await.unwrap();
-    assert_eq!((first.records, first.failed), (6, 1), "6 Dec's file stored, 7 Dec's refused");
-    assert_eq!(group(&mut s.conn, "search").await, Some((7, 0)), "7 Dec's 6 and the torn one pending");
+    assert_eq!(
+        (first.records, first.failed),
+        (6, 1),
+        "6 Dec's file stored, 7 Dec's refused"
+    );
+    assert_eq!(
+        group(&mut s.conn, "search").await,
+        Some((7, 0)),
+        "7 Dec's 6 and the torn one pending"
+    );
     assert_eq!(metrics.failures.get(), 1);
 
     std::fs::remove_file(&blocked).unwrap();
@@ -184,16 +209,30 @@ async fn settling_trims_only_acknowledged_entries_and_the_guard_counts_what_it_c
     s.consumer.ensure_group("search").await.unwrap();
     let len = |c: &mut MultiplexedConnection| {
         let mut c = c.clone();
-        async move { redis::cmd("XLEN").arg("tally:{search}:ledger").query_async::<u64>(&mut c).await.unwrap() }
+        async move {
+            redis::cmd("XLEN")
+                .arg("tally:{search}:ledger")
+                .query_async::<u64>(&mut c)
+                .await
+                .unwrap()
+        }
     };
     for i in 1..9 {
         store.settle(&settlement(i), 5).await.unwrap();
     }
-    assert_eq!(len(&mut s.conn).await, 9, "nothing acknowledged: nothing trimmed past the cap of 5");
+    assert_eq!(
+        len(&mut s.conn).await,
+        9,
+        "nothing acknowledged: nothing trimmed past the cap of 5"
+    );
     let mut exporter = Exporter::new(s.consumer.clone(), s.dest.clone(), Arc::new(Metrics::default()), 100);
     assert_eq!(exporter.cycle().await.unwrap().records, 9);
     store.settle(&settlement(9), 5).await.unwrap();
-    assert_eq!(len(&mut s.conn).await, 5, "acknowledged entries beyond the newest 5 trimmed");
+    assert_eq!(
+        len(&mut s.conn).await,
+        5,
+        "acknowledged entries beyond the newest 5 trimmed"
+    );
     for i in 10..20 {
         store.settle(&settlement(i), 5).await.unwrap();
     }

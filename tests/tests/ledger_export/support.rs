@@ -99,7 +99,9 @@ async fn http_get(addr: &str, path: &str) -> String {
     s.write_all(request.as_bytes()).await.expect("send request");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read response");
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or(out)
+    out.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(out)
 }
 
 /// One sample of `name` in Prometheus text (0 when absent).
