@@ -72,9 +72,10 @@ from a Secret). The username, which is not secret, is part of the URL.
 {{- end }}
 
 {{/*
-The commands Tally runs, directly or from its Lua scripts (store/src/redis.rs) — the only ones
-its ACL user may run. The chart suite checks this list against the store's source and runs the
-store against a real redis-server started with these rules.
+The commands Tally runs, directly or from its Lua scripts (store/src/redis.rs) and the ledger
+exporter's consumer group (export/src/consumer.rs) — the only ones its ACL user may run. The
+chart suite checks this list against the store's source and runs the store against a real
+redis-server started with these rules.
 */}}
 {{- define "tally.redis.aclCommands" -}}
 {{- toJson (list
@@ -83,7 +84,8 @@ store against a real redis-server started with these rules.
   "exists" "set"
   "hget" "hgetall" "hmget" "hset" "hdel" "hincrby"
   "zadd" "zrem" "zscore" "zrangebyscore"
-  "xadd" "xrange" "xrevrange") }}
+  "xadd" "xrange" "xrevrange" "xlen" "xtrim" "xinfo" "xpending" "incrby"
+  "scan" "get" "xgroup" "xreadgroup" "xack") }}
 {{- end }}
 
 {{/*

@@ -383,11 +383,11 @@ fn acl_allows_every_command_tallys_code_sends() {
     assert!(args.contains(&"~tally:*") && args.contains(&"-@all"), "{args:?}");
 }
 
-/// Commands named in the Rust sources of the store, the ext_proc and the operator: the
+/// Commands named in the Rust sources of the store, ext_proc, operator and ledger exporter: the
 /// `redis.call('X'` of Lua scripts and `cmd("X")` of direct calls, lowercased.
 fn commands_in_source() -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    for crate_dir in ["store/src", "extproc/src", "operator/src"] {
+    for crate_dir in ["store/src", "extproc/src", "operator/src", "export/src"] {
         for file in rust_files(&tools::workspace_root().join(crate_dir)) {
             let text = std::fs::read_to_string(&file).expect("read source");
             for marker in ["redis.call('", "cmd(\""] {
