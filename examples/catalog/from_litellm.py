@@ -36,6 +36,7 @@ FAMILIES = [
     ("Meta Llama", re.compile(r"^meta\.llama(3|4)")),
     ("Mistral", re.compile(r"^mistral\.")),
     ("DeepSeek", re.compile(r"^deepseek\.")),
+    ("Image generation", re.compile(r"^(stability\.|amazon\.titan-image-|amazon\.nova-canvas-)")),
 ]
 PREFIXES = ["us-gov.", "global.", "apac.", "us.", "eu.", "jp.", "au.", "ca."]
 REGION = re.compile(r"^[a-z]{2,}(-[a-z]+)+-[0-9]+$")
@@ -45,6 +46,18 @@ PRICE_KEYS = [
     ("cacheReadPerMillion", "cache_read_input_token_cost"),
     ("cacheWrite5mPerMillion", "cache_creation_input_token_cost"),
     ("cacheWrite1hPerMillion", "cache_creation_input_token_cost_above_1hr"),
+]
+# Long-context prices: LiteLLM's `<key>_above_200k_tokens`.
+LONG_CONTEXT = 200_000
+# Service tiers LiteLLM prices as `<key>_<tier>`.
+TIERS = ["priority", "flex"]
+# Prices LiteLLM does not carry, from the AWS Bedrock pricing page (checked 2026-11-26).
+# Luma Ray2 costs 0.75 USD/s at 540p and 1.50 at 720p; a request may ask for either, so
+# the catalog carries the dearer (a reservation must bound the call; override per resolution).
+VIDEO = [
+    ("amazon.nova-reel-v1:0", "0.08"),
+    ("amazon.nova-reel-v1:1", "0.08"),
+    ("luma.ray-v2:0", "1.5"),
 ]
 # LiteLLM keys that are not Bedrock model ids.
 EXCLUDE = {
@@ -79,17 +92,38 @@ def strip_prefix(model_id):
     return "", model_id
 
 
-def prices(entry):
-    if entry.get("mode") != "chat" or entry.get("input_cost_per_token") is None:
-        return None
+def token_prices(entry, suffix=""):
     out = OrderedDict()
     for key, src in PRICE_KEYS:
-        if entry.get(src) is not None:
-            out[key] = per_million(entry[src])
+        if entry.get(src + suffix) is not None:
+            out[key] = per_million(entry[src + suffix])
+    return out if "inputPerMillion" in out and "outputPerMillion" in out else None
+
+
+def prices(entry):
+    if entry.get("mode") == "image_generation" and entry.get("output_cost_per_image"):
+        return OrderedDict(
+            inputPerMillion="0", outputPerMillion="0", perImage=format(Decimal(repr(entry["output_cost_per_image"])).normalize(), "f")
+        )
+    if entry.get("mode") != "chat" or entry.get("input_cost_per_token") is None:
+        return None
+    out = token_prices(entry)
+    if out is None:
+        return None
+    if entry.get("max_input_tokens"):
+        out["maxInputTokens"] = int(entry["max_input_tokens"])
+    long = token_prices(entry, f"_above_{LONG_CONTEXT // 1000}k_tokens")
+    if long:
+        out["longContext"] = OrderedDict(aboveInputTokens=LONG_CONTEXT, **long)
+    tiers = [OrderedDict(tier=t, **tp) for t in TIERS if (tp := token_prices(entry, "_" + t))]
+    if tiers:
+        out["serviceTiers"] = tiers
     return out
 
 
 def max_output(entry, base_entry=None, notes=None):
+    if entry.get("mode") == "image_generation":
+        return 1
     n = entry.get("max_output_tokens") or entry.get("max_tokens")
     if base_entry is not None and (n is None or n > MAX_OUTPUT_SANITY):
         if notes is not None:
@@ -105,14 +139,27 @@ def missing_1h(p, base_p):
     return None
 
 
+def quoted_prices(item):
+    return [f'{key}: "{item[key]}"' for key, _ in PRICE_KEYS if key in item]
+
+
 def flow(item):
     parts = [f'match: "{item["match"]}"']
     if item.get("regions"):
         parts.append("regions: [" + ", ".join(item["regions"]) + "]")
-    for key, _ in PRICE_KEYS:
+    parts += quoted_prices(item)
+    parts.append(f"maxOutputTokens: {item['maxOutputTokens']}")
+    if "maxInputTokens" in item:
+        parts.append(f"maxInputTokens: {item['maxInputTokens']}")
+    if "longContext" in item:
+        lc = item["longContext"]
+        parts.append("longContext: {" + ", ".join([f"aboveInputTokens: {lc['aboveInputTokens']}"] + quoted_prices(lc)) + "}")
+    if "serviceTiers" in item:
+        tiers = ["{" + ", ".join([f"tier: {t['tier']}"] + quoted_prices(t)) + "}" for t in item["serviceTiers"]]
+        parts.append("serviceTiers: [" + ", ".join(tiers) + "]")
+    for key in ("perImage", "perSecond", "perTextUnit", "perRequest"):
         if key in item:
             parts.append(f'{key}: "{item[key]}"')
-    parts.append(f"maxOutputTokens: {item['maxOutputTokens']}")
     line = "  - {" + ", ".join(parts) + "}"
     notes = [n for n in item.get("notes", []) if n]
     return line + ("  # " + "; ".join(notes) if notes else "")
@@ -164,12 +211,23 @@ def main():
         base = bases.get(model_id)
         if fam is None or p is None or base is None or prices(base) == p:
             continue
-        group = (fam, model_id, tuple(p.items()), max_output(bedrock[key], base))
+        group = (fam, model_id, json.dumps(p), max_output(bedrock[key], base))
         regional.setdefault(group, []).append(region)
     for (fam, model_id, p, mx), regions in regional.items():
-        notes = [UNSURE.get((model_id, r)) for r in regions] + [missing_1h(dict(p), prices(bases[model_id]))]
-        by_family[fam].append(dict(match=model_id, regions=sorted(regions), **dict(p), maxOutputTokens=mx, notes=notes))
+        p = json.loads(p, object_pairs_hook=OrderedDict)
+        notes = [UNSURE.get((model_id, r)) for r in regions] + [missing_1h(p, prices(bases[model_id]))]
+        by_family[fam].append(dict(match=model_id, regions=sorted(regions), **p, maxOutputTokens=mx, notes=notes))
 
+    by_family["Video generation (AWS pricing page; StartAsyncInvoke, per second of video)"] = [
+        dict(match=m, inputPerMillion="0", outputPerMillion="0", perSecond=price, maxOutputTokens=1) for m, price in VIDEO
+    ]
+    guardrail = table.get("bedrock/guardrails", {}).get("guardrail_cost_per_unit", {})
+    if guardrail.get("contentPolicyUnits"):
+        unit = format(Decimal(repr(guardrail["contentPolicyUnits"])).normalize(), "f")
+        by_family["Guardrails (ApplyGuardrail, per text unit and policy)"] = [
+            dict(match="guardrail/*", inputPerMillion="0", outputPerMillion="0", perTextUnit=unit, maxOutputTokens=1,
+                 notes=["every policy unit at the content-filter price; sensitive-information and grounding units cost less"])
+        ]
     w = sys.stdout.write
     w("# The default Tally price catalog: AWS Bedrock on-demand (standard tier) prices, USD per\n")
     w("# million tokens. Generated by examples/catalog/from_litellm.py; do not edit by hand, regenerate.\n")
@@ -179,9 +237,10 @@ def main():
     w("# https://aws.amazon.com/bedrock/pricing/ before relying on it for chargeback; override any entry\n")
     w("# with a ModelPricing of higher priority instead of editing this one.\n")
     w("#\n")
-    w("# Not modelled here: batch inference (~50% of on-demand), the priority/flex service tiers,\n")
-    w("# provisioned throughput, and long-context tiers (e.g. claude-sonnet-4 above 200k input tokens:\n")
-    w("# 6 / 22.5 per million). A cross-region id (us., eu., apac., jp., au., us-gov.) has an entry\n")
+    w("# Modelled where LiteLLM has them: context windows (maxInputTokens), long-context prices above\n")
+    w("# 200k input tokens, the priority/flex service tiers, image models per image, guardrails per\n")
+    w("# text unit; video models per second from the AWS pricing page. Not modelled: batch inference\n")
+    w("# (~50% of on-demand), provisioned throughput. A cross-region id (us., eu., apac., jp., au., us-gov.) has an entry\n")
     w("# only where its price differs from the base id; otherwise Tally prices it as the base id.\n")
     w("# global. ids are listed explicitly at the base price. Missing 1-hour cache-write prices\n")
     w("# default to the 5-minute price. maxOutputTokens is LiteLLM's max_output_tokens (the base\n")

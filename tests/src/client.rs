@@ -10,6 +10,7 @@ use aws_sdk_bedrockruntime::config::interceptors::{
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_sdk_bedrockruntime::error::{BoxError, SdkError};
+use aws_sdk_bedrockruntime::operation::apply_guardrail::{ApplyGuardrailError, ApplyGuardrailOutput};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::operation::converse_stream::{ConverseStreamError, ConverseStreamOutput};
 use aws_sdk_bedrockruntime::operation::count_tokens::{CountTokensError, CountTokensOutput};
@@ -17,10 +18,14 @@ use aws_sdk_bedrockruntime::operation::invoke_model::{InvokeModelError, InvokeMo
 use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::{
     InvokeModelWithResponseStreamError, InvokeModelWithResponseStreamOutput,
 };
+use aws_sdk_bedrockruntime::operation::start_async_invoke::{StartAsyncInvokeError, StartAsyncInvokeOutput};
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::{
-    ConverseStreamOutput as ConverseStreamEvent, ConverseTokensRequest, CountTokensInput, ResponseStream,
+    AsyncInvokeOutputDataConfig, AsyncInvokeS3OutputDataConfig, ConverseStreamOutput as ConverseStreamEvent,
+    ConverseTokensRequest, CountTokensInput, GuardrailContentBlock, GuardrailContentSource, GuardrailTextBlock,
+    ResponseStream,
 };
+use aws_smithy_types::Document;
 
 /// The attribution headers a client sends (`x-team-id`, `x-tenant-id`, `x-workflow-id`); `None` = not sent.
 #[derive(Debug, Clone, Default)]
@@ -185,6 +190,56 @@ impl AppClient {
     pub async fn count_tokens(&self, model: &str, text: &str) -> Result<CountTokensOutput, SdkError<CountTokensError>> {
         let input = CountTokensInput::Converse(ConverseTokensRequest::builder().messages(user_message(text)).build());
         self.sdk.count_tokens().model_id(model).input(input).send().await
+    }
+
+    /// `StartAsyncInvoke` of a Nova Reel-shaped text-to-video job of `seconds` seconds.
+    pub async fn start_video_job(
+        &self,
+        model: &str,
+        seconds: u32,
+    ) -> Result<StartAsyncInvokeOutput, SdkError<StartAsyncInvokeError>> {
+        let input = Document::Object(
+            [
+                ("taskType".to_string(), Document::from("TEXT_VIDEO")),
+                (
+                    "textToVideoParams".to_string(),
+                    Document::Object([("text".to_string(), Document::from("a cat"))].into()),
+                ),
+                (
+                    "videoGenerationConfig".to_string(),
+                    Document::Object([("durationSeconds".to_string(), Document::from(u64::from(seconds)))].into()),
+                ),
+            ]
+            .into(),
+        );
+        let output = AsyncInvokeS3OutputDataConfig::builder()
+            .s3_uri("s3://videos/out/")
+            .build()
+            .expect("an S3 output config");
+        self.sdk
+            .start_async_invoke()
+            .model_id(model)
+            .model_input(input)
+            .output_data_config(AsyncInvokeOutputDataConfig::S3OutputDataConfig(output))
+            .send()
+            .await
+    }
+
+    /// `ApplyGuardrail` of guardrail `id` (version 1) to one text block of user input.
+    pub async fn apply_guardrail(
+        &self,
+        id: &str,
+        text: &str,
+    ) -> Result<ApplyGuardrailOutput, SdkError<ApplyGuardrailError>> {
+        let block = GuardrailTextBlock::builder().text(text).build().expect("a text block");
+        self.sdk
+            .apply_guardrail()
+            .guardrail_identifier(id)
+            .guardrail_version("1")
+            .source(GuardrailContentSource::Input)
+            .content(GuardrailContentBlock::Text(block))
+            .send()
+            .await
     }
 
     /// A header of the last response; panics when it has none.

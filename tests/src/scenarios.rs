@@ -6,7 +6,7 @@
 
 use tally_config::compiled::{
     Alias, BudgetConfig, CONFIG_VERSION, Catalog, CompiledConfig, Enforcement, PriceEntry, Prices, TeamConfig,
-    TenantConfig, WorkflowConfig,
+    TenantConfig, UnitPrices, WorkflowConfig,
 };
 use tally_config::money::{Nanos, NanosPerMillion};
 use tally_config::period::Period;
@@ -16,6 +16,10 @@ pub const US_HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
 pub const OPUS: &str = "anthropic.claude-opus-4-5-20251101-v1:0";
 pub const NOVA_LITE: &str = "amazon.nova-lite-v1:0";
 pub const LLAMA_8B: &str = "meta.llama3-1-8b-instruct-v1:0";
+/// A video model priced per second of video (StartAsyncInvoke): 0.08 USD per second.
+pub const NOVA_REEL: &str = "amazon.nova-reel-v1:1";
+/// Guardrails, priced per text unit and policy: 0.00015 USD.
+pub const GUARDRAILS: &str = "guardrail/*";
 /// An application inference profile, aliased to [`US_HAIKU`] in the catalog.
 pub const APP_PROFILE_ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/tally-e2e";
 /// Output tokens reserved per call before the usage is known.
@@ -42,6 +46,16 @@ fn entry(pattern: &str, [i, o, cr, w5, w1]: [&str; 5]) -> PriceEntry {
     }
 }
 
+/// An entry that prices one unit (no tokens) at `usd`.
+fn per_unit(pattern: &str, set: fn(&mut UnitPrices, Nanos), usd: &str) -> PriceEntry {
+    let mut units = UnitPrices::default();
+    set(&mut units, Nanos::parse_usd(usd).expect("valid price"));
+    PriceEntry {
+        units,
+        ..entry(pattern, ["0", "0", "0", "0", "0"])
+    }
+}
+
 /// Prices (USD per 1M: input, output, cache read, cache write 5m, cache write 1h).
 pub fn catalog() -> Catalog {
     Catalog {
@@ -51,6 +65,8 @@ pub fn catalog() -> Catalog {
             entry(OPUS, ["5", "25", "0.5", "6.25", "10"]),
             entry(NOVA_LITE, ["0.06", "0.24", "0.015", "0", "0"]),
             entry(LLAMA_8B, ["0.22", "0.22", "0", "0", "0"]),
+            per_unit(NOVA_REEL, |u, p| u.second = p, "0.08"),
+            per_unit(GUARDRAILS, |u, p| u.text_unit = p, "0.00015"),
         ],
         aliases: vec![Alias {
             id: APP_PROFILE_ARN.to_string(),

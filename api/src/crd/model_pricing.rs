@@ -144,14 +144,17 @@ pub const MAX_INPUT_TOKENS: u32 = 100_000_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPrices {
+    /// USD per million (non-cached) input tokens, decimal string.
     pub input_per_million: Usd,
+    /// USD per million output tokens, decimal string.
     pub output_per_million: Usd,
-    /// Absent: 0.
+    /// USD per million input tokens read from the prompt cache. Absent: 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_per_million: Option<Usd>,
-    /// Absent: 0.
+    /// USD per million input tokens written to the prompt cache with a 5-minute TTL. Absent: 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write5m_per_million: Option<Usd>,
+    /// USD per million input tokens written to the prompt cache with a 1-hour TTL.
     /// Absent: the 5-minute price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write1h_per_million: Option<Usd>,

@@ -68,6 +68,10 @@ pub enum Operation {
     Converse,
     ConverseStream,
     CountTokens,
+    /// `POST /async-invoke`: answers the job's ARN (the model id is in the body).
+    StartAsyncInvoke,
+    /// `POST /guardrail/{id}/version/{v}/apply`: two policies evaluate the text.
+    ApplyGuardrail,
 }
 
 impl Operation {
@@ -265,6 +269,12 @@ impl BedrockSim {
                 self.stream_response(stream, scenario)
             }
             Operation::CountTokens => json_response(StatusCode::OK, &json!({"inputTokens": u.input}), HeaderMap::new()),
+            Operation::StartAsyncInvoke => json_response(
+                StatusCode::OK,
+                &json!({"invocationArn": format!("arn:aws:bedrock:us-east-1:123456789012:async-invoke/{}", request_id())}),
+                HeaderMap::new(),
+            ),
+            Operation::ApplyGuardrail => json_response(StatusCode::OK, &wire::guardrail_body(json), HeaderMap::new()),
         }
     }
 
@@ -335,6 +345,13 @@ impl BedrockSim {
 pub fn route(method: &Method, path: &str) -> Option<(String, Operation)> {
     if method != Method::POST {
         return None;
+    }
+    if path == "/async-invoke" {
+        return Some((String::new(), Operation::StartAsyncInvoke));
+    }
+    if let Some(rest) = path.strip_prefix("/guardrail/").and_then(|r| r.strip_suffix("/apply")) {
+        let (id, _version) = rest.split_once("/version/")?;
+        return Some((id.to_string(), Operation::ApplyGuardrail));
     }
     let rest = path.strip_prefix("/model/")?;
     let (encoded, suffix) = rest.rsplit_once('/')?;

@@ -8,6 +8,7 @@
 //!
 //! Run: `cargo test -p tally-tests --test adversarial`.
 
+mod async_invokes;
 mod bounds;
 mod charge_ids;
 mod cut_streams;
@@ -15,6 +16,7 @@ mod envoy_h2;
 mod fail_closed;
 mod labels;
 mod oversized;
+mod spoofing;
 // The gRPC suite's builders and readers; this suite uses only some of them.
 #[allow(dead_code)]
 #[path = "../grpc/support.rs"]

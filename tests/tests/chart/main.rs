@@ -27,6 +27,7 @@ mod mtls;
 mod netpol;
 mod redis;
 mod references;
+mod region;
 mod render;
 mod scenarios;
 mod schema;

@@ -311,3 +311,64 @@ fn every_catalog_error_is_reported_and_drops_the_catalog() {
     assert_eq!(compiled.entries_per_catalog, BTreeMap::from([("good".to_string(), 1)]));
     assert_eq!(compiled.config.catalog.entries.len(), 1);
 }
+
+#[test]
+fn long_context_tiers_and_unit_prices_convert_and_name_their_bad_fields() {
+    use crate::crd::{LongContextPrice, ServiceTierPrice, TokenPrices};
+    let tokens = |input: &str, output: &str| TokenPrices {
+        input_per_million: input.into(),
+        output_per_million: output.into(),
+        cache_read_per_million: None,
+        cache_write5m_per_million: Some("7.5".into()),
+        cache_write1h_per_million: None,
+    };
+    let mut sonnet = price(SONNET, "3");
+    sonnet.max_input_tokens = Some(200_000);
+    sonnet.long_context = Some(LongContextPrice {
+        above_input_tokens: 200_000,
+        prices: tokens("6", "22.5"),
+    });
+    sonnet.service_tiers = vec![ServiceTierPrice {
+        tier: "priority".into(),
+        prices: tokens("5.25", "26.25"),
+    }];
+    let mut reel = price("amazon.nova-reel-v1:1", "0");
+    reel.per_second = Some("0.08".into());
+    reel.per_request = Some("0.001".into());
+    let config = compile(&[], &[pricing("p", 0, vec![sonnet, reel], vec![])]).unwrap();
+    let entry = |p: &str| config.catalog.entries.iter().find(|e| e.pattern == p).unwrap();
+    let s = entry(SONNET);
+    assert_eq!(s.max_input_tokens, Some(200_000));
+    let lc = s.long_context.unwrap();
+    assert_eq!((lc.above_input_tokens, lc.prices.input.0), (200_000, 6_000_000_000));
+    // a tier's missing 1-hour price is its 5-minute one, as for the entry itself
+    assert_eq!(s.tiers[0].tier, "priority");
+    assert_eq!(s.tiers[0].prices.cache_write_1h.0, 7_500_000_000);
+    let r = entry("amazon.nova-reel-v1:1");
+    assert_eq!((r.units.second.0, r.units.request.0), (80_000_000, 1_000_000));
+
+    let mut bad = price("x", "1");
+    bad.max_input_tokens = Some(0);
+    bad.long_context = Some(LongContextPrice {
+        above_input_tokens: 0,
+        prices: tokens("x", "1"),
+    });
+    bad.service_tiers = vec![ServiceTierPrice {
+        tier: "default".into(),
+        prices: tokens("1", "-2"),
+    }];
+    bad.per_image = Some("0.0000000001".into());
+    let compiled = compile_lenient(&[], &[pricing("bad", 0, vec![bad], vec![])]);
+    let fields: Vec<&str> = compiled.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.models[0].maxInputTokens",
+            "spec.models[0].longContext.aboveInputTokens",
+            "spec.models[0].longContext.inputPerMillion",
+            "spec.models[0].serviceTiers[0].tier",
+            "spec.models[0].serviceTiers[0].outputPerMillion",
+            "spec.models[0].perImage",
+        ]
+    );
+}
