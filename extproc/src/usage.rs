@@ -89,7 +89,8 @@ impl Accumulator {
     pub fn usage(&self) -> Usage {
         let s = &self.seen;
         let w1h = s.cache_write_1h.unwrap_or(0);
-        let split = s.cache_write_5m.unwrap_or(0) + w1h;
+        // Saturating: the counts are Bedrock's, and a wrapped sum would charge almost nothing.
+        let split = s.cache_write_5m.unwrap_or(0).saturating_add(w1h);
         let total = s.cache_write.unwrap_or(split).max(split);
         Usage {
             input: s.input.unwrap_or(0),
@@ -152,8 +153,8 @@ pub fn from_json(v: &Value) -> Observation {
             for d in details {
                 let n = u(d, "inputTokens").unwrap_or(0);
                 match d.get("ttl").and_then(Value::as_str) {
-                    Some("1h") => *o.cache_write_1h.get_or_insert(0) += n,
-                    _ => *o.cache_write_5m.get_or_insert(0) += n,
+                    Some("1h") => o.cache_write_1h = Some(o.cache_write_1h.unwrap_or(0).saturating_add(n)),
+                    _ => o.cache_write_5m = Some(o.cache_write_5m.unwrap_or(0).saturating_add(n)),
                 }
             }
         }
@@ -172,10 +173,11 @@ pub fn from_json(v: &Value) -> Observation {
     // Titan text: `inputTextTokenCount`, `results[].tokenCount`.
     if let Some(n) = u(v, "inputTextTokenCount") {
         o.input = Some(n);
-        let out = v
-            .get("results")
-            .and_then(Value::as_array)
-            .map(|rs| rs.iter().filter_map(|r| u(r, "tokenCount")).sum());
+        let out = v.get("results").and_then(Value::as_array).map(|rs| {
+            rs.iter()
+                .filter_map(|r| u(r, "tokenCount"))
+                .fold(0, u64::saturating_add)
+        });
         o.output = out.or(o.output);
     }
     // Any invoke stream's last chunk: totals Bedrock itself measured.
@@ -414,5 +416,22 @@ mod tests {
         assert_eq!(guardrail_units(body.to_string().as_bytes()), Some(11));
         assert_eq!(guardrail_units(b"{}"), None);
         assert_eq!(guardrail_units(b"not json"), None);
+    }
+
+    /// Found by the `usage` fuzz target (fuzz/regressions/usage): these sums
+    /// panicked with overflow checks on, and in a release build wrapped to a
+    /// small count, so the call was charged almost nothing.
+    #[test]
+    fn counts_that_overflow_when_added_saturate() {
+        const MAX: u64 = u64::MAX;
+        let titan = json!({"inputTextTokenCount": 1, "results": [{"tokenCount": MAX}, {"tokenCount": 1}]});
+        assert_eq!(from_json(&titan).output, Some(MAX));
+        let details =
+            json!({"usage": {"cacheDetails": [{"ttl": "1h", "inputTokens": MAX}, {"ttl": "1h", "inputTokens": 1}]}});
+        assert_eq!(from_json(&details).cache_write_1h, Some(MAX));
+        let split = json!({"type": "message_start", "message": {"usage": {"input_tokens": 1,
+            "cache_creation": {"ephemeral_5m_input_tokens": MAX, "ephemeral_1h_input_tokens": 1}}}});
+        let used = usage_of(&[split]);
+        assert_eq!((used.cache_write_5m, used.cache_write_1h), (MAX - 1, 1));
     }
 }
