@@ -45,6 +45,11 @@ fuzz_target!(|input: Input| {
 
     if let Some(region) = bedrock::region_from_host(&input.authority) {
         assert!(input.authority.contains(region));
-        assert!(region.len() <= 20 && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        assert!(
+            region.len() <= 20
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        );
     }
 });

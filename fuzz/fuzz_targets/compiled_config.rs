@@ -16,7 +16,10 @@ fuzz_target!(|bytes: &[u8]| {
     let (again, unknown) =
         CompiledConfig::from_json_reporting_unknown(written.as_bytes()).expect("a written config reads back");
     assert_eq!(again, config, "round trip changed the config");
-    assert!(unknown.is_empty(), "the writer wrote fields the reader does not know: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the writer wrote fields the reader does not know: {unknown:?}"
+    );
     let policy = Policy::new(config.clone());
     let now = jiff::Timestamp::now();
     for team in &config.teams {

@@ -52,7 +52,10 @@ fuzz_target!(|input: Input| {
         let as_body = usage::from_json_bytes(&bytes);
         let as_chunk = usage::from_stream_chunk(&bytes);
         assert_eq!(
-            Observation { provisional: false, ..as_chunk },
+            Observation {
+                provisional: false,
+                ..as_chunk
+            },
             as_body,
             "a chunk and a body read different counts"
         );

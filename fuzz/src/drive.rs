@@ -68,8 +68,16 @@ pub fn run(script: &Script) {
 
 async fn run_script(script: &Script) {
     let opts = Options {
-        fail_mode: if script.fail_closed { FailMode::Closed } else { FailMode::Open },
-        request_body: if script.when_needed { RequestBody::WhenNeeded } else { RequestBody::Always },
+        fail_mode: if script.fail_closed {
+            FailMode::Closed
+        } else {
+            FailMode::Open
+        },
+        request_body: if script.when_needed {
+            RequestBody::WhenNeeded
+        } else {
+            RequestBody::Always
+        },
         ..Options::default()
     };
     let micros = |n: u16| Nanos(i64::from(n) * 1_000);
@@ -183,7 +191,11 @@ async fn respond(s: &mut Slot, action: &Action) {
             match body {
                 ResponseBodySpec::Json(u) => bytes.extend_from_slice(u.render().as_bytes()),
                 ResponseBodySpec::Raw(b) => bytes.extend_from_slice(b),
-                ResponseBodySpec::Frames { frames, corruption, cut } => {
+                ResponseBodySpec::Frames {
+                    frames,
+                    corruption,
+                    cut,
+                } => {
                     bytes.extend(crate::frames::stream(&frames[..frames.len().min(8)], *corruption));
                     if let Some(c) = cut.filter(|_| !end_of_stream) {
                         s.carry = bytes.split_off(usize::from(c) % (bytes.len() + 1));
@@ -216,7 +228,9 @@ fn check_accounts(shared: &Shared) {
             .iter()
             .filter(|r| r.team == team && in_scope(r, &scope))
             .collect();
-        let spent = mine.iter().fold(Nanos::ZERO, |a, r| a.saturating_add(Nanos(r.cost_nanos)));
+        let spent = mine
+            .iter()
+            .fold(Nanos::ZERO, |a, r| a.saturating_add(Nanos(r.cost_nanos)));
         let counted = mine
             .iter()
             .filter(|r| !matches!(r.outcome, Outcome::Blocked | Outcome::Denied))
@@ -224,8 +238,15 @@ fn check_accounts(shared: &Shared) {
         let c = world::counters(shared, team, &scope);
         let what = format!("{team} {scope:?}");
         assert_eq!(c.spent, spent, "{what}: spent is not the ledger's sum\n{mine:#?}");
-        assert_eq!(c.requests, counted, "{what}: requests are not the ledger's count\n{mine:#?}");
-        assert_eq!(c.reserved, Nanos::ZERO, "{what}: still reserved after every exchange ended");
+        assert_eq!(
+            c.requests, counted,
+            "{what}: requests are not the ledger's count\n{mine:#?}"
+        );
+        assert_eq!(
+            c.reserved,
+            Nanos::ZERO,
+            "{what}: still reserved after every exchange ended"
+        );
     }
 }
 

@@ -121,12 +121,20 @@ fn put_header(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
         HeaderValue::True => out.push(0),
         HeaderValue::False => out.push(1),
         HeaderValue::Byte(v) => out.extend_from_slice(&[2, *v as u8]),
-        HeaderValue::Short(v) => [&[3][..], &v.to_be_bytes()].iter().for_each(|s| out.extend_from_slice(s)),
-        HeaderValue::Int(v) => [&[4][..], &v.to_be_bytes()].iter().for_each(|s| out.extend_from_slice(s)),
-        HeaderValue::Long(v) => [&[5][..], &v.to_be_bytes()].iter().for_each(|s| out.extend_from_slice(s)),
+        HeaderValue::Short(v) => [&[3][..], &v.to_be_bytes()]
+            .iter()
+            .for_each(|s| out.extend_from_slice(s)),
+        HeaderValue::Int(v) => [&[4][..], &v.to_be_bytes()]
+            .iter()
+            .for_each(|s| out.extend_from_slice(s)),
+        HeaderValue::Long(v) => [&[5][..], &v.to_be_bytes()]
+            .iter()
+            .for_each(|s| out.extend_from_slice(s)),
         HeaderValue::Bytes(b) => var(out, 6, b),
         HeaderValue::Str(s) => var(out, 7, s.as_bytes()),
-        HeaderValue::Timestamp(v) => [&[8][..], &v.to_be_bytes()].iter().for_each(|s| out.extend_from_slice(s)),
+        HeaderValue::Timestamp(v) => [&[8][..], &v.to_be_bytes()]
+            .iter()
+            .for_each(|s| out.extend_from_slice(s)),
         HeaderValue::Uuid(u) => [&[9][..], &u[..]].iter().for_each(|s| out.extend_from_slice(s)),
     }
 }
@@ -150,7 +158,11 @@ impl FrameSpec {
     pub fn encode(&self) -> Vec<u8> {
         let mut headers = Vec::new();
         let str_header = |s: &str| HeaderValue::Str(s.to_string());
-        put_header(&mut headers, ":message-type", &str_header(string_of(&self.message_type)));
+        put_header(
+            &mut headers,
+            ":message-type",
+            &str_header(string_of(&self.message_type)),
+        );
         put_header(&mut headers, ":event-type", &str_header(event_of(&self.event_type)));
         if let Some(t) = &self.exception_type {
             put_header(&mut headers, ":exception-type", &str_header(t));

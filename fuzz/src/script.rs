@@ -37,10 +37,16 @@ pub struct Step {
 pub enum Action {
     /// A new exchange in the slot (the one there, if any, ends first).
     RequestHeaders(RequestHead),
-    RequestBody { body: RequestBodySpec, end_of_stream: bool },
+    RequestBody {
+        body: RequestBodySpec,
+        end_of_stream: bool,
+    },
     RequestTrailers,
     ResponseHeaders(ResponseHead),
-    ResponseBody { body: ResponseBodySpec, end_of_stream: bool },
+    ResponseBody {
+        body: ResponseBodySpec,
+        end_of_stream: bool,
+    },
     /// Envoy ends the stream (client gone, reset).
     Abandon,
     /// A message could not be read: `stream_failed`, then the stream ends.
@@ -210,7 +216,9 @@ impl RequestHead {
         add("content-length", self.content_length.map(|n| n.to_string()));
         add(
             ":authority",
-            self.host_region.as_ref().map(|r| format!("bedrock-runtime.{r}.amazonaws.com")),
+            self.host_region
+                .as_ref()
+                .map(|r| format!("bedrock-runtime.{r}.amazonaws.com")),
         );
         add("amz-sdk-invocation-id", self.invocation_id.clone());
         add("amz-sdk-request", self.attempt.map(|a| format!("attempt={a}; max=3")));
@@ -267,10 +275,22 @@ impl ResponseHead {
         let mut h = vec![];
         let counts = [
             (":status", status),
-            ("x-amzn-bedrock-input-token-count", self.input.map(|c| c.get().to_string())),
-            ("x-amzn-bedrock-output-token-count", self.output.map(|c| c.get().to_string())),
-            ("x-amzn-bedrock-cache-read-input-token-count", self.cache_read.map(|c| c.get().to_string())),
-            ("x-amzn-bedrock-cache-write-input-token-count", self.cache_write.map(|c| c.get().to_string())),
+            (
+                "x-amzn-bedrock-input-token-count",
+                self.input.map(|c| c.get().to_string()),
+            ),
+            (
+                "x-amzn-bedrock-output-token-count",
+                self.output.map(|c| c.get().to_string()),
+            ),
+            (
+                "x-amzn-bedrock-cache-read-input-token-count",
+                self.cache_read.map(|c| c.get().to_string()),
+            ),
+            (
+                "x-amzn-bedrock-cache-write-input-token-count",
+                self.cache_write.map(|c| c.get().to_string()),
+            ),
             ("x-amzn-bedrock-output-token-count", self.garbage_count.clone()),
         ];
         for (n, v) in counts {

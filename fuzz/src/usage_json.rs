@@ -86,7 +86,10 @@ impl UsageJson {
                 )
             }
             Shape::AnthropicDelta => {
-                format!(r#"{{"type":"message_delta","usage":{{{}}}}}"#, fields(&[("output_tokens", o)]))
+                format!(
+                    r#"{{"type":"message_delta","usage":{{{}}}}}"#,
+                    fields(&[("output_tokens", o)])
+                )
             }
             Shape::InvocationMetrics => format!(
                 r#"{{"type":"message_stop","amazon-bedrock-invocationMetrics":{{{}}}}}"#,

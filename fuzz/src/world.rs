@@ -36,7 +36,10 @@ pub const PRICED_MODEL: &str = "amazon.nova-micro-v1:0";
 /// Block team, `warn_limit` for the Warn team.
 pub fn config(block_limit: Nanos, warn_limit: Nanos) -> CompiledConfig {
     let budget = |limit: Nanos, enforcement: &str| {
-        format!(r#"{{"limit":{},"period":"Monthly","timezone":"UTC","enforcement":"{enforcement}"}}"#, limit.0)
+        format!(
+            r#"{{"limit":{},"period":"Monthly","timezone":"UTC","enforcement":"{enforcement}"}}"#,
+            limit.0
+        )
     };
     let json = format!(
         r#"{{"version":1,"generation":"fuzz",
