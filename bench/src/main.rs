@@ -16,6 +16,7 @@ mod procs;
 mod scale;
 mod soak;
 mod strictness;
+mod usability;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,9 @@ pub enum Phase {
     /// Not part of `all`: many settled calls through the memory and Redis stores, memory and CPU per
     /// call sampled as they accumulate (results in `soak.json` beside `--out`).
     Soak,
+    /// Not part of `all`: how much of a budget a team spends before its first refusal, for
+    /// one sequential caller and 10 concurrent ones (results in `usability.json` beside `--out`).
+    Usability,
 }
 
 #[derive(Debug, Parser)]
@@ -132,14 +136,9 @@ fn main() -> Result<()> {
         // On Ctrl-C / SIGTERM the run future is dropped, and with it every process it owns.
         let run = async {
             if args.phase == Phase::Soak {
-                let section = soak::phase(&args).await?;
-                let out = args.out.with_file_name("soak.json");
-                if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
-                std::fs::write(&out, serde_json::to_string_pretty(&section)?)?;
-                eprintln!("wrote {}", out.display());
-                Ok(())
+                write_beside(&args.out, "soak.json", &soak::phase(&args).await?)
+            } else if args.phase == Phase::Usability {
+                write_beside(&args.out, "usability.json", &usability::phase().await?)
             } else {
                 harness::run(args).await
             }
@@ -150,4 +149,15 @@ fn main() -> Result<()> {
             _ = term.recv() => anyhow::bail!("terminated; every started process was killed"),
         }
     })
+}
+
+/// Writes a phase's results as `name` in `out`'s directory.
+fn write_beside(out: &std::path::Path, name: &str, value: &impl serde::Serialize) -> Result<()> {
+    let out = out.with_file_name(name);
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(value)?)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
 }
