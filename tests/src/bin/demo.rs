@@ -1,10 +1,11 @@
 //! `tally-demo`: the whole data path on this machine, with the example manifests.
 //!
-//! Starts the simulated Bedrock, `tally-extproc` with the embedded memory store
-//! (no Redis needed) and the config `tally render examples/` compiles, and Envoy
-//! with the Helm chart's gateway config; drives traffic from three teams with
-//! the AWS SDK; prints spend per team, workflow and model and a budget refusal;
-//! then keeps the stack up for your own SDK until Ctrl-C (or exits with `--once`).
+//! Starts the simulated Bedrock, a local redis-server, `tally-extproc` with the
+//! config `tally render examples/` compiles, and Envoy with the Helm chart's
+//! gateway config; drives traffic from three teams with the AWS SDK; prints spend
+//! per team, workflow and model and a budget refusal; exports the ledger to
+//! Parquet in a local directory with `tally ledger-export` and queries it; then
+//! keeps the stack up for your own SDK until Ctrl-C (or exits with `--once`).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -18,6 +19,7 @@ use tally_tests::bedrock_sim::SimOptions;
 use tally_tests::client::{AppClient, Attribution, bedrock_client};
 use tally_tests::fixtures::envoy::{Envoy, EnvoyOptions};
 use tally_tests::fixtures::extproc::{API_TOKEN, ExtProc, ExtProcOptions};
+use tally_tests::fixtures::redis::RedisServer;
 use tally_tests::fixtures::sim::SimServer;
 use tally_tests::fixtures::tools;
 
@@ -41,7 +43,7 @@ const LLAMA_70B: &str = "meta.llama3-1-70b-instruct-v1:0";
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = render(&args.manifests)?;
-    println!("==> starting simulated Bedrock, tally-extproc (memory store) and Envoy (the chart's gateway config)");
+    println!("==> starting simulated Bedrock, Redis, tally-extproc and Envoy (the chart's gateway config)");
     let stack = DemoStack::start(config).await;
     let gateway = stack.envoy.url();
     println!(
@@ -54,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
     println!("==> data-science has a $0.50 daily budget: large Llama prompts until it refuses");
     run_out_of_budget(&gateway).await?;
     print_spend(&stack.extproc).await;
+    export_ledger(&stack.redis.url())?;
     if args.once {
         return Ok(());
     }
@@ -89,17 +92,19 @@ fn render(manifests: &str) -> anyhow::Result<CompiledConfig> {
     Ok(config)
 }
 
-/// The data path: simulated Bedrock, `tally-extproc` with the memory store, Envoy in front.
+/// The data path: simulated Bedrock, `tally-extproc` with its ledger in Redis, Envoy in front.
 struct DemoStack {
     envoy: Envoy,
     extproc: ExtProc,
+    redis: RedisServer,
     _sim: SimServer,
 }
 
 impl DemoStack {
     async fn start(config: CompiledConfig) -> DemoStack {
         let sim = SimServer::start(SimOptions::default()).await;
-        let extproc = ExtProc::start(ExtProcOptions::new(config, None)).await;
+        let redis = RedisServer::start(false).await;
+        let extproc = ExtProc::start(ExtProcOptions::new(config, Some(redis.url()))).await;
         let envoy = Envoy::start(&EnvoyOptions {
             upstream_port: sim.port(),
             ext_proc_port: extproc.grpc_port(),
@@ -111,6 +116,7 @@ impl DemoStack {
         DemoStack {
             envoy,
             extproc,
+            redis,
             _sim: sim,
         }
     }
@@ -264,4 +270,41 @@ async fn print_spend(extproc: &ExtProc) {
         "",
         Nanos(total).to_string()
     );
+}
+
+/// What the chart's `ledgerExport` does to S3, into a local directory: every team's ledger
+/// stream to Parquet (`tally ledger-export --once`); then where it is and one query on it.
+fn export_ledger(redis_url: &str) -> anyhow::Result<()> {
+    let cache = std::env::var_os("TALLY_CACHE").map(std::path::PathBuf::from);
+    let dir = cache.unwrap_or_else(std::env::temp_dir).join("demo-ledger");
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("\n==> exporting the ledger from Redis to Parquet with `tally ledger-export --once`");
+    let out = Command::new(tools::workspace_binary("tally", "tally-operator", "operator"))
+        .args(["ledger-export", "--once", "--redis-url", redis_url, "--destination"])
+        .arg(&dir)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tally ledger-export failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("    {}", String::from_utf8_lossy(&out.stdout));
+    let ledger = dir.join("ledger");
+    println!(
+        "    ledger: {}/year=*/month=*/day=*/*.parquet (docs/ledger.md)",
+        ledger.display()
+    );
+    let query = format!(
+        "import pyarrow.dataset as ds; t = ds.dataset('{}', format='parquet', partitioning='hive').to_table(); \
+         [print(r) for r in t.group_by('team').aggregate([('cost_usd', 'sum'), ('request_id', 'count')]).sort_by('team').to_pylist()]",
+        ledger.display()
+    );
+    println!("    query it: {} -c \"{query}\"", tools::python().display());
+    println!(
+        "    or DuckDB: SELECT team, sum(cost_usd) FROM read_parquet('{}/**/*.parquet', hive_partitioning = true) GROUP BY team;",
+        ledger.display()
+    );
+    let result = Command::new(tools::python()).args(["-c", &query]).output()?;
+    println!("{}", String::from_utf8_lossy(&result.stdout));
+    Ok(())
 }

@@ -109,7 +109,7 @@ fn assert_row_is_record(row: &Value, record: &Value) {
         "cache_write_5m_tokens": record["cacheWrite5mTokens"],
         "cache_write_1h_tokens": record["cacheWrite1hTokens"], "latency_ms": record["latencyMs"],
         "status": record["status"], "outcome": record["outcome"], "cost_nanos": nanos,
-        "cost_usd_nanos": usd_to_nanos(&record["costUsd"].as_str().expect("costUsd").to_string()),
+        "cost_usd_nanos": usd_to_nanos(record["costUsd"].as_str().expect("costUsd")),
         "team_budget_remaining_nanos": opt("teamBudgetRemainingNanos"),
         "price_source": record["priceSource"], "unpriced": record.get("unpriced").cloned().unwrap_or(json!(false)),
         "over_budget": record.get("overBudget").cloned().unwrap_or(json!([])), "note": opt("note"),
