@@ -5,6 +5,7 @@
 use serde_json::Value;
 use tally_config::money::Nanos;
 use tally_config::pricing::{self, PriceBook, Usage};
+use tally_config::tariff::{self, Units};
 
 use crate::field::Field;
 use crate::fix::Fix;
@@ -140,8 +141,14 @@ fn prices(sample: &Sample, book: &PriceBook, carrying: &[&Observation]) -> (Opti
             unpriced += 1;
             continue;
         };
+        // Images, seconds of video and guardrail units are not in the tokens: not checkable here.
+        if !priced.entry.units.is_zero() {
+            continue;
+        }
         checked += 1;
-        let expected = pricing::cost(&usage, &priced.entry.prices).0;
+        // Standard-tier prices (a record of the priority tier shows as over the catalog price),
+        // long-context prices when the billed input passes the entry's threshold.
+        let expected = tariff::cost(priced.entry, None, &usage, &Units::default()).0;
         let tolerance = tolerance.unwrap_or((expected / 10_000).max(2));
         if (cost - expected).abs() > tolerance {
             wrong.push(mismatch(o, cost, expected, &usage, priced.entry, &model_id));
