@@ -18,6 +18,8 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+use tally_config::tariff::Units;
+
 use crate::entry::Entry;
 use crate::{Error, Result};
 
@@ -40,15 +42,20 @@ pub fn row_problem(e: &Entry) -> Option<String> {
     if money.into_iter().flatten().any(|n| n.unsigned_abs() >= 10u64.pow(18)) {
         return Some("an amount does not fit DECIMAL(18,9) USD".into());
     }
-    let tokens = [
+    let u = r.units.unwrap_or_default();
+    let counts = [
         r.input_tokens,
         r.output_tokens,
         r.cache_read_tokens,
         r.cache_write5m_tokens,
         r.cache_write1h_tokens,
         r.latency_ms,
+        u.requests,
+        u.images,
+        u.seconds,
+        u.text_units,
     ];
-    if tokens.iter().any(|&t| i64::try_from(t).is_err()) {
+    if counts.iter().any(|&t| i64::try_from(t).is_err()) {
         return Some("a count does not fit INT64".into());
     }
     None
@@ -59,6 +66,7 @@ fn columns(entries: &[Entry]) -> Vec<(Field, ArrayRef)> {
     let s = |name: &str, f: fn(&Entry) -> &str| col(name, DataType::Utf8, false, strings(entries, f));
     let o = |name: &str, f: fn(&Entry) -> Option<&str>| col(name, DataType::Utf8, true, opt_strings(entries, f));
     let n = |name: &str, f: fn(&Entry) -> u64| col(name, DataType::Int64, false, ints(entries, f));
+    let u = |name: &str, f: fn(&Units) -> u64| col(name, DataType::Int64, true, units(entries, f));
     let usd = DataType::Decimal128(USD_PRECISION, USD_SCALE);
     let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     vec![
@@ -82,6 +90,10 @@ fn columns(entries: &[Entry]) -> Vec<(Field, ArrayRef)> {
         n("cache_read_tokens", |e| e.record.cache_read_tokens),
         n("cache_write_5m_tokens", |e| e.record.cache_write5m_tokens),
         n("cache_write_1h_tokens", |e| e.record.cache_write1h_tokens),
+        u("unit_requests", |u| u.requests),
+        u("unit_images", |u| u.images),
+        u("unit_video_seconds", |u| u.seconds),
+        u("unit_guardrail_text_units", |u| u.text_units),
         n("latency_ms", |e| e.record.latency_ms),
         col("status", DataType::Int32, false, statuses(entries)),
         s("outcome", |e| e.record.outcome.as_str()),
@@ -157,6 +169,13 @@ fn opt_strings(entries: &[Entry], f: fn(&Entry) -> Option<&str>) -> ArrayRef {
 fn ints(entries: &[Entry], f: fn(&Entry) -> u64) -> ArrayRef {
     // row_problem has refused any count above i64::MAX.
     Arc::new(Int64Array::from_iter_values(entries.iter().map(|e| f(e) as i64)))
+}
+
+/// A count of what the call was billed for besides tokens; null when it was priced by tokens only.
+fn units(entries: &[Entry], f: fn(&Units) -> u64) -> ArrayRef {
+    // row_problem has refused any count above i64::MAX.
+    let counts = entries.iter().map(|e| e.record.units.as_ref().map(|u| f(u) as i64));
+    Arc::new(counts.collect::<Int64Array>())
 }
 
 fn nanos(entries: &[Entry], f: fn(&Entry) -> Option<i64>) -> ArrayRef {

@@ -13,6 +13,12 @@ fn entry(seq: u64, cost_nanos: i64, remaining: Option<i64>) -> Entry {
     record.team_budget_remaining_nanos = remaining;
     record.over_budget = vec!["team \"search\"".into()];
     record.workflow = seq.is_multiple_of(2).then(|| "rag".to_string());
+    record.units = (seq == 1).then_some(tally_config::tariff::Units {
+        requests: 1,
+        images: 3,
+        seconds: 0,
+        text_units: 7,
+    });
     Entry {
         id: StreamId {
             ms: 1_765_000_000_000,
@@ -63,6 +69,17 @@ fn records_round_trip_with_exact_money_and_utc_micros() {
     assert_eq!(time.value(0), 1_796_548_500_123_456);
     let workflow = batch.column_by_name("workflow").unwrap().as_string::<i32>();
     assert_eq!((workflow.value(0), workflow.is_null(1)), ("rag", true));
+    let images = batch.column_by_name("unit_images").unwrap().as_primitive::<Int64Type>();
+    assert_eq!(
+        (images.is_null(0), images.value(1)),
+        (true, 3),
+        "units only when billed"
+    );
+    let text = batch
+        .column_by_name("unit_guardrail_text_units")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(text.value(1), 7);
     let over = batch.column_by_name("over_budget").unwrap().as_list::<i32>();
     assert_eq!(over.value(0).as_string::<i32>().value(0), "team \"search\"");
 }

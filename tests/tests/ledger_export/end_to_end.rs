@@ -98,6 +98,11 @@ async fn every_call_is_in_s3_exactly_once_across_an_exporter_crash_with_streams_
 /// Every column of `row` (pyarrow's reading) equals the field of the Redis record it came from.
 fn assert_row_is_record(row: &Value, record: &Value) {
     let opt = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
+    let unit = |k: &str| {
+        record
+            .get("units")
+            .map_or(Value::Null, |u| u.get(k).cloned().unwrap_or(json!(0)))
+    };
     let nanos = record["costNanos"].as_i64().expect("costNanos");
     let expected = json!({
         "request_id": record["requestId"], "charge_id": record["chargeId"], "team": record["team"],
@@ -114,6 +119,8 @@ fn assert_row_is_record(row: &Value, record: &Value) {
         "price_source": record["priceSource"], "unpriced": record.get("unpriced").cloned().unwrap_or(json!(false)),
         "over_budget": record.get("overBudget").cloned().unwrap_or(json!([])), "note": opt("note"),
         "time_us": micros(record["time"].as_str().expect("time")),
+        "unit_requests": unit("requests"), "unit_images": unit("images"),
+        "unit_video_seconds": unit("seconds"), "unit_guardrail_text_units": unit("textUnits"),
     });
     let mut actual = expected.as_object().expect("object").clone();
     for (k, v) in actual.iter_mut() {
