@@ -1,5 +1,4 @@
-//! The exporter's side of the ledger streams in Redis: finding every team's stream, the
-//! consumer group [`GROUP`], reading what this consumer has pending or not yet seen,
+//! The exporter's side of the ledger streams in Redis: the consumer group [`GROUP`], reading what this consumer has pending or not yet seen,
 //! acknowledging, and the lag and guard-drop figures the metrics show. Redis replies are
 //! decoded here; what to do with the entries is decided elsewhere.
 
@@ -14,9 +13,6 @@ use crate::{Error, Result};
 /// The consumer group every ledger stream is read through. The SETTLE script never trims an
 /// entry some group has not acknowledged.
 pub const GROUP: &str = "tally-export";
-
-const KEY_PREFIX: &str = "tally:{";
-const KEY_SUFFIX: &str = "}:ledger";
 
 /// How far a team's export is behind: entries not yet acknowledged, and the age of the oldest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,32 +37,9 @@ impl Consumer {
         }
     }
 
-    /// Every team with a ledger stream, configured or not (a team removed from the config
-    /// still has records to export), by `SCAN`ning for the stream keys.
+    /// Every team with a ledger stream, configured or not ([`crate::discovery`]).
     pub async fn teams(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn.clone();
-        let mut cursor = 0u64;
-        let mut teams = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{KEY_PREFIX}*{KEY_SUFFIX}"))
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("stream")
-                .query_async(&mut conn)
-                .await?;
-            teams.extend(keys.iter().filter_map(|k| team_of(k)));
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        teams.sort();
-        teams.dedup();
-        Ok(teams)
+        crate::discovery::teams(&self.conn).await
     }
 
     /// Creates the group on `team`'s stream, from its first entry; an existing group is kept.
@@ -185,13 +158,6 @@ impl Consumer {
     }
 }
 
-/// The team of a ledger stream key `tally:{team}:ledger`.
-pub fn team_of(key: &str) -> Option<String> {
-    key.strip_prefix(KEY_PREFIX)?
-        .strip_suffix(KEY_SUFFIX)
-        .map(str::to_string)
-}
-
 /// An `XREADGROUP` reply for one stream: nil (nothing), or `[[key, entries]]` (RESP2) or
 /// `{key: entries}` (RESP3).
 fn parse_read(reply: Value) -> Result<Vec<RawEntry>> {
@@ -270,13 +236,6 @@ mod tests {
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn stream_keys_name_their_team() {
-        assert_eq!(team_of("tally:{search}:ledger").as_deref(), Some("search"));
-        assert_eq!(team_of("tally:{search}:ledger:dropped"), None);
-        assert_eq!(team_of("other:{x}:ledger"), None);
     }
 
     #[test]

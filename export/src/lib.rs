@@ -8,13 +8,15 @@
 //!
 //! Pure rooms: [`entry`] (decoding stream entries), [`layout`] (object keys), [`schema`]
 //! (records to Parquet). I/O at the edges: [`consumer`] (Redis), [`destination`] (the object
-//! store), [`exporter`] (one export cycle over every stream), [`metrics`], [`cli`].
+//! store), [`discovery`] (every team's stream, on one node or a cluster), [`exporter`] (one
+//! export cycle over every stream), [`metrics`], [`cli`].
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod consumer;
 pub mod destination;
+pub mod discovery;
 pub mod entry;
 pub mod exporter;
 pub mod layout;

@@ -19,7 +19,7 @@ use tally_export::metrics::Metrics;
 use tally_export::{layout, schema};
 use tally_store::Settlement;
 use tally_store::redis::RedisStore;
-use tally_tests::fixtures::redis::RedisServer;
+use tally_tests::fixtures::redis::{RedisCluster, RedisServer};
 
 use crate::support::group;
 
@@ -190,14 +190,20 @@ async fn a_failed_file_is_retried_alone_and_unreadable_records_are_kept_verbatim
 }
 
 fn settlement(i: usize) -> Settlement {
+    settlement_of("search", i)
+}
+
+fn settlement_of(team: &str, i: usize) -> Settlement {
+    let mut record = record(i, "2026-12-06T10:00:00Z");
+    record.team = team.to_string();
     Settlement {
-        team: "search".into(),
+        team: team.into(),
         charge_id: format!("req-{i}/1"),
         cost: Nanos(1000),
-        counters: vec!["tally:{search}:c:2026-12:team".into()],
+        counters: vec![format!("tally:{{{team}}}:c:2026-12:team")],
         count_request: true,
         team_limit: None,
-        record: record(i, "2026-12-06T10:00:00Z"),
+        record,
     }
 }
 
@@ -251,4 +257,31 @@ async fn settling_trims_only_acknowledged_entries_and_the_guard_counts_what_it_c
         "19 of the 20 exported: the one cut is missing, counted"
     );
     assert_eq!(metrics.dropped.get(), 1, "the metric shows the cut");
+}
+
+#[tokio::test]
+async fn every_primary_of_a_redis_cluster_is_searched_for_streams() {
+    let cluster = RedisCluster::start().await;
+    let other = cluster
+        .team_on_another_node("search", &["ads", "billing", "chat", "docs", "eval", "fraud"])
+        .await;
+    let store = RedisStore::connect(&cluster.url(), true, None, None)
+        .await
+        .expect("cluster");
+    for (i, team) in ["search", other, "search"].into_iter().enumerate() {
+        store.settle(&settlement_of(team, i), 100).await.expect("settle");
+    }
+    let consumer = Consumer::new(store.connection(), "exporter");
+    let mut expected = vec![other.to_string(), "search".to_string()];
+    expected.sort();
+    assert_eq!(
+        consumer.teams().await.unwrap(),
+        expected,
+        "both primaries' streams found"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dest = Destination::from_url(dir.path().to_str().unwrap()).unwrap();
+    let mut exporter = Exporter::new(consumer, dest, Arc::new(Metrics::default()), 100);
+    let cycle = exporter.cycle().await.unwrap();
+    assert_eq!((cycle.teams, cycle.records, cycle.files, cycle.failed), (2, 3, 2, 0));
 }
