@@ -6,7 +6,7 @@
 //! sealed ones. Nothing here decides what a record means (`frame`) or what to do with it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::StoreError;
@@ -98,32 +98,30 @@ pub fn recover(dir: &Path, seq: u64) -> Result<Found, StoreError> {
     })
 }
 
-/// Where replay of segment `seq` resumes: 0 until an offset was committed.
+/// Where replay of segment `seq` resumes: 0 until an offset was committed, and 0 for an
+/// offset file a power cut left empty or garbled (replaying from the start is safe, only slower).
 pub fn read_offset(dir: &Path, seq: u64) -> Result<u64, StoreError> {
     let path = offset_path(dir, seq);
     match fs::read_to_string(&path) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| StoreError::Spool(format!("{} does not hold a byte offset: {s:?}", path.display()))),
+        Ok(s) => Ok(s.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(file = %path.display(), "unreadable spool offset: the segment replays from its start");
+            0
+        })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(io_error("read", &path, e)),
     }
 }
 
-/// Records durably that segment `seq` was replayed up to byte `offset` (write a new
-/// file, then rename it over the old one: a crash leaves one or the other, whole).
+/// Records that segment `seq` was replayed up to byte `offset`: a new file renamed over
+/// the old one, so a reader finds one or the other, whole. Not fsync'd: progress is an
+/// optimisation, not a promise: a crash that loses it replays those settlements again,
+/// which the store's idempotent settlement ignores, and an fsync per commit would cost
+/// more than the store calls it saves.
 pub fn commit_offset(dir: &Path, seq: u64, offset: u64) -> Result<(), StoreError> {
     let path = offset_path(dir, seq);
     let tmp = path.with_extension("offset.tmp");
-    File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(offset.to_string().as_bytes())?;
-            f.sync_data()
-        })
-        .map_err(|e| io_error("write", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| io_error("rename", &tmp, e))?;
-    sync_dir(dir)
+    fs::write(&tmp, offset.to_string()).map_err(|e| io_error("write", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| io_error("rename", &tmp, e))
 }
 
 /// Deletes a fully replayed segment and its offset.

@@ -232,6 +232,28 @@ async fn replay_resumes_from_the_committed_offset() {
     assert_eq!((pass.settled, pass.quarantined), (2, 0));
 }
 
+/// A power cut can leave an offset file empty (it is not fsync'd): the segment then
+/// replays from its start, which the store's idempotent settlement makes safe.
+#[tokio::test]
+async fn an_unreadable_offset_replays_the_segment_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = filled(dir.path(), &["a", "b"]);
+    let mut seen = vec![];
+    let down_at_b = |id: &str| match id {
+        "b" => Err(StoreError::Timeout { op: "settle" }),
+        _ => Ok(()),
+    };
+    spool.replay(recording(&mut seen, down_at_b)).await.unwrap();
+    drop(spool);
+    let offset = &files(dir.path(), ".offset")[0];
+    fs::write(offset, "").unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(spool.depth(), 2);
+    let mut seen = vec![];
+    spool.replay(recording(&mut seen, ok)).await.unwrap();
+    assert_eq!((seen, spool.depth()), (vec!["a".to_string(), "b".to_string()], 0));
+}
+
 /// Appends go on while a pass waits on the store: push never takes the replay's lock.
 #[tokio::test]
 async fn a_push_does_not_wait_for_a_replay_in_flight() {
