@@ -54,7 +54,16 @@ case "${1:-}" in
   --smoke)
     seconds="${2:-15}"
     build
-    for t in $(targets); do mkdir -p "fuzz/artifacts/$t"; run "$t" "$seconds"; done ;;
+    # Every target runs even after one finds something, so one run shows all findings.
+    failed=()
+    for t in $(targets); do
+      mkdir -p "fuzz/artifacts/$t"
+      run "$t" "$seconds" || failed+=("$t")
+    done
+    if (( ${#failed[@]} )); then
+      echo "fuzz smoke: findings in ${failed[*]} (inputs in fuzz/artifacts/<target>/)" >&2
+      exit 1
+    fi ;;
   ""|-h|--help) usage ;;
   *)
     mkdir -p "fuzz/artifacts/$1"

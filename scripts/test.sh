@@ -20,6 +20,7 @@ scripts/tools/helm.sh
 scripts/tools/kube.sh
 scripts/tools/seaweedfs.sh
 scripts/tools/cargo-tools.sh
+scripts/tools/fuzz.sh
 scripts/tools/images.sh
 scripts/tools/actionlint.sh
 
@@ -35,6 +36,10 @@ step "dependency hygiene: cargo machete (declared but unused), cargo deny (licen
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "fuzz smoke: every fuzz target replays its regressions, then fuzzes 15 s (scripts/fuzz.sh, docs/fuzzing.md)"
+# A finding fails the run at the end, after every other suite has run.
+scripts/fuzz.sh --smoke 15 || fuzz_failed=1
+
 step "building binaries the suites start (tally-extproc, tally, bedrock-sim)"
 cargo build --workspace --bins --locked
 
@@ -43,3 +48,5 @@ scripts/images.sh
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2
+
+[[ -z "${fuzz_failed:-}" ]] || { echo "the fuzz smoke found problems: see its step above" >&2; exit 1; }
