@@ -11,8 +11,9 @@ use redis::{ErrorKind, ServerErrorKind};
 
 use crate::StoreError;
 
-/// Error codes of a store that cannot take writes for now, whatever the record.
-const OUTAGES: [&str; 9] = [
+/// Error codes of a store that refuses every write for reasons of its own (an outage or
+/// its configuration: memory, replication, persistence, ACL), whatever the record.
+const STORE_WIDE: [&str; 12] = [
     "OOM",
     "BUSY",
     "LOADING",
@@ -22,6 +23,9 @@ const OUTAGES: [&str; 9] = [
     "MISCONF",
     "TRYAGAIN",
     "CLUSTERDOWN",
+    "NOPERM",
+    "NOAUTH",
+    "WRONGPASS",
 ];
 
 /// Whether `e` says the record itself can never be settled.
@@ -34,10 +38,11 @@ pub fn rejects_record(e: &StoreError) -> bool {
             // Keys of one record spread over slots, or a reply of the wrong shape for it.
             ErrorKind::Server(ServerErrorKind::CrossSlot) | ErrorKind::UnexpectedReturnType => true,
             // `ERR` is also "max number of clients reached": only a script error is the record's,
-            // and not one that wraps an outage (Redis 6 reports OOM inside a script so).
+            // and not one that wraps a store-wide refusal (as Redis 6 reports OOM or NOPERM
+            // inside a script).
             ErrorKind::Server(ServerErrorKind::ResponseError) => r
                 .detail()
-                .is_some_and(|d| d.contains("script") && !OUTAGES.iter().any(|c| d.contains(c))),
+                .is_some_and(|d| d.contains("script") && !STORE_WIDE.iter().any(|c| d.contains(c))),
             // A counter key holding something else than a hash (Redis 7 keeps the code
             // from inside the script); other extension codes (OOM, BUSY, MISCONF) pass.
             ErrorKind::Extension => r.code() == Some("WRONGTYPE"),
@@ -72,6 +77,14 @@ mod tests {
             redis(
                 ErrorKind::Server(ServerErrorKind::ResponseError),
                 "Error running script (call to f_1): @user_script:3: OOM command not allowed when used memory > 'maxmemory'",
+            ),
+            redis(
+                ErrorKind::Server(ServerErrorKind::ResponseError),
+                "Error running script (call to f_1): @user_script:9: NOPERM this user has no permissions to run the 'expire' command",
+            ),
+            redis(
+                ErrorKind::Server(ServerErrorKind::NoPerm),
+                "no permissions to run the 'expire' command",
             ),
             StoreError::Spool("disk".into()),
         ] {
