@@ -173,3 +173,22 @@ async fn a_full_redis_is_a_store_failure_and_the_charge_waits_in_the_spool() {
     assert_eq!(counter(&redis, "search", "spent").await, CONVERSE_COST_NANOS);
     assert_eq!(ledger(&redis, "search").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_full_redis_under_fail_closed_refuses_the_call_as_unavailable() {
+    let redis = RedisServer::start(false).await;
+    let svc = start(&config(Some("100")), &redis, FailMode::Closed).await;
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", "1"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let responses = one_converse(&svc, "oom-closed").await;
+    let refused = responses
+        .iter()
+        .find_map(immediate)
+        .expect("fail-closed answers the call itself");
+    assert_eq!(refused.status.as_ref().map(|s| s.code), Some(503), "a retryable 503");
+    assert_eq!(counter(&redis, "search", "requests").await, 0, "nothing was charged");
+}
