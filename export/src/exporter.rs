@@ -21,6 +21,9 @@ use crate::layout;
 use crate::metrics::Metrics;
 use crate::schema;
 
+/// Most reads of one stream in one cycle; the next cycle (after `--interval`) continues.
+const READS_PER_CYCLE: usize = 50;
+
 /// What one cycle exported.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Cycle {
@@ -29,6 +32,8 @@ pub struct Cycle {
     pub files: u64,
     /// Streams whose export failed this cycle (retried next cycle).
     pub failed: usize,
+    /// Some stream had more than one cycle's reads: the next cycle starts without a pause.
+    pub behind: bool,
 }
 
 pub struct Exporter {
@@ -76,13 +81,14 @@ impl Exporter {
         Ok(cycle)
     }
 
-    /// Exports `team`'s stream until a read comes back short.
+    /// Exports `team`'s stream until a read comes back short, or [`READS_PER_CYCLE`] reads
+    /// (one busy team must not hold up the others' exports).
     async fn drain(&mut self, team: &str, cycle: &mut Cycle) -> Result<()> {
         if !self.grouped.contains(team) {
             self.consumer.ensure_group(team).await?;
             self.grouped.insert(team.to_string());
         }
-        loop {
+        for _ in 0..READS_PER_CYCLE {
             let mut raw = self.consumer.pending(team, self.batch).await?;
             let replay = !raw.is_empty();
             if !replay {
@@ -100,6 +106,8 @@ impl Exporter {
                 return Ok(());
             }
         }
+        cycle.behind = true;
+        Ok(())
     }
 
     /// Stores and acknowledges one read: its Parquet files, its invalid records, its
@@ -177,14 +185,21 @@ impl Exporter {
 pub async fn run(mut exporter: Exporter, interval: Duration, shutdown: impl Future<Output = ()>) -> Result<()> {
     tokio::pin!(shutdown);
     loop {
-        match exporter.cycle().await {
-            Ok(c) if c.records > 0 => tracing::info!(teams = c.teams, records = c.records, files = c.files, "exported"),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "ledger export cycle failed"),
-        }
+        let pause = match exporter.cycle().await {
+            Ok(c) => {
+                if c.records > 0 {
+                    tracing::info!(teams = c.teams, records = c.records, files = c.files, "exported");
+                }
+                if c.behind { Duration::ZERO } else { interval }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "ledger export cycle failed");
+                interval
+            }
+        };
         tokio::select! {
             () = &mut shutdown => return Ok(()),
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }
