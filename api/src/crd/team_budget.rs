@@ -47,11 +47,13 @@ pub const DEFAULT_ALERT_THRESHOLDS: [u8; 3] = [50, 80, 100];
            workload identities), what it may spend per calendar period, on which models, and how much it has \
            spent so far. One TeamBudget per team across the cluster.",
     printcolumn = r#"{"name":"Team","type":"string","jsonPath":".spec.team","description":"Team id"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Whether this spec is the one in force"}"#,
+    printcolumn = r#"{"name":"Enforcement","type":"string","jsonPath":".status.enforcement","description":"Block or Warn, as enforced"}"#,
     printcolumn = r#"{"name":"Period","type":"string","jsonPath":".spec.budget.period","description":"Budget period"}"#,
     printcolumn = r#"{"name":"Spent","type":"string","jsonPath":".status.spentUSD","description":"USD spent this period"}"#,
-    printcolumn = r#"{"name":"Budget","type":"string","jsonPath":".spec.budget.limitUSD","description":"USD limit per period"}"#,
+    printcolumn = r#"{"name":"Limit","type":"string","jsonPath":".status.limitUSD","description":"USD limit per period, as enforced"}"#,
     printcolumn = r#"{"name":"Remaining","type":"string","jsonPath":".status.remainingUSD","description":"USD left this period"}"#,
-    printcolumn = r#"{"name":"Util%","type":"string","jsonPath":".status.utilization","description":"Percent of the limit spent"}"#,
+    printcolumn = r#"{"name":"Util%","type":"string","jsonPath":".status.utilization","description":"Percent of the enforced limit committed"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -214,6 +216,17 @@ pub struct TeamBudgetStatus {
     /// End of the current budget period, exclusive (RFC 3339): when spend starts again from zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_end: Option<String>,
+    /// The limit in force this period (USD, decimal string): the limit of the spec the running
+    /// config enforces, which is the previous valid one while a newer spec is rejected.
+    #[serde(rename = "limitUSD", default, skip_serializing_if = "Option::is_none")]
+    pub limit_usd: Option<String>,
+    /// `Block` or `Warn`, as enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<String>,
+    /// Content hash of the running config this status describes (the ConfigMap's
+    /// `tally.dev/config-hash`); absent while the object is not in the running config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_generation: Option<String>,
     /// USD spent by settled calls this period (decimal string).
     #[serde(rename = "spentUSD", default, skip_serializing_if = "Option::is_none")]
     pub spent_usd: Option<String>,
@@ -223,7 +236,7 @@ pub struct TeamBudgetStatus {
     /// USD left this period: limit − spent − reserved. Negative when a `Warn` budget is overspent.
     #[serde(rename = "remainingUSD", default, skip_serializing_if = "Option::is_none")]
     pub remaining_usd: Option<String>,
-    /// Percent of the limit spent this period, one decimal, e.g. "42.5" (may exceed 100 with `Warn`).
+    /// Percent of the enforced limit committed (spent + reserved) this period, one decimal, e.g. "42.5" (may exceed 100 with `Warn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utilization: Option<String>,
     /// Calls charged to the team this period.
@@ -253,6 +266,9 @@ pub struct TeamBudgetStatus {
 pub struct AlertsRaised {
     /// Key of the period the alerts belong to (`2026-11`, `2026-W48`, `2026-11-26`).
     pub period: String,
+    /// The limit (USD) the thresholds were measured against: a new limit re-arms every alert.
+    #[serde(rename = "limitUSD", default, skip_serializing_if = "Option::is_none")]
+    pub limit_usd: Option<String>,
     /// Alert thresholds (percent) already announced in that period.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]

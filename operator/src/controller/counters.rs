@@ -2,12 +2,11 @@
 //! The connection is made on first use (the operator starts while Redis is down) and dropped on
 //! an error, so the next pass reconnects; an outage reads as [`Reading::Unavailable`].
 
-use tally_api::crd::TeamBudget;
 use tally_config::keys;
 use tally_store::args::RedisTarget;
 use tally_store::redis::RedisStore;
 
-use super::status::{self, Counters, Reading};
+use super::status::{self, Counters, Enforced, Reading};
 
 /// The status pass's Redis connection, if any.
 #[derive(Default)]
@@ -16,12 +15,13 @@ pub(super) struct CounterReader {
 }
 
 impl CounterReader {
-    /// The current period's team counters of `tb`, from `target` (`None`: no Redis configured).
-    pub async fn read(&mut self, target: Option<&RedisTarget>, tb: &TeamBudget, now: jiff::Timestamp) -> Reading {
+    /// The current period's team counters of the budget `enforced` for an object, from `target`
+    /// (`None`: no Redis configured).
+    pub async fn read(&mut self, target: Option<&RedisTarget>, enforced: &Enforced, now: jiff::Timestamp) -> Reading {
         let Some(target) = target else {
             return Reading::NoStore;
         };
-        let Some(period_key) = status::period_key(tb.spec.budget.as_ref(), now) else {
+        let Some((team, period_key)) = status::counter_scope(enforced, now) else {
             return Reading::Counters(Counters::default());
         };
         let store = match &self.connection {
@@ -34,7 +34,7 @@ impl CounterReader {
                 }
             },
         };
-        let key = keys::counter(&tb.spec.team, &period_key, &keys::Scope::Team);
+        let key = keys::counter(team, &period_key, &keys::Scope::Team);
         match store.counters(&key).await {
             Ok(counters) => Reading::Counters(counters),
             Err(error) => {

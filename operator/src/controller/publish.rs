@@ -16,13 +16,13 @@ use super::clients::{Clients, FIELD_MANAGER, apply_params};
 use super::config_map;
 
 /// Publishes `compiled` (with the last good config of invalid teams) if the ConfigMap holds
-/// anything else. Returns the `namespace/name` of the teams whose last good config was kept.
+/// anything else. Returns the config now published: what the ext_proc enforces.
 pub(super) async fn publish(
     settings: &Settings,
     clients: &Clients,
     teams: &[TeamBudget],
     compiled: &Compiled,
-) -> Result<BTreeSet<String>, kube::Error> {
+) -> Result<CompiledConfig, kube::Error> {
     let cms: Api<ConfigMap> = Api::namespaced(clients.kube.clone(), &settings.namespace);
     let existing = cms.get_opt(&settings.config_map_name).await?;
     let existing_hash = existing
@@ -38,7 +38,7 @@ pub(super) async fn publish(
         .filter(|tb| compiled.errors_of(&ObjectRef::team_budget(tb)).next().is_some())
         .map(TeamBudget::key)
         .collect();
-    let (config, kept) = config_map::keep_last_good(compiled.config.clone(), published.as_ref(), &invalid_teams);
+    let (config, _kept) = config_map::keep_last_good(compiled.config.clone(), published.as_ref(), &invalid_teams);
 
     if config_map::configmap_needs_update(existing_hash.as_deref(), &config.generation) {
         cms.patch(
@@ -51,7 +51,7 @@ pub(super) async fn publish(
         tracing::info!(generation = %config.generation, teams = config.teams.len(), entries = config.catalog.entries.len(),
             configmap = %format!("{}/{}", settings.namespace, settings.config_map_name), "published compiled config");
     }
-    Ok(kept)
+    Ok(config)
 }
 
 /// The whole ConfigMap holding `config`, as an apply patch.

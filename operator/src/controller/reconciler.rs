@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use tally_api::compiler::{self, Compiled, ObjectRef};
 use tally_api::crd::{ModelPricing, TeamBudget};
+use tally_config::compiled::CompiledConfig;
 
 use super::args::Settings;
 use super::clients::Clients;
 use super::counters::CounterReader;
 use super::pricing_status::PricingStatuses;
 use super::publish;
-use super::status::{self, Readiness};
+use super::status::{Enforced, Readiness};
 use super::team_status::TeamStatuses;
 use super::trigger::Trigger;
 use super::watch::Watches;
@@ -22,8 +23,9 @@ use super::watch::Watches;
 /// What the passes remember between them.
 #[derive(Default)]
 struct Memo {
-    /// Readiness of each TeamBudget (`ObjectRef` display) from the last config pass.
-    readiness: HashMap<String, Readiness>,
+    /// What the running config enforces for each TeamBudget (`ObjectRef` display), from the
+    /// last config pass.
+    enforced: HashMap<String, Enforced>,
     teams: TeamStatuses,
     pricings: PricingStatuses,
 }
@@ -61,7 +63,7 @@ impl Reconciler {
                     &self.settings,
                     &self.clients,
                     &mut self.counters,
-                    &self.memo.readiness,
+                    &self.memo.enforced,
                     &teams,
                 )
                 .await;
@@ -83,8 +85,8 @@ impl Reconciler {
 
     async fn reconcile_config(&mut self, teams: &[TeamBudget], pricings: &[ModelPricing]) -> Result<(), kube::Error> {
         let compiled = compiler::compile_lenient(teams, pricings);
-        let kept = publish::publish(&self.settings, &self.clients, teams, &compiled).await?;
-        let invalid_teams = self.record_readiness(teams, &compiled, |tb| kept.contains(&tb.key()));
+        let published = publish::publish(&self.settings, &self.clients, teams, &compiled).await?;
+        let invalid_teams = self.record_enforced(teams, &compiled, &published);
         let invalid_pricings = self
             .memo
             .pricings
@@ -97,22 +99,18 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Remembers each team's readiness for the status pass; returns how many are invalid.
-    fn record_readiness(
-        &mut self,
-        teams: &[TeamBudget],
-        compiled: &Compiled,
-        kept_last_good: impl Fn(&TeamBudget) -> bool,
-    ) -> i64 {
-        self.memo.readiness.clear();
+    /// Remembers what is enforced for each team, for the status pass; returns how many are invalid.
+    fn record_enforced(&mut self, teams: &[TeamBudget], compiled: &Compiled, published: &CompiledConfig) -> i64 {
+        self.memo.enforced.clear();
         let mut invalid = 0;
         for tb in teams {
-            let object = ObjectRef::team_budget(tb);
-            let readiness = status::readiness(compiled, &object, kept_last_good(tb));
-            if readiness != Readiness::Ready {
+            let enforced = Enforced::of(compiled, published, tb);
+            if enforced.readiness != Readiness::Ready {
                 invalid += 1;
             }
-            self.memo.readiness.insert(object.to_string(), readiness);
+            self.memo
+                .enforced
+                .insert(ObjectRef::team_budget(tb).to_string(), enforced);
         }
         invalid
     }

@@ -3,17 +3,23 @@
 //!
 //! Utilization is committed money, `(spent + reserved) / limit`, so a burst of in-flight calls
 //! already shows; thresholds and exhaustion are decided with integer arithmetic only.
-//! "Once per threshold per period" is remembered in `status.alerts` (keyed by the period key), not
-//! in memory, so a restarted or newly elected operator does not repeat events.
+//! "Once per threshold per period and limit" is remembered in `status.alerts` (keyed by the period
+//! key and the limit), not in memory, so a restarted or newly elected operator does not repeat
+//! events, and a changed limit re-arms them.
+//!
+//! Everything budget-related is measured against what the running config **enforces** for the
+//! object ([`Enforced`]), never against the spec as written: while a newer spec is rejected the
+//! previous valid one stays in force, and an object not in the running config has no budget.
 
 use jiff::Timestamp;
+use tally_config::compiled::{BudgetConfig, Enforcement, TeamConfig};
 use tally_config::money::Nanos;
-use tally_config::period;
+use tally_config::period::{self, Period};
 
 use tally_api::compiler::{Compiled, ObjectRef};
 use tally_api::crd::condition::{Condition, ConditionStatus, set_condition, types};
 use tally_api::crd::team_budget::{AlertsRaised, utilization_percent};
-use tally_api::crd::{Budget, TeamBudget, TeamBudgetStatus};
+use tally_api::crd::{TeamBudget, TeamBudgetStatus};
 
 /// One team's counters for the current period (the `team` scope hash in Redis), as the ext_proc's store reads them.
 pub use tally_store::Counters;
@@ -39,6 +45,36 @@ pub enum Readiness {
         message: String,
         kept_last_good: bool,
     },
+}
+
+/// What the running config does with one `TeamBudget`, as the config pass left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enforced {
+    pub readiness: Readiness,
+    /// The team as the published config serves it (for an invalid object, its last good
+    /// version); `None` when the object is not in the running config.
+    pub team: Option<TeamConfig>,
+    /// Content hash of the published config.
+    pub config_generation: String,
+}
+
+impl Enforced {
+    /// The config pass's verdict on `tb` against the `published` config.
+    pub fn of(compiled: &Compiled, published: &tally_config::compiled::CompiledConfig, tb: &TeamBudget) -> Self {
+        let key = tb.key();
+        let team = published.teams.iter().find(|t| t.source == key).cloned();
+        Enforced {
+            readiness: readiness(compiled, &ObjectRef::team_budget(tb), team.is_some()),
+            team,
+            config_generation: published.generation.clone(),
+        }
+    }
+
+    /// The team id and budget whose counters measure the object, if it has a budget in force.
+    pub fn budget(&self) -> Option<(&str, &BudgetConfig)> {
+        let team = self.team.as_ref()?;
+        Some((&team.team, team.budget.as_ref()?))
+    }
 }
 
 /// An event to publish about the object.
@@ -122,11 +158,11 @@ pub fn readiness(compiled: &Compiled, object: &ObjectRef, kept_last_good: bool) 
 /// The status a `TeamBudget` should have, and the events to raise on the way there.
 pub fn team_status(
     tb: &TeamBudget,
-    readiness: &Readiness,
+    enforced: &Enforced,
     reading: Reading,
     now: Timestamp,
 ) -> (TeamBudgetStatus, Vec<EventToEmit>) {
-    let (status, mut events) = spend_status(tb, readiness, reading, now);
+    let (status, mut events) = spend_status(tb, enforced, reading, now);
     let prev = tb.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
     let ready = status.conditions.iter().find(|c| c.type_ == types::READY);
     if let Some(e) = ready.and_then(|r| invalid_event(prev, r)) {
@@ -138,7 +174,7 @@ pub fn team_status(
 /// [`team_status`] but for the `InvalidSpec` event.
 fn spend_status(
     tb: &TeamBudget,
-    readiness: &Readiness,
+    enforced: &Enforced,
     reading: Reading,
     now: Timestamp,
 ) -> (TeamBudgetStatus, Vec<EventToEmit>) {
@@ -150,13 +186,21 @@ fn spend_status(
         conditions: prev.conditions.clone(),
         ..Default::default()
     };
-    set_condition(&mut status.conditions, ready_condition(readiness, generation, &now_s));
-
-    let Some((budget, limit, window)) = budget_window(tb.spec.budget.as_ref(), now) else {
-        // No (usable) budget: nothing to measure against.
+    set_condition(
+        &mut status.conditions,
+        ready_condition(&enforced.readiness, generation, &now_s),
+    );
+    if enforced.team.is_some() {
+        status.config_generation = Some(enforced.config_generation.clone());
+    }
+    let Some((team, budget, window)) = budget_window(enforced, now) else {
+        // No budget in force: nothing to measure against.
         status.conditions.retain(|c| c.type_ == types::READY);
         return (status, vec![]);
     };
+    let limit = budget.limit;
+    status.limit_usd = Some(limit.to_string());
+    status.enforcement = Some(format!("{:?}", budget.enforcement));
     status.period_start = Some(window.start.to_string());
     status.period_end = Some(window.end.to_string());
 
@@ -187,7 +231,7 @@ fn spend_status(
     spend.fill(&mut status);
     set_condition(&mut status.conditions, spend.exceeded(&now_s, generation));
     set_condition(&mut status.conditions, spend.threshold(&now_s, generation));
-    let (alerts, events) = spend.alerts(&tb.spec.team, prev.alerts, &window.key);
+    let (alerts, events) = spend.alerts(team, prev.alerts, &window.key);
     status.alerts = Some(alerts);
     (status, events)
 }
@@ -207,7 +251,7 @@ fn keep_last_known(status: &mut TeamBudgetStatus, prev: TeamBudgetStatus) {
 
 /// A team's spend in the current period, measured against its budget.
 struct Spend<'a> {
-    budget: &'a Budget,
+    budget: &'a BudgetConfig,
     limit: Nanos,
     counters: Counters,
     /// Spent plus reserved: what utilization, thresholds and exhaustion are decided on.
@@ -220,7 +264,7 @@ struct Spend<'a> {
 }
 
 impl<'a> Spend<'a> {
-    fn new(budget: &'a Budget, limit: Nanos, counters: Counters, window: &period::Window) -> Self {
+    fn new(budget: &'a BudgetConfig, limit: Nanos, counters: Counters, window: &period::Window) -> Self {
         let committed = counters.spent.saturating_add(counters.reserved);
         let crossed = budget
             .alert_thresholds
@@ -303,15 +347,19 @@ impl<'a> Spend<'a> {
     }
 
     /// The alerts raised in period `key` after this reading, and the events for those not
-    /// raised before: each threshold and the exhaustion once per period.
+    /// raised before: each threshold and the exhaustion once per period and limit.
     fn alerts(&self, team: &str, prev: Option<AlertsRaised>, key: &str) -> (AlertsRaised, Vec<EventToEmit>) {
+        let limit_usd = self.limit.to_string();
+        // Alerts recorded before the limit was remembered (no `limitUSD`) count for this limit,
+        // so an upgrade repeats nothing.
         let mut alerts = match prev {
-            Some(a) if a.period == key => a,
+            Some(a) if a.period == key && a.limit_usd.as_ref().is_none_or(|l| *l == limit_usd) => a,
             _ => AlertsRaised {
                 period: key.to_string(),
                 ..Default::default()
             },
         };
+        alerts.limit_usd = Some(limit_usd);
         let (limit, ends) = (self.limit, &self.ends);
         let mut events = vec![];
         for &t in &self.crossed {
@@ -340,8 +388,8 @@ impl<'a> Spend<'a> {
 
     fn exhausted_event(&self, team: &str) -> EventToEmit {
         let what = match self.budget.enforcement {
-            tally_api::crd::Enforcement::Block => "calls are refused",
-            tally_api::crd::Enforcement::Warn => "calls continue (enforcement Warn) and are recorded as over budget",
+            Enforcement::Block => "calls are refused",
+            Enforcement::Warn => "calls continue (enforcement Warn) and are recorded as over budget",
         };
         EventToEmit {
             warning: true,
@@ -355,17 +403,17 @@ impl<'a> Spend<'a> {
     }
 }
 
-/// The budget, its limit and the current period, when the budget is usable.
-fn budget_window(budget: Option<&Budget>, now: Timestamp) -> Option<(&Budget, Nanos, period::Window)> {
-    let budget = budget?;
-    let limit = Nanos::parse_usd(budget.limit_usd.as_str()).ok()?;
+/// The team id, the budget in force and its current period, when there is one.
+fn budget_window(enforced: &Enforced, now: Timestamp) -> Option<(&str, &BudgetConfig, period::Window)> {
+    let (team, budget) = enforced.budget()?;
+    // The compiler validated the timezone; a config that still names an unknown one has no period.
     let tz = period::timezone(&budget.timezone).ok()?;
-    Some((budget, limit, period::window(now, budget.period.into(), &tz)))
+    Some((team, budget, period::window(now, budget.period, &tz)))
 }
 
-/// The period key of the budget's current window (the Redis counter key part), if usable.
-pub fn period_key(budget: Option<&Budget>, now: Timestamp) -> Option<String> {
-    budget_window(budget, now).map(|(_, _, w)| w.key)
+/// The team id and period key (the Redis counter key parts) of the budget in force, if any.
+pub fn counter_scope(enforced: &Enforced, now: Timestamp) -> Option<(&str, String)> {
+    budget_window(enforced, now).map(|(team, _, w)| (team, w.key))
 }
 
 /// `committed >= percent% of limit`, exactly.
@@ -373,11 +421,11 @@ fn reached(committed: Nanos, limit: Nanos, percent: u8) -> bool {
     i128::from(committed.0) * 100 >= i128::from(limit.0) * i128::from(percent)
 }
 
-fn period_name(budget: &Budget) -> &'static str {
+fn period_name(budget: &BudgetConfig) -> &'static str {
     match budget.period {
-        tally_api::crd::BudgetPeriod::Daily => "daily",
-        tally_api::crd::BudgetPeriod::Weekly => "weekly",
-        tally_api::crd::BudgetPeriod::Monthly => "monthly",
+        Period::Daily => "daily",
+        Period::Weekly => "weekly",
+        Period::Monthly => "monthly",
     }
 }
 

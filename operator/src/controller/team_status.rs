@@ -15,7 +15,7 @@ use super::args::Settings;
 use super::clients::{Clients, apply_status};
 use super::counters::CounterReader;
 use super::events;
-use super::status::{self, Readiness, Reading};
+use super::status::{self, Enforced, Reading};
 
 /// The statuses this leadership term wrote, per TeamBudget uid: newer than the watch cache
 /// until the update comes back, so two quick passes cannot raise the same event twice.
@@ -35,13 +35,14 @@ impl TeamStatuses {
     }
 
     /// Reads each team's counters, patches its status when it changed, publishes due events.
-    /// `readiness` is the last config pass's verdict per object (`ObjectRef` display).
+    /// `enforced` is the last config pass's verdict per object (`ObjectRef` display); an object
+    /// it has not seen yet (its config pass failed) keeps its status until the next pass.
     pub async fn pass(
         &mut self,
         settings: &Settings,
         clients: &Clients,
         counters: &mut CounterReader,
-        readiness: &HashMap<String, Readiness>,
+        enforced: &HashMap<String, Enforced>,
         teams: &[TeamBudget],
     ) {
         let started = Instant::now();
@@ -51,15 +52,14 @@ impl TeamStatuses {
         self.written.retain(|k, _| present.contains(k));
         for cached in teams {
             let tb = self.freshest(cached);
-            let readiness = readiness
-                .get(&ObjectRef::team_budget(&tb).to_string())
-                .cloned()
-                .unwrap_or(Readiness::Ready);
-            let reading = counters.read(settings.redis.as_ref(), &tb, now).await;
+            let Some(enforced) = enforced.get(&ObjectRef::team_budget(&tb).to_string()) else {
+                continue;
+            };
+            let reading = counters.read(settings.redis.as_ref(), enforced, now).await;
             if reading == Reading::Unavailable {
                 ok = false;
             }
-            ok &= self.update(settings, clients, &tb, &readiness, reading, now).await;
+            ok &= self.update(settings, clients, &tb, enforced, reading, now).await;
         }
         clients.metrics.observe("status", started.elapsed(), ok);
     }
@@ -81,11 +81,11 @@ impl TeamStatuses {
         settings: &Settings,
         clients: &Clients,
         tb: &TeamBudget,
-        readiness: &Readiness,
+        enforced: &Enforced,
         reading: Reading,
         now: jiff::Timestamp,
     ) -> bool {
-        let (desired, events) = status::team_status(tb, readiness, reading, now);
+        let (desired, events) = status::team_status(tb, enforced, reading, now);
         if status::status_needs_patch(tb.status.as_ref(), &desired) {
             let api: Api<TeamBudget> = Api::namespaced(clients.kube.clone(), &tb.namespace().unwrap_or_default());
             if let Err(error) = apply_status(&api, &tb.name_any(), "TeamBudget", &desired).await {

@@ -6,10 +6,11 @@
 //! chart fails this test. Everything else (CRDs, objects, counters) is set up as an admin.
 //!
 //! Needs: `scripts/tools/kube.sh`, `scripts/tools/helm.sh`, `scripts/tools/redis.sh`.
-//! Run: `cargo test -p tally-tests --test operator`.
+//! Run: `cargo test -p tally-tests --test operator` (one scenario: `… --test operator enforced`).
 
 mod cluster;
 mod counters;
+mod enforced;
 mod observe;
 mod reconcile;
 mod redis_cluster;

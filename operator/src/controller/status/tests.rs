@@ -2,7 +2,7 @@
 
 use super::*;
 use tally_api::crd::condition::find_condition;
-use tally_api::crd::{BudgetPeriod, Enforcement, TeamBudgetSpec};
+use tally_api::crd::{Budget, BudgetPeriod, Enforcement, TeamBudgetSpec};
 
 const USD: i64 = 1_000_000_000;
 
@@ -52,6 +52,12 @@ fn team(limit: &str, thresholds: Vec<u8>) -> TeamBudget {
     tb
 }
 
+/// What the running config enforces for `tb` when it compiles as written.
+fn in_force(tb: &TeamBudget) -> Enforced {
+    let compiled = tally_api::compiler::compile_lenient(std::slice::from_ref(tb), &[]);
+    Enforced::of(&compiled, &compiled.config, tb)
+}
+
 fn spend(spent: i64, reserved: i64) -> Reading {
     Reading::Counters(Counters {
         spent: Nanos(spent),
@@ -72,7 +78,7 @@ fn cond(s: &TeamBudgetStatus, t: &str) -> ConditionStatus {
 #[test]
 fn fields_come_from_counters_in_the_budget_timezone() {
     let tb = team("100", vec![50, 80, 100]);
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(40 * USD, 2 * USD + USD / 2), now());
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(40 * USD, 2 * USD + USD / 2), now());
     assert_eq!(s.period_start.as_deref(), Some("2026-10-31T23:00:00Z"));
     assert_eq!(s.period_end.as_deref(), Some("2026-11-30T23:00:00Z"));
     assert_eq!(s.spent_usd.as_deref(), Some("40.00"));
@@ -91,6 +97,7 @@ fn fields_come_from_counters_in_the_budget_timezone() {
         s.alerts,
         Some(AlertsRaised {
             period: "2026-11".into(),
+            limit_usd: Some("100.00".into()),
             thresholds: vec![],
             exhausted: false
         })
@@ -101,7 +108,7 @@ fn fields_come_from_counters_in_the_budget_timezone() {
 fn each_threshold_fires_once_per_period_across_restarts() {
     let mut tb = team("100", vec![50, 80, 100]);
     // Jump straight to 85 %: both 50 and 80 are announced, in order.
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(85 * USD, 0), now());
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(85 * USD, 0), now());
     assert_eq!(
         events
             .iter()
@@ -113,34 +120,35 @@ fn each_threshold_fires_once_per_period_across_restarts() {
     assert_eq!(cond(&s, types::THRESHOLD_CROSSED), ConditionStatus::True);
     // The status is all a restarted operator knows: same spend, no new events.
     tb.status = Some(s);
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(85 * USD, 0), now());
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(85 * USD, 0), now());
     assert!(events.is_empty());
     // Reservations released below 80 % and back up again: still nothing new.
     tb.status = Some(s);
-    let (s, _) = team_status(&tb, &Readiness::Ready, spend(70 * USD, 0), now());
+    let (s, _) = team_status(&tb, &in_force(&tb), spend(70 * USD, 0), now());
     tb.status = Some(s);
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(81 * USD, 0), now());
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(81 * USD, 0), now());
     assert!(events.is_empty());
     // Exhaustion: the 100 % threshold and one BudgetExhausted event.
     tb.status = Some(s);
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(99 * USD, USD), now());
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(99 * USD, USD), now());
     let reasons: Vec<_> = events.iter().map(|e| (e.reason.as_str(), e.warning)).collect();
     assert_eq!(reasons, [("ThresholdCrossed", true), ("BudgetExhausted", true)]);
     assert_eq!(cond(&s, types::BUDGET_EXCEEDED), ConditionStatus::True);
     assert_eq!(s.remaining_usd.as_deref(), Some("0.00"));
     tb.status = Some(s);
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(120 * USD, 0), now());
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(120 * USD, 0), now());
     assert!(events.is_empty());
     assert_eq!(s.remaining_usd.as_deref(), Some("-20.00"));
     // Next month: counters start from zero and alerts may fire again.
     tb.status = Some(s);
     let december: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(60 * USD, 0), december);
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(60 * USD, 0), december);
     assert_eq!(events.len(), 1);
     assert_eq!(
         s.alerts.unwrap(),
         AlertsRaised {
             period: "2026-12".into(),
+            limit_usd: Some("100.00".into()),
             thresholds: vec![50],
             exhausted: false
         }
@@ -151,7 +159,7 @@ fn each_threshold_fires_once_per_period_across_restarts() {
 fn thresholds_are_exact_at_the_boundary() {
     let tb = team("0.000000003", vec![33, 34]);
     // 1 of 3 nano-USD is 33.33 %: reaches 33, not 34.
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(1, 0), now());
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(1, 0), now());
     assert_eq!(events.len(), 1);
     assert_eq!(s.alerts.unwrap().thresholds, [33]);
 }
@@ -159,12 +167,12 @@ fn thresholds_are_exact_at_the_boundary() {
 #[test]
 fn unavailable_store_keeps_the_last_known_figures() {
     let mut tb = team("100", vec![50]);
-    let (s, _) = team_status(&tb, &Readiness::Ready, spend(10 * USD, 0), now());
+    let (s, _) = team_status(&tb, &in_force(&tb), spend(10 * USD, 0), now());
     tb.status = Some(s.clone());
-    let (kept, events) = team_status(&tb, &Readiness::Ready, Reading::Unavailable, now());
+    let (kept, events) = team_status(&tb, &in_force(&tb), Reading::Unavailable, now());
     assert!(events.is_empty());
     assert_eq!(kept, s);
-    let (none, _) = team_status(&tb, &Readiness::Ready, Reading::NoStore, now());
+    let (none, _) = team_status(&tb, &in_force(&tb), Reading::NoStore, now());
     assert_eq!(none.spent_usd, None);
     assert_eq!(cond(&none, types::BUDGET_EXCEEDED), ConditionStatus::Unknown);
 }
@@ -176,7 +184,11 @@ fn invalid_objects_say_why_and_what_is_served() {
         message: "spec.budget.timezone: unknown timezone".into(),
         kept_last_good: true,
     };
-    let (s, _) = team_status(&tb, &bad, spend(0, 0), now());
+    let enforced = Enforced {
+        readiness: bad,
+        ..in_force(&tb)
+    };
+    let (s, _) = team_status(&tb, &enforced, spend(0, 0), now());
     let ready = find_condition(&s.conditions, types::READY).unwrap();
     assert_eq!(
         (ready.status, ready.reason.as_str()),
@@ -188,12 +200,12 @@ fn invalid_objects_say_why_and_what_is_served() {
 #[test]
 fn unchanged_status_is_not_patched() {
     let mut tb = team("100", vec![50]);
-    let (s, _) = team_status(&tb, &Readiness::Ready, spend(1, 0), now());
+    let (s, _) = team_status(&tb, &in_force(&tb), spend(1, 0), now());
     assert!(status_needs_patch(None, &s));
     tb.status = Some(s);
     // A later reconcile with the same data keeps the transition times: no patch.
     let later: Timestamp = "2026-11-26T10:05:00Z".parse().unwrap();
-    let (again, _) = team_status(&tb, &Readiness::Ready, spend(1, 0), later);
+    let (again, _) = team_status(&tb, &in_force(&tb), spend(1, 0), later);
     assert!(!status_needs_patch(tb.status.as_ref(), &again));
 }
 
@@ -201,7 +213,84 @@ fn unchanged_status_is_not_patched() {
 fn no_budget_means_no_period_and_only_ready() {
     let mut tb = team("100", vec![]);
     tb.spec.budget = None;
-    let (s, events) = team_status(&tb, &Readiness::Ready, spend(5, 0), now());
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(5, 0), now());
     assert!(events.is_empty() && s.period_start.is_none() && s.spent_usd.is_none());
     assert_eq!(s.conditions.len(), 1);
+}
+
+#[test]
+fn status_describes_the_enforced_limit_while_a_newer_spec_is_rejected() {
+    // In force: the last good spec, 5.00 USD. Written: 1.00 USD, rejected by the compiler.
+    let enforced = Enforced {
+        readiness: Readiness::Invalid {
+            message: "spec.workflows[0].limitUSD: 50 is above the team limit 1".into(),
+            kept_last_good: true,
+        },
+        ..in_force(&team("5", vec![50, 80, 100]))
+    };
+    let tb = team("1", vec![50, 80, 100]);
+    let (s, events) = team_status(&tb, &enforced, spend(USD / 2, 9 * USD / 100), now());
+    assert_eq!(s.limit_usd.as_deref(), Some("5.00"));
+    assert_eq!(s.remaining_usd.as_deref(), Some("4.41"));
+    assert_eq!(s.utilization.as_deref(), Some("11.8"));
+    assert_eq!(s.enforcement.as_deref(), Some("Block"));
+    assert_eq!(cond(&s, types::THRESHOLD_CROSSED), ConditionStatus::False);
+    assert_eq!(cond(&s, types::READY), ConditionStatus::False);
+    assert_eq!(
+        s.config_generation.as_deref(),
+        Some(enforced.config_generation.as_str())
+    );
+    let reasons: Vec<_> = events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["InvalidSpec"], "no threshold of the rejected limit fires");
+}
+
+#[test]
+fn a_new_limit_rearms_the_alerts() {
+    let mut tb = team("100", vec![50]);
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(60 * USD, 0), now());
+    assert_eq!(events.len(), 1);
+    tb.status = Some(s);
+    tb.spec.budget.as_mut().unwrap().limit_usd = "200".into();
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(60 * USD, 0), now());
+    assert!(events.is_empty(), "30 % of the new limit");
+    tb.status = Some(s);
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(110 * USD, 0), now());
+    assert_eq!(events.len(), 1, "50 % of the new limit is news");
+    assert!(
+        events[0].note.contains("50% of its monthly budget of 200.00 USD"),
+        "{}",
+        events[0].note
+    );
+    let alerts = s.alerts.unwrap();
+    assert_eq!(
+        (alerts.limit_usd.as_deref(), alerts.thresholds),
+        (Some("200.00"), vec![50])
+    );
+}
+
+#[test]
+fn an_object_not_in_the_running_config_shows_no_budget() {
+    let tb = team("100", vec![50]);
+    let enforced = Enforced {
+        readiness: Readiness::Invalid {
+            message: "spec.budget.timezone: unknown".into(),
+            kept_last_good: false,
+        },
+        team: None,
+        config_generation: "abc".into(),
+    };
+    let (s, events) = team_status(&tb, &enforced, spend(60 * USD, 0), now());
+    assert_eq!(
+        (
+            s.limit_usd,
+            s.spent_usd,
+            s.remaining_usd,
+            s.utilization,
+            s.period_start,
+            s.config_generation
+        ),
+        (None, None, None, None, None, None)
+    );
+    assert_eq!(s.conditions.len(), 1);
+    assert_eq!(events.len(), 1, "only InvalidSpec");
 }
