@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use redis::AsyncCommands;
+use tally_config::keys;
 use tally_tests::fixtures::extproc::FailMode;
 use tally_tests::fixtures::process::wait_until;
 use tally_tests::fixtures::redis::RedisServer;
@@ -38,6 +40,64 @@ async fn redis_outage_in_fail_open_loses_no_completed_charge() {
     assert_eq!(records.len(), 9, "every completed call is in the ledger exactly once");
     assert_eq!(counter(&redis, "search", "spent").await, 9 * CONVERSE_COST_NANOS);
     assert_eq!(counter(&redis, "search", "requests").await, 9);
+    svc.stop().await;
+}
+
+/// A spooled settlement Redis refuses for good (the set its charge id goes to holds a
+/// string: WRONGTYPE before the script writes anything) is set aside in the spool's
+/// quarantine and counted, and a settlement spooled after it still reaches Redis. Before
+/// the quarantine, that one record held back every other one.
+#[tokio::test]
+async fn a_settlement_redis_refuses_for_good_is_quarantined_and_the_rest_replay() {
+    let mut redis = RedisServer::start(true).await;
+    let svc = start(&config(Some("1000")), &redis, FailMode::Open).await;
+    let now_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 60;
+    let mut conn = redis.connection().await;
+    for minute in now_minute - 2..now_minute + 10 {
+        let _: () = conn.set(keys::settled("search", minute), "not a set").await.unwrap();
+    }
+    one_converse(&svc, "poisoned").await;
+    let metric = |line: &'static str| {
+        let svc = &svc;
+        async move { svc.metrics().await.contains(line) }
+    };
+    let quarantined = wait_until(Duration::from_secs(10), || metric("tally_spool_quarantined_total 1")).await;
+    assert!(quarantined, "{}", svc.metrics().await);
+
+    redis.kill();
+    let headers = req_headers(
+        &converse_path(SONNET_US),
+        &[("x-team-id", "another"), ("amz-sdk-invocation-id", "after")],
+        false,
+    );
+    svc.exchange(converse_call(headers, br#"{"messages":[]}"#)).await;
+    let spooled = wait_until(Duration::from_secs(10), || metric("tally_spool_depth 1")).await;
+    assert!(spooled, "{}", svc.metrics().await);
+    redis.restart().await;
+    let replayed = wait_until(Duration::from_secs(20), || async {
+        ledger(&redis, "unknown").await.len() == 1
+    })
+    .await;
+    let metrics = svc.metrics().await;
+    assert!(
+        replayed,
+        "the settlement behind the poisoned one reached Redis:\n{metrics}"
+    );
+    for line in [
+        "tally_spool_depth 0",
+        "tally_spool_replayed_total 1",
+        "tally_spool_quarantined_total 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        ledger(&redis, "search").await.is_empty(),
+        "the poisoned charge is only in quarantine"
+    );
     svc.stop().await;
 }
 
