@@ -34,7 +34,7 @@ impl Usage {
     }
 
     pub fn cache_write(&self) -> u64 {
-        self.cache_write_5m + self.cache_write_1h
+        self.cache_write_5m.saturating_add(self.cache_write_1h)
     }
 }
 
@@ -47,8 +47,12 @@ pub fn cost(usage: &Usage, prices: &Prices) -> Nanos {
         (usage.cache_write_5m, prices.cache_write_5m.0),
         (usage.cache_write_1h, prices.cache_write_1h.0),
     ];
-    let total: u128 = terms.iter().map(|(t, p)| u128::from(*t) * u128::from(*p)).sum();
-    let nanos = (total + 500_000) / 1_000_000;
+    // Each product fits a u128; their sum may not at absurd counts and prices: saturate.
+    let total = terms
+        .iter()
+        .map(|(t, p)| u128::from(*t) * u128::from(*p))
+        .fold(0u128, u128::saturating_add);
+    let nanos = total.saturating_add(500_000) / 1_000_000;
     Nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
 }
 

@@ -57,7 +57,10 @@ pub fn token_prices(entry: &PriceEntry, tier: Option<&str>, billed_input: u64) -
 /// Exact cost of a call: its tokens at the prices that apply plus its units,
 /// rounded half-up to the nano-USD once per token part.
 pub fn cost(entry: &PriceEntry, tier: Option<&str>, usage: &Usage, units: &Units) -> Nanos {
-    let billed_input = usage.input + usage.cache_read + usage.cache_write();
+    let billed_input = usage
+        .input
+        .saturating_add(usage.cache_read)
+        .saturating_add(usage.cache_write());
     let tokens = pricing::cost(usage, &token_prices(entry, tier, billed_input));
     tokens.saturating_add(unit_cost(entry, units))
 }

@@ -176,13 +176,18 @@ fn mismatch(
 ) -> String {
     let p = &entry.prices;
     let as_input = Usage {
-        input: usage.input + usage.cache_read + usage.cache_write(),
+        input: usage
+            .input
+            .saturating_add(usage.cache_read)
+            .saturating_add(usage.cache_write()),
         cache_read: 0,
         cache_write_5m: 0,
         cache_write_1h: 0,
         ..*usage
     };
-    let cause = if usage.cache_read + usage.cache_write() > 0 && (pricing::cost(&as_input, p).0 - cost).abs() <= 2 {
+    let cause = if usage.cache_read.saturating_add(usage.cache_write()) > 0
+        && (pricing::cost(&as_input, p).0 - cost).abs() <= 2
+    {
         " — the cache tokens were priced as plain input"
     } else if cost < expected {
         " — under the catalog price (a stale price, a base-model price for a geo profile, or a missing token class)"
