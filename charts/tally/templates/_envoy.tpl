@@ -173,7 +173,7 @@ static_resources:
     - name: tally_extproc
       type: STRICT_DNS
       dns_lookup_family: V4_PREFERRED
-      dns_refresh_rate: 5s
+      # Re-resolved every 5 s, Envoy's default: the Cluster's dns_refresh_rate is deprecated.
       connect_timeout: 1s
       lb_policy: ROUND_ROBIN
       typed_extension_protocol_options:

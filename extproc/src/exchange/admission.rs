@@ -188,7 +188,7 @@ pub fn refusal(
 ) -> (String, Vec<(String, String)>) {
     let remaining = remaining.max(Nanos::ZERO);
     let message = format!(
-        "Tally budget exhausted for {label}: this call may cost up to {amount} USD but {remaining} USD of {limit} USD remain; the budget resets at {resets}"
+        "Tally: insufficient budget for this call's worst case on {label}: it may cost up to {amount} USD but {remaining} USD of {limit} USD remain; the budget resets at {resets}"
     );
     let headers = vec![
         ("x-tally-budget".to_string(), label.to_string()),
@@ -270,7 +270,7 @@ mod tests {
         );
         assert_eq!(
             message,
-            "Tally budget exhausted for team \"search\": this call may cost up to 0.0125 USD but 0.00 USD of 5.00 USD remain; the budget resets at 2026-12-01T00:00:00Z"
+            "Tally: insufficient budget for this call's worst case on team \"search\": it may cost up to 0.0125 USD but 0.00 USD of 5.00 USD remain; the budget resets at 2026-12-01T00:00:00Z"
         );
         assert_eq!(
             headers[1],
