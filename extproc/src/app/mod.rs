@@ -100,6 +100,13 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
                 .await
                 .with_context(|| format!("connecting to Redis at {}", target.redacted_url()))?;
             let spool = Spool::open(&args.spool_dir, args.spool_max_bytes).context("opening the spool")?;
+            if spool.depth() > 0 {
+                tracing::info!(
+                    settlements = spool.depth(),
+                    dir = %args.spool_dir.display(),
+                    "the spool holds settlements from an earlier run; replaying them"
+                );
+            }
             (Store::Redis(store), Some(spool))
         }
     };
