@@ -18,7 +18,7 @@ scripts/tools/redis.sh
 scripts/tools/chromium.sh
 scripts/tools/helm.sh
 scripts/tools/kube.sh
-scripts/tools/seaweedfs.sh
+scripts/tools/versitygw.sh
 scripts/tools/cargo-tools.sh
 scripts/tools/fuzz.sh
 scripts/tools/images.sh

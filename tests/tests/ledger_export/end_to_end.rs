@@ -1,4 +1,4 @@
-//! AWS SDK → Envoy → tally-extproc → Redis → `tally ledger-export` → SeaweedFS (S3), read
+//! AWS SDK → Envoy → tally-extproc → Redis → `tally ledger-export` → versitygw (S3), read
 //! back with pyarrow: exactly one row per call, equal to its Redis ledger record, with the
 //! exporter SIGKILLed mid-run and the streams capped at 10 entries.
 
