@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tally_store::args::{RedisArgs, RedisTarget};
 
-use super::error::Result;
+use super::error::{Error, Result};
 use super::leader::LeaseConfig;
 
 /// Flags of `tally operator`; each has a `TALLY_*` environment twin.
@@ -16,9 +16,14 @@ pub struct OperatorArgs {
     /// Name of the ConfigMap the compiled config is written to (key `config.json`).
     #[arg(long, env = "TALLY_CONFIG_MAP_NAME", default_value = "tally-config")]
     pub config_map_name: String,
-    /// Namespace of that ConfigMap [default: $POD_NAMESPACE, else `default`].
+    /// Namespace of that ConfigMap [default in a cluster: the pod's namespace ($POD_NAMESPACE, else
+    /// the service account's); outside a cluster it must be given].
     #[arg(long, env = "TALLY_CONFIG_MAP_NAMESPACE")]
     pub config_map_namespace: Option<String>,
+    /// Kubeconfig file to reach the API server with [default: in-cluster credentials, else
+    /// $KUBECONFIG, else ~/.kube/config].
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
     /// The Redis the ext_proc writes the counters to; without `--redis-url`, no live spend.
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -74,7 +79,11 @@ impl Settings {
     pub fn from_args(args: &OperatorArgs) -> Result<Self> {
         let redis = args.redis.target()?;
         let identity = identity(args.identity.as_deref());
-        let namespace = config_namespace(args.config_map_namespace.as_deref());
+        let namespace = config_namespace(
+            args.config_map_namespace.as_deref(),
+            std::env::var("POD_NAMESPACE").ok(),
+            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok(),
+        )?;
         let mut lease = LeaseConfig::new(
             args.leader_election_namespace
                 .clone()
@@ -97,10 +106,17 @@ impl Settings {
     }
 }
 
-fn config_namespace(flag: Option<&str>) -> String {
+/// Where a pod's service account namespace is mounted: present only in a cluster.
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The ConfigMap's namespace: the flag, else the pod's (`$POD_NAMESPACE`, else its service
+/// account's). Never a silent `default`: outside a cluster the flag is required.
+fn config_namespace(flag: Option<&str>, pod: Option<String>, service_account: Option<String>) -> Result<String> {
+    let nonempty = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
     flag.map(str::to_string)
-        .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "default".to_string())
+        .or_else(|| pod.and_then(nonempty))
+        .or_else(|| service_account.and_then(nonempty))
+        .ok_or(Error::NoNamespace)
 }
 
 /// The base name plus a suffix that differs per process, so a restarted pod with the same name
@@ -148,5 +164,19 @@ mod tests {
         assert_eq!(cli.args.watch_namespaces, ["a", "b"]);
         assert_eq!(cli.args.status_interval, Duration::from_secs(90));
         assert!(Cli::try_parse_from(["tally", "--status-interval", "soon"]).is_err());
+        let cli = Cli::try_parse_from(["tally", "--kubeconfig", "/tmp/kc"]).unwrap();
+        assert_eq!(cli.args.kubeconfig.as_deref(), Some(std::path::Path::new("/tmp/kc")));
+    }
+
+    #[test]
+    fn the_config_namespace_is_the_pods_and_never_a_silent_default() {
+        let ns = |flag: Option<&str>, pod: Option<&str>, sa: Option<&str>| {
+            config_namespace(flag, pod.map(Into::into), sa.map(Into::into)).map_err(|e| e.to_string())
+        };
+        assert_eq!(ns(Some("a"), Some("b"), Some("c")), Ok("a".into()));
+        assert_eq!(ns(None, Some("b"), Some("c")), Ok("b".into()));
+        assert_eq!(ns(None, Some(""), Some("c\n")), Ok("c".into()));
+        let outside = ns(None, None, None).unwrap_err();
+        assert!(outside.contains("--config-map-namespace"), "{outside}");
     }
 }

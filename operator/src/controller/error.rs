@@ -12,6 +12,16 @@ pub enum Error {
     Client(#[source] kube::Error),
     #[error("cannot serve {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot read the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: std::path::PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "no namespace for the config ConfigMap: outside a cluster, pass --config-map-namespace \
+         (or TALLY_CONFIG_MAP_NAMESPACE); in a pod it defaults to the pod's namespace"
+    )]
+    NoNamespace,
     #[error(transparent)]
     Redis(#[from] RedisArgsError),
 }

@@ -21,6 +21,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 
+use super::failures::{Repeats, describe};
+
 /// Timing and identity of one candidate.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -95,6 +97,8 @@ pub struct LeaderElector {
     observed: Option<(Record, Instant)>,
     /// Set after the first successful round trip to the API server.
     reachable: Arc<AtomicBool>,
+    /// The failure last logged: a missing namespace is reported once, not every retry.
+    failures: Repeats,
 }
 
 impl LeaderElector {
@@ -104,6 +108,7 @@ impl LeaderElector {
             config,
             observed: None,
             reachable,
+            failures: Repeats::default(),
         }
     }
 
@@ -180,7 +185,11 @@ impl LeaderElector {
         tokio::pin!(shutdown);
         let mut last_renew: Option<Instant> = None;
         loop {
-            match self.try_acquire_or_renew().await {
+            let round = self.try_acquire_or_renew().await;
+            if round.is_ok() {
+                self.failures.clear();
+            }
+            match round {
                 Ok(true) => {
                     if !*leader.borrow() {
                         tracing::info!(lease = %self.config.name, identity = %self.config.identity, "became leader");
@@ -196,7 +205,11 @@ impl LeaderElector {
                     leader.send_replace(false);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, lease = %self.config.name, "lease round trip failed");
+                    let error = describe(&error);
+                    if self.failures.is_new(&error) {
+                        tracing::warn!(%error, lease = %self.config.name, namespace = %self.config.namespace,
+                            "lease round trip failed; retrying (the same failure is not logged again)");
+                    }
                     if last_renew.is_some_and(|t| t.elapsed() > self.config.renew_deadline) {
                         tracing::warn!(lease = %self.config.name, "could not renew before the deadline; stepping down");
                         last_renew = None;

@@ -13,6 +13,7 @@ use tally_config::compiled::CompiledConfig;
 use super::args::Settings;
 use super::clients::Clients;
 use super::counters::CounterReader;
+use super::failures::{Repeats, describe};
 use super::pricing_status::PricingStatuses;
 use super::publish;
 use super::status::{Enforced, Readiness};
@@ -28,6 +29,8 @@ struct Memo {
     enforced: HashMap<String, Enforced>,
     teams: TeamStatuses,
     pricings: PricingStatuses,
+    /// The config pass's last failure: logged once while it repeats.
+    failures: Repeats,
 }
 
 /// The reconcile passes of one replica.
@@ -74,9 +77,15 @@ impl Reconciler {
     async fn config_pass(&mut self, teams: &[TeamBudget], pricings: &[ModelPricing]) {
         let started = Instant::now();
         let ok = match self.reconcile_config(teams, pricings).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.memo.failures.clear();
+                true
+            }
             Err(error) => {
-                tracing::warn!(%error, "config reconcile failed; retrying on the next change or tick");
+                let error = describe(&error);
+                if self.memo.failures.is_new(&error) {
+                    tracing::warn!(%error, "config reconcile failed; retrying on the next change or tick");
+                }
                 false
             }
         };

@@ -23,7 +23,7 @@ pub async fn main(args: OperatorArgs) -> Result<()> {
     // features, ring through other crates); a `rediss://` Redis URL would make
     // rustls panic rather than pick one, so pick explicitly. Err = already installed.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client = Client::try_default().await.map_err(Error::Client)?;
+    let client = client(args.kubeconfig.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .map_err(|source| Error::Listen {
@@ -31,6 +31,22 @@ pub async fn main(args: OperatorArgs) -> Result<()> {
             source,
         })?;
     run(args, client, listener, shutdown_signal()).await
+}
+
+/// A client from `kubeconfig` if given, else kube's defaults (in-cluster, `$KUBECONFIG`, `~/.kube/config`).
+async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
+    let Some(path) = kubeconfig else {
+        return Client::try_default().await.map_err(Error::Client);
+    };
+    let bad = |source| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = kube::config::Kubeconfig::read_from(path).map_err(bad)?;
+    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(bad)?;
+    Client::try_from(config).map_err(Error::Client)
 }
 
 async fn shutdown_signal() {

@@ -15,6 +15,7 @@ mod observe;
 mod reconcile;
 mod redis_cluster;
 mod replica;
+mod usability;
 mod watch_namespaces;
 
 /// The operator's namespace: its ConfigMap, Lease and ServiceAccount live here.

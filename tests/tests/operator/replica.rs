@@ -36,6 +36,7 @@ pub async fn start_replica_with(
     let args = OperatorArgs {
         config_map_name: "tally-config".into(),
         config_map_namespace: Some(NS.into()),
+        kubeconfig: None,
         redis: RedisArgs {
             url: redis_url.map(Into::into),
             cluster: redis_cluster,
