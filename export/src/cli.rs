@@ -37,7 +37,8 @@ pub struct ExportArgs {
     /// Address of `/metrics` and `/healthz`.
     #[arg(long, env = "TALLY_EXPORT_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
-    /// Run one cycle (drain every stream), print what it exported as JSON, and exit.
+    /// Run one cycle (drain every stream), print what it exported as JSON, and exit (non-zero
+    /// when a stream failed).
     #[arg(long, env = "TALLY_EXPORT_ONCE")]
     pub once: bool,
     /// Write the address `/metrics` is served on to this file once listening (for tests and
@@ -84,7 +85,10 @@ pub async fn run(args: &ExportArgs, stdout: &mut impl std::io::Write) -> Result<
             "destination": dest.to_string(),
         });
         let _ = writeln!(stdout, "{summary}");
-        return Ok(());
+        return match c.failed {
+            0 => Ok(()),
+            failed => Err(Error::Incomplete { failed }),
+        };
     }
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await

@@ -40,6 +40,8 @@ pub enum Error {
     Encode(String),
     #[error("cannot store {key}: {source}")]
     Put { key: String, source: object_store::Error },
+    #[error("{failed} stream(s) could not be exported (logged above); their entries stay in Redis for the next run")]
+    Incomplete { failed: usize },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
