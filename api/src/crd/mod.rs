@@ -253,11 +253,22 @@ mod tests {
         };
         assert_eq!(
             names(TeamBudget::crd()),
-            ["TEAM", "PERIOD", "SPENT", "BUDGET", "REMAINING", "UTIL%", "AGE"]
+            [
+                "TEAM",
+                "READY",
+                "ENFORCEMENT",
+                "PERIOD",
+                "SPENT",
+                "LIMIT",
+                "REMAINING",
+                "UTIL%",
+                "FORECAST",
+                "AGE"
+            ]
         );
         assert_eq!(
             names(ModelPricing::crd()),
-            ["SOURCE", "MODELS", "PRIORITY", "EFFECTIVE", "AGE"]
+            ["READY", "SOURCE", "MODELS", "PRIORITY", "EFFECTIVE", "AGE"]
         );
     }
 

@@ -35,7 +35,8 @@ pub const DATE_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
     derive = "PartialEq",
     doc = "A catalog of Bedrock model prices (USD per million tokens of each class) with where they came from \
            and since when. Tally prices every call with the matching entry of the highest-priority catalog.",
-    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.source","description":"Where the prices come from"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Whether the catalog is in the running config"}"#,
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".status.source","description":"Where the prices come from, shortened (spec.source has it whole)"}"#,
     printcolumn = r#"{"name":"Models","type":"integer","jsonPath":".status.models","description":"Price entries in use"}"#,
     printcolumn = r#"{"name":"Priority","type":"integer","jsonPath":".spec.priority","description":"Higher wins"}"#,
     printcolumn = r#"{"name":"Effective","type":"string","jsonPath":".spec.effectiveFrom","priority":1,"description":"Date the prices apply from"}"#,
@@ -204,6 +205,9 @@ pub struct ModelPricingStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub models: Option<i64>,
+    /// `spec.source` cut to its first 40 characters (`…` marks a cut), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Ready: the catalog compiled into the running config (`False` names the field at fault).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

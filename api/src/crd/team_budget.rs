@@ -54,6 +54,7 @@ pub const DEFAULT_ALERT_THRESHOLDS: [u8; 3] = [50, 80, 100];
     printcolumn = r#"{"name":"Limit","type":"string","jsonPath":".status.limitUSD","description":"USD limit per period, as enforced"}"#,
     printcolumn = r#"{"name":"Remaining","type":"string","jsonPath":".status.remainingUSD","description":"USD left this period"}"#,
     printcolumn = r#"{"name":"Util%","type":"string","jsonPath":".status.utilization","description":"Percent of the enforced limit committed"}"#,
+    printcolumn = r#"{"name":"Forecast","type":"string","jsonPath":".status.forecastUSD","description":"USD projected at the end of the period at the rate so far"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -239,6 +240,11 @@ pub struct TeamBudgetStatus {
     /// Percent of the enforced limit committed (spent + reserved) this period, one decimal, e.g. "42.5" (may exceed 100 with `Warn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utilization: Option<String>,
+    /// USD projected at the end of the period if spending goes on at this period's rate so far:
+    /// committed (spent + reserved) × period length ÷ time elapsed, the elapsed time in whole
+    /// hours (at least one), rounded down to cents.
+    #[serde(rename = "forecastUSD", default, skip_serializing_if = "Option::is_none")]
+    pub forecast_usd: Option<String>,
     /// Calls charged to the team this period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]

@@ -79,6 +79,7 @@ impl PricingStatuses {
             .unwrap_or_default();
         let mut desired = ModelPricingStatus {
             models: Some(models as i64),
+            source: Some(short_source(&mp.spec.source)),
             conditions: prev.conditions.clone(),
             observed_generation: mp.metadata.generation,
         };
@@ -86,5 +87,32 @@ impl PricingStatuses {
         let event = status::invalid_event(&prev.conditions, &ready);
         set_condition(&mut desired.conditions, ready);
         ((prev != desired).then_some(desired), event)
+    }
+}
+
+/// Characters of `spec.source` shown in `kubectl get modelpricings`.
+const SHORT_SOURCE_CHARS: usize = 40;
+
+/// `source` cut to [`SHORT_SOURCE_CHARS`] characters, ending in `…` when cut.
+fn short_source(source: &str) -> String {
+    let source = source.trim();
+    match source.char_indices().nth(SHORT_SOURCE_CHARS) {
+        None => source.to_string(),
+        Some((end, _)) => format!("{}…", source[..end].trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_source_is_cut_at_a_character_boundary() {
+        assert_eq!(short_source(" AWS list "), "AWS list");
+        let long = "LiteLLM model_prices_and_context_window 1.110.2 — AWS Bedrock on-demand";
+        let short = short_source(long);
+        assert_eq!(short, "LiteLLM model_prices_and_context_window…");
+        assert_eq!(short.chars().count(), SHORT_SOURCE_CHARS);
+        assert_eq!(short_source(&"é".repeat(50)).chars().count(), SHORT_SOURCE_CHARS + 1);
     }
 }

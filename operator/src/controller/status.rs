@@ -229,6 +229,7 @@ fn spend_status(
     };
     let spend = Spend::new(budget, limit, counters, &window);
     spend.fill(&mut status);
+    status.forecast_usd = Some(forecast(spend.committed, &window, now).to_string());
     set_condition(&mut status.conditions, spend.exceeded(&now_s, generation));
     set_condition(&mut status.conditions, spend.threshold(&now_s, generation));
     let (alerts, events) = spend.alerts(team, prev.alerts, &window.key);
@@ -243,6 +244,7 @@ fn keep_last_known(status: &mut TeamBudgetStatus, prev: TeamBudgetStatus) {
         status.reserved_usd = prev.reserved_usd;
         status.remaining_usd = prev.remaining_usd;
         status.utilization = prev.utilization;
+        status.forecast_usd = prev.forecast_usd;
         status.requests = prev.requests;
         status.blocked = prev.blocked;
     }
@@ -414,6 +416,19 @@ fn budget_window(enforced: &Enforced, now: Timestamp) -> Option<(&str, &BudgetCo
 /// The team id and period key (the Redis counter key parts) of the budget in force, if any.
 pub fn counter_scope(enforced: &Enforced, now: Timestamp) -> Option<(&str, String)> {
     budget_window(enforced, now).map(|(team, _, w)| (team, w.key))
+}
+
+/// Projected spend at the period's end if the rate so far holds: committed × length ÷ elapsed,
+/// rounded down to cents. Elapsed counts whole hours (at least one), so the figure moves hourly
+/// rather than on every pass (each move is a status patch) and the first minutes do not explode.
+fn forecast(committed: Nanos, window: &period::Window, now: Timestamp) -> Nanos {
+    const HOUR: i128 = 3600;
+    let seconds = |from: Timestamp, to: Timestamp| i128::from(to.as_second() - from.as_second());
+    let length = seconds(window.start, window.end).max(1);
+    let elapsed = (seconds(window.start, now) / HOUR * HOUR).max(HOUR).min(length);
+    let projected = i128::from(committed.0.max(0)) * length / elapsed;
+    const CENT: i128 = 10_000_000;
+    Nanos(i64::try_from(projected / CENT * CENT).unwrap_or(i64::MAX))
 }
 
 /// `committed >= percent% of limit`, exactly.

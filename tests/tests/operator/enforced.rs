@@ -3,7 +3,8 @@
 //! - a rejected update keeps the previous limit in force, and status, conditions and alerts are
 //!   measured against that limit, not the rejected one;
 //! - a raised limit re-arms the alerts: crossing 50 % of the new limit is announced again;
-//! - an invalid object that is not in the running config shows no budget and no spend.
+//! - an invalid object that is not in the running config shows no budget and no spend;
+//! - `kubectl get modelpricings` shows READY and a short SOURCE.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -12,12 +13,12 @@ use anyhow::{Result, bail};
 use kube::Client;
 use kube::api::Api;
 use serde_json::{Value, json};
-use tally_api::crd::TeamBudget;
+use tally_api::crd::{ModelPricing, TeamBudget};
 use tally_tests::fixtures::redis::RedisServer;
 use tally_tests::kube_apiserver::KubeApiServer;
 use tally_tests::tools;
 
-use crate::cluster::{apiserver_with_crds, apply_team_budget, create_namespaces, install_operator_rbac};
+use crate::cluster::{apiserver_with_crds, apply, apply_team_budget, create_namespaces, install_operator_rbac};
 use crate::counters::{set_team, this_month};
 use crate::observe::{STEP, condition, events_of, eventually, wait_for_team_budget};
 use crate::replica::start_replica;
@@ -49,6 +50,7 @@ async fn status_describes_the_enforced_budget() -> Result<()> {
     a_raised_limit_rearms_the_alerts(&api, &admin, &redis, &period).await?;
     an_object_not_in_the_config_shows_no_budget(&api).await?;
     kubectl_shows_the_enforced_columns(&kube)?;
+    a_catalog_shows_ready_and_a_short_source(&kube, &admin).await?;
     replica.shutdown().await?;
     Ok(())
 }
@@ -124,21 +126,28 @@ async fn an_object_not_in_the_config_shows_no_budget(api: &Api<TeamBudget>) -> R
     Ok(())
 }
 
-/// `kubectl get teambudgets -A`: the columns show what is enforced.
-fn kubectl_shows_the_enforced_columns(kube: &KubeApiServer) -> Result<()> {
+/// `kubectl get <args>` as the admin: the table it prints (echoed to the test output).
+fn kubectl_get(kube: &KubeApiServer, args: &[&str]) -> Result<String> {
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, kube.admin_kubeconfig_yaml())?;
     let out = Command::new(tools::cached_tool("kubectl", "helm.sh"))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .args(["get", "teambudgets", "-A"])
+        .arg("get")
+        .args(args)
         .output()?;
     if !out.status.success() {
         bail!("kubectl get failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let table = String::from_utf8(out.stdout)?;
-    println!("$ kubectl get teambudgets -A\n{table}");
+    println!("$ kubectl get {}\n{table}", args.join(" "));
+    Ok(table)
+}
+
+/// `kubectl get teambudgets -A`: the columns show what is enforced.
+fn kubectl_shows_the_enforced_columns(kube: &KubeApiServer) -> Result<()> {
+    let table = kubectl_get(kube, &["teambudgets", "-A"])?;
     let rows = cells(&table);
     assert_eq!(
         rows[0],
@@ -153,16 +162,53 @@ fn kubectl_shows_the_enforced_columns(kube: &KubeApiServer) -> Result<()> {
             "LIMIT",
             "REMAINING",
             "UTIL%",
+            "FORECAST",
             "AGE"
         ],
         "{table}"
     );
-    let ghost = ["web", "ghost", "ghost", "False", "", "Daily", "", "", "", ""];
-    assert_eq!(rows[1][..10], ghost, "{table}");
+    let ghost = ["web", "ghost", "ghost", "False", "", "Daily", "", "", "", "", ""];
+    assert_eq!(rows[1][..11], ghost, "{table}");
     let web = [
         "web", "web", "web", "True", "Block", "Monthly", "6.00", "10.00", "4.00", "60.0",
     ];
     assert_eq!(rows[2][..10], web, "{table}");
+    let forecast = &rows[2][10];
+    assert!(
+        forecast.ends_with(|c: char| c.is_ascii_digit()) && forecast.contains('.'),
+        "{table}"
+    );
+    Ok(())
+}
+
+/// `kubectl get modelpricings`: READY and the source cut short (the spec keeps it whole).
+async fn a_catalog_shows_ready_and_a_short_source(kube: &KubeApiServer, admin: &Client) -> Result<()> {
+    let pricings: Api<ModelPricing> = Api::all(admin.clone());
+    let source = "LiteLLM model_prices_and_context_window 1.110.2, taken 2026-11-26";
+    apply(&pricings, "list", json!({
+        "apiVersion": "tally.dev/v1alpha1", "kind": "ModelPricing", "metadata": {"name": "list"},
+        "spec": {"source": source, "effectiveFrom": "2026-01-01", "models": [
+            {"match": "anthropic.claude-sonnet-4-*", "inputPerMillion": "3", "outputPerMillion": "15", "maxOutputTokens": 8192}
+        ]}
+    }))
+    .await?;
+    eventually("ModelPricing status", STEP, || async {
+        Ok(pricings.get("list").await?.status.filter(|s| s.source.is_some()))
+    })
+    .await;
+    let table = kubectl_get(kube, &["modelpricings"])?;
+    let rows = cells(&table);
+    assert_eq!(
+        rows[0],
+        ["NAME", "READY", "SOURCE", "MODELS", "PRIORITY", "AGE"],
+        "{table}"
+    );
+    assert_eq!(
+        rows[1][..4],
+        ["list", "True", "LiteLLM model_prices_and_context_window…", "1"],
+        "{table}"
+    );
+    assert_eq!(pricings.get("list").await?.spec.source, source);
     Ok(())
 }
 

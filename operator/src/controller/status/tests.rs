@@ -294,3 +294,19 @@ fn an_object_not_in_the_running_config_shows_no_budget() {
     assert_eq!(s.conditions.len(), 1);
     assert_eq!(events.len(), 1, "only InvalidSpec");
 }
+
+#[test]
+fn the_forecast_extrapolates_the_rate_so_far_in_whole_hours() {
+    let tb = team("100", vec![]);
+    // 611 whole hours of the 720-hour Berlin November: 42.50 × 720 / 611 = 50.0818…
+    let (s, _) = team_status(&tb, &in_force(&tb), spend(40 * USD, 2 * USD + USD / 2), now());
+    assert_eq!(s.forecast_usd.as_deref(), Some("50.08"));
+    // Minutes later, same counters: the same figure, so no patch.
+    let later: Timestamp = "2026-11-26T10:59:00Z".parse().unwrap();
+    let (again, _) = team_status(&tb, &in_force(&tb), spend(40 * USD, 2 * USD + USD / 2), later);
+    assert_eq!(again.forecast_usd, s.forecast_usd);
+    // In the period's first hour the hour counts whole: 1.00 × 720 = 720.00, not a division by ~0.
+    let start: Timestamp = "2026-10-31T23:05:00Z".parse().unwrap();
+    let (early, _) = team_status(&tb, &in_force(&tb), spend(USD, 0), start);
+    assert_eq!(early.forecast_usd.as_deref(), Some("720.00"));
+}
