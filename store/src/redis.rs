@@ -139,6 +139,15 @@ end
 const SETTLE: &str = r#"
 local done = digest(ARGV[1])
 if redis.call('SISMEMBER', KEYS[3], done) == 1 then return {'dup'} end
+-- Redis does not undo a script's writes when a later command fails: check every key's type
+-- first, so a settlement is applied whole or (WRONGTYPE, before any write) not at all.
+local kinds = {'zset', 'hash', 'set', 'stream'}
+for i = 1, #KEYS do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= (kinds[i] or 'hash') then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t)
+  end
+end
 -- First write: SADD is refused by a Redis at maxmemory, so a full Redis refuses the whole
 -- settlement (it waits in the spool) instead of growing past maxmemory (after a first write,
 -- such as release's ZREM, Redis lets a script finish whatever it uses).

@@ -81,7 +81,8 @@ redis-server started with these rules.
 {{- toJson (list
   "ping"
   "eval" "evalsha" "script|load"
-  "exists" "set"
+  "exists" "set" "type" "expire"
+  "sadd" "sismember"
   "hget" "hgetall" "hmget" "hset" "hdel" "hincrby"
   "zadd" "zrem" "zscore" "zrangebyscore"
   "xadd" "xrange" "xrevrange" "xlen" "xtrim" "xinfo" "xpending" "incrby"

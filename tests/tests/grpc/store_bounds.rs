@@ -192,3 +192,27 @@ async fn a_full_redis_under_fail_closed_refuses_the_call_as_unavailable() {
     assert_eq!(refused.status.as_ref().map(|s| s.code), Some(503), "a retryable 503");
     assert_eq!(counter(&redis, "search", "requests").await, 0, "nothing was charged");
 }
+
+/// A settlement that meets a key of the wrong type (a corrupted keyspace) is refused before
+/// it writes anything — no settled mark without its charge — so once the key is repaired the
+/// spool's retry charges it exactly once. (Redis keeps a script's writes up to a failing command.)
+#[tokio::test]
+async fn a_settlement_refused_half_way_writes_nothing() {
+    let redis = RedisServer::start(false).await;
+    let s = store(&redis).await;
+    let mut conn = redis.connection().await;
+    let team = keys::counter("t", "2026-12", &keys::Scope::Team);
+    let _: () = conn.set(&team, "not a hash").await.unwrap();
+    let refused = s.settle(&settlement("half"), 100).await.expect_err("WRONGTYPE");
+    assert!(refused.to_string().contains("WRONGTYPE"), "{refused}");
+    let marked: bool = conn.exists(keys::settled("t", MINUTE)).await.unwrap();
+    let ledger: bool = conn.exists(keys::ledger("t")).await.unwrap();
+    assert!(!marked && !ledger, "nothing written");
+    let _: () = conn.del(&team).await.unwrap();
+    assert!(matches!(
+        s.settle(&settlement("half"), 100).await.unwrap(),
+        SettleOutcome::Settled { .. }
+    ));
+    let spent: i64 = conn.hget(&team, "spent").await.unwrap();
+    assert_eq!(spent, 1, "charged once");
+}
