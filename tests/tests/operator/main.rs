@@ -9,6 +9,7 @@
 //! Run: `cargo test -p tally-tests --test operator` (one scenario: `… --test operator enforced`).
 
 mod cluster;
+mod conflicts;
 mod counters;
 mod enforced;
 mod observe;
