@@ -238,6 +238,31 @@ pub fn converse_stream_events(u: &SimUsage, pieces: &[String], latency_ms: u64) 
     out
 }
 
+/// An ApplyGuardrail answer: nothing blocked; the content filter and denied topics each
+/// evaluated every text unit (up to 1,000 characters) of every text block.
+pub fn guardrail_body(request: &Value) -> Value {
+    let units: u64 = request["content"]
+        .as_array()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|b| b["text"]["text"].as_str())
+                .map(|t| (t.chars().count() as u64).div_ceil(1000))
+                .sum()
+        })
+        .unwrap_or(0);
+    json!({
+        "action": "NONE",
+        "outputs": [],
+        "assessments": [],
+        "usage": {
+            "topicPolicyUnits": units, "contentPolicyUnits": units, "wordPolicyUnits": 0,
+            "sensitiveInformationPolicyUnits": 0, "sensitiveInformationPolicyFreeUnits": 0,
+            "contextualGroundingPolicyUnits": 0
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,29 +326,4 @@ mod tests {
         );
         assert_eq!(t["totalTokens"], 15);
     }
-}
-
-/// An ApplyGuardrail answer: nothing blocked; the content filter and denied topics each
-/// evaluated every text unit (up to 1,000 characters) of every text block.
-pub fn guardrail_body(request: &Value) -> Value {
-    let units: u64 = request["content"]
-        .as_array()
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter_map(|b| b["text"]["text"].as_str())
-                .map(|t| (t.chars().count() as u64).div_ceil(1000))
-                .sum()
-        })
-        .unwrap_or(0);
-    json!({
-        "action": "NONE",
-        "outputs": [],
-        "assessments": [],
-        "usage": {
-            "topicPolicyUnits": units, "contentPolicyUnits": units, "wordPolicyUnits": 0,
-            "sensitiveInformationPolicyUnits": 0, "sensitiveInformationPolicyFreeUnits": 0,
-            "contextualGroundingPolicyUnits": 0
-        }
-    })
 }

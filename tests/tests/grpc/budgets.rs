@@ -16,12 +16,17 @@ use tally_tests::fixtures::redis::RedisServer;
 use crate::support::*;
 
 const HAIKU_INVOKE_BODY: &[u8] = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1000,"messages":[]}"#;
-/// Haiku: dearest input class 1 USD/1M (5-minute cache writes), output 4 USD/1M, cap 8192 tokens.
+/// Haiku: input 0.8 USD/1M, dearest input class 1 USD/1M (5-minute cache writes), output
+/// 4 USD/1M, cap 8192 tokens.
 const BODY_BYTES: i64 = HAIKU_INVOKE_BODY.len() as i64;
-/// Worst case from `content-length` and the model's output cap, nano-USD.
+/// Worst case from `content-length` (every byte a token at the dearest input price) and the
+/// model's output cap, nano-USD.
 const CAP_WORST: i64 = BODY_BYTES * 1000 + 8192 * 4000;
-/// Worst case from `max_tokens` = 1000 in the body, nano-USD.
-const BODY_WORST: i64 = BODY_BYTES * 1000 + 1000 * 4000;
+/// The body's input bound: 64 tokens per request, 4 for its object and its array, and the 18
+/// bytes of "bedrock-2023-05-31".
+const BODY_INPUT_TOKENS: i64 = 64 + 2 * 4 + 18;
+/// Worst case from the body: its input bound at the input price and `max_tokens` = 1000, nano-USD.
+const BODY_WORST: i64 = BODY_INPUT_TOKENS * 800 + 1000 * 4000;
 /// `ProcessingMode` body modes.
 const NONE: i32 = 0;
 const BUFFERED: i32 = 2;
@@ -29,8 +34,7 @@ const BUFFERED: i32 = 2;
 #[tokio::test]
 async fn concurrent_calls_are_admitted_only_while_the_budget_covers_them() {
     let redis = RedisServer::start(false).await;
-    // Worst case of each call: body bytes × 1 (the dearest input class, 5-minute cache writes)
-    // + 1000 × 4 (haiku, USD/1M) = BODY_WORST.
+    // Worst case of each call: the body's input bound × 0.8 + 1000 × 4 (haiku, USD/1M) = BODY_WORST.
     let k = 5;
     let limit = Nanos(BODY_WORST * k + BODY_WORST / 2);
     let svc = Arc::new(start(&config(Some(&limit.to_string())), &redis, FailMode::Open).await);

@@ -134,7 +134,8 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
         resp_body(&stream[..first_frame_len], false),
     ])
     .await;
-    // Cut before any usage: charged the whole reservation (body bytes × 6.6 + 50 × 16.5, USD/1M).
+    // Cut before any usage: charged the whole reservation: the body's input bound (64 tokens
+    // per request + 4 for each of its object and array) × 3.3 + 50 × 16.5, USD/1M.
     svc.exchange(vec![request("cut-2"), req_body(body)]).await;
     let ok = wait_until(Duration::from_secs(5), || async {
         ledger(&redis, "search").await.len() == 2
@@ -143,12 +144,12 @@ async fn client_disconnect_mid_stream_is_recorded_incomplete() {
     assert!(ok, "both cut calls recorded");
     let records = ledger(&redis, "search").await;
     let by_id = |id: &str| records.iter().find(|r| r["requestId"] == id).unwrap().clone();
-    let body_len = body.len() as i64;
+    let input_bound: i64 = 64 + 2 * 4;
     for id in ["cut-1", "cut-2"] {
         let record = by_id(id);
         assert_eq!(
             (record["outcome"].as_str(), record["costNanos"].as_i64()),
-            (Some("incomplete"), Some(body_len * 6_600 + 50 * 16_500)),
+            (Some("incomplete"), Some(input_bound * 3_300 + 50 * 16_500)),
             "{id}"
         );
     }
