@@ -253,6 +253,21 @@ pub struct TeamBudgetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub blocked: Option<i64>,
+    /// Each workflow's spend this period against its own limit (from the `wf/<id>` counters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    pub workflows: Vec<ScopeStatus>,
+    /// Tenants' spend this period against their own limits: tenants with a limit first, then the
+    /// others, by id, at most 100 (a status must stay small); `tenantsNotShown` counts the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    pub tenants: Vec<ScopeStatus>,
+    /// Configured tenants left out of `tenants`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub tenants_not_shown: Option<i64>,
     /// Ready (compiled into the running config), BudgetExceeded, ThresholdCrossed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -264,6 +279,35 @@ pub struct TeamBudgetStatus {
     /// once per period even across operator restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertsRaised>,
+}
+
+/// One workflow's or tenant's spend this period. Amounts are decimal USD strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeStatus {
+    /// The workflow or tenant id.
+    pub id: String,
+    /// Its own limit in force; absent: only the team's limit applies.
+    #[serde(rename = "limitUSD", default, skip_serializing_if = "Option::is_none")]
+    pub limit_usd: Option<String>,
+    /// USD spent by settled calls.
+    #[serde(rename = "spentUSD")]
+    pub spent_usd: String,
+    /// USD held by calls in flight.
+    #[serde(rename = "reservedUSD")]
+    pub reserved_usd: String,
+    /// Its limit − spent − reserved; absent without a limit of its own.
+    #[serde(rename = "remainingUSD", default, skip_serializing_if = "Option::is_none")]
+    pub remaining_usd: Option<String>,
+    /// Percent of its limit committed, one decimal; absent without a limit of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<String>,
+    /// Calls charged to it.
+    #[schemars(range(min = 0))]
+    pub requests: i64,
+    /// Calls refused because a budget could not cover them.
+    #[schemars(range(min = 0))]
+    pub blocked: i64,
 }
 
 /// Which alerts the operator has raised in one budget period.

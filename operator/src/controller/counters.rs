@@ -15,14 +15,21 @@ pub(super) struct CounterReader {
 }
 
 impl CounterReader {
-    /// The current period's team counters of the budget `enforced` for an object, from `target`
-    /// (`None`: no Redis configured).
-    pub async fn read(&mut self, target: Option<&RedisTarget>, enforced: &Enforced, now: jiff::Timestamp) -> Reading {
+    /// The current period's team counters of the budget `enforced` for an object, and those of
+    /// `scopes` (its workflows and tenants, same order), in one round trip, from `target`
+    /// (`None`: no Redis configured). The scopes' counters are empty unless the team's were read.
+    pub async fn read(
+        &mut self,
+        target: Option<&RedisTarget>,
+        enforced: &Enforced,
+        scopes: &[keys::Scope],
+        now: jiff::Timestamp,
+    ) -> (Reading, Vec<Counters>) {
         let Some(target) = target else {
-            return Reading::NoStore;
+            return (Reading::NoStore, vec![]);
         };
         let Some((team, period_key)) = status::counter_scope(enforced, now) else {
-            return Reading::Counters(Counters::default());
+            return (Reading::Counters(Counters::default()), vec![]);
         };
         let store = match &self.connection {
             Some(store) => store,
@@ -30,17 +37,25 @@ impl CounterReader {
                 Ok(store) => self.connection.insert(store),
                 Err(error) => {
                     tracing::warn!(%error, "Redis unavailable; keeping the last known spend");
-                    return Reading::Unavailable;
+                    return (Reading::Unavailable, vec![]);
                 }
             },
         };
-        let key = keys::counter(team, &period_key, &keys::Scope::Team);
-        match store.counters(&key).await {
-            Ok(counters) => Reading::Counters(counters),
+        // Every key carries the team's hash tag: one slot, one pipeline, also on a Redis Cluster.
+        let keys: Vec<String> = std::iter::once(&keys::Scope::Team)
+            .chain(scopes)
+            .map(|scope| keys::counter(team, &period_key, scope))
+            .collect();
+        match store.counters_of_team(&keys).await {
+            Ok(mut all) if !all.is_empty() => {
+                let team = all.remove(0);
+                (Reading::Counters(team), all)
+            }
+            Ok(_) => (Reading::Unavailable, vec![]),
             Err(error) => {
-                tracing::warn!(%error, %key, "reading counters failed");
+                tracing::warn!(%error, key = %keys[0], "reading counters failed");
                 self.connection = None;
-                Reading::Unavailable
+                (Reading::Unavailable, vec![])
             }
         }
     }

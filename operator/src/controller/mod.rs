@@ -14,7 +14,7 @@
 //! the election, leadership terms), `reconciler` (one term's passes, its settings, clients and
 //! memory kept apart), `watch` and `trigger` (when a pass runs), `publish` (the ConfigMap),
 //! `team_status` and `pricing_status` (the status subresources), `events`, and `counters`
-//! (Redis reads). Writes are server-side apply patches (field manager `tally-operator`): the
+//! (Redis reads). [`scopes`] decides the workflow and tenant lines of a team's status. Writes are server-side apply patches (field manager `tally-operator`): the
 //! ConfigMap, and the `status` subresource of the custom resources (never their spec).
 //!
 //! RBAC it needs, exactly (shipped in `charts/tally/templates/operator-rbac.yaml`):
@@ -38,6 +38,7 @@ mod pricing_status;
 mod publish;
 mod reconciler;
 mod run;
+mod scopes;
 mod team_status;
 mod trigger;
 mod watch;

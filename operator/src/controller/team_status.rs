@@ -15,7 +15,14 @@ use super::args::Settings;
 use super::clients::{Clients, apply_status};
 use super::counters::CounterReader;
 use super::events;
+use super::scopes;
 use super::status::{self, Enforced, Reading};
+
+/// One team's counters as read: the team's, and its shown workflows' and tenants'.
+struct Read {
+    reading: Reading,
+    scopes: Vec<status::Counters>,
+}
 
 /// The statuses this leadership term wrote, per TeamBudget uid: newer than the watch cache
 /// until the update comes back, so two quick passes cannot raise the same event twice.
@@ -55,11 +62,16 @@ impl TeamStatuses {
             let Some(enforced) = enforced.get(&ObjectRef::team_budget(&tb).to_string()) else {
                 continue;
             };
-            let reading = counters.read(settings.redis.as_ref(), enforced, now).await;
+            let scopes = enforced.team.as_ref().map(scopes::shown).unwrap_or_default();
+            let (reading, scope_counters) = counters.read(settings.redis.as_ref(), enforced, &scopes, now).await;
             if reading == Reading::Unavailable {
                 ok = false;
             }
-            ok &= self.update(settings, clients, &tb, enforced, reading, now).await;
+            let read = Read {
+                reading,
+                scopes: scope_counters,
+            };
+            ok &= self.update(settings, clients, &tb, enforced, read, now).await;
         }
         clients.metrics.observe("status", started.elapsed(), ok);
     }
@@ -82,10 +94,17 @@ impl TeamStatuses {
         clients: &Clients,
         tb: &TeamBudget,
         enforced: &Enforced,
-        reading: Reading,
+        read: Read,
         now: jiff::Timestamp,
     ) -> bool {
-        let (desired, events) = status::team_status(tb, enforced, reading, now);
+        let (mut desired, events) = status::team_status(tb, enforced, read.reading, now);
+        match (&enforced.team, read.reading) {
+            (Some(team), Reading::Counters(_)) if desired.period_start.is_some() => {
+                scopes::fill(&mut desired, team, &read.scopes)
+            }
+            (_, Reading::Unavailable) => scopes::keep(&mut desired, tb.status.as_ref()),
+            _ => {}
+        }
         if status::status_needs_patch(tb.status.as_ref(), &desired) {
             let api: Api<TeamBudget> = Api::namespaced(clients.kube.clone(), &tb.namespace().unwrap_or_default());
             if let Err(error) = apply_status(&api, &tb.name_any(), "TeamBudget", &desired).await {

@@ -20,8 +20,19 @@ pub async fn set_counter(
     period: &str,
     fields: &[(&str, i64)],
 ) -> Result<()> {
+    set_scope_counter(conn, team, period, &keys::Scope::Team, fields).await
+}
+
+/// Sets `fields` of the counter hash of one scope (team, workflow, tenant) for `period`.
+pub async fn set_scope_counter(
+    conn: &mut impl ConnectionLike,
+    team: &str,
+    period: &str,
+    scope: &keys::Scope,
+    fields: &[(&str, i64)],
+) -> Result<()> {
     let mut hset = redis::cmd("HSET");
-    hset.arg(keys::counter(team, period, &keys::Scope::Team));
+    hset.arg(keys::counter(team, period, scope));
     for (field, value) in fields {
         hset.arg(*field).arg(*value);
     }

@@ -2,7 +2,8 @@
 //! `kubectl get teambudgets -A` shows it in its columns:
 //! - a rejected update keeps the previous limit in force, and status, conditions and alerts are
 //!   measured against that limit, not the rejected one;
-//! - a raised limit re-arms the alerts: crossing 50 % of the new limit is announced again;
+//! - a raised limit re-arms the alerts: crossing 50 % of the new limit is announced again, and a
+//!   workflow's own spend shows in `status.workflows`;
 //! - an invalid object that is not in the running config shows no budget and no spend;
 //! - `kubectl get modelpricings` shows READY and a short SOURCE.
 
@@ -14,12 +15,13 @@ use kube::Client;
 use kube::api::Api;
 use serde_json::{Value, json};
 use tally_api::crd::{ModelPricing, TeamBudget};
+use tally_config::keys::{self, Scope};
 use tally_tests::fixtures::redis::RedisServer;
 use tally_tests::kube_apiserver::KubeApiServer;
 use tally_tests::tools;
 
 use crate::cluster::{apiserver_with_crds, apply, apply_team_budget, create_namespaces, install_operator_rbac};
-use crate::counters::{set_team, this_month};
+use crate::counters::{set_scope_counter, set_team, this_month};
 use crate::observe::{STEP, condition, events_of, eventually, wait_for_team_budget};
 use crate::replica::start_replica;
 use crate::{NS, USD};
@@ -103,6 +105,33 @@ async fn a_raised_limit_rearms_the_alerts(
         (alerts.limit_usd.as_deref(), alerts.thresholds),
         (Some("10.00"), vec![50])
     );
+    // The workflow's own line, from its `wf/rag` counters.
+    let fields = [(keys::field::SPENT, 3 * USD / 2), (keys::field::REQUESTS, 4)];
+    set_scope_counter(
+        &mut redis.connection().await,
+        "web",
+        period,
+        &Scope::Workflow("rag".into()),
+        &fields,
+    )
+    .await?;
+    let tb = wait_for_team_budget(api, "web", "the rag workflow's line", STEP, |tb| {
+        tb.status
+            .as_ref()
+            .is_some_and(|s| s.workflows.first().is_some_and(|w| w.spent_usd == "1.50"))
+    })
+    .await;
+    let rag = &tb.status.unwrap().workflows[0];
+    assert_eq!(
+        (
+            rag.id.as_str(),
+            rag.limit_usd.as_deref(),
+            rag.remaining_usd.as_deref(),
+            rag.utilization.as_deref()
+        ),
+        ("rag", Some("2.00"), Some("0.50"), Some("75.0"))
+    );
+    assert_eq!(rag.requests, 4);
     Ok(())
 }
 
