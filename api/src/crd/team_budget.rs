@@ -245,6 +245,10 @@ pub struct TeamBudgetStatus {
     /// hours (at least one), rounded down to cents.
     #[serde(rename = "forecastUSD", default, skip_serializing_if = "Option::is_none")]
     pub forecast_usd: Option<String>,
+    /// When the limit is reached if spending goes on at the rate of `forecastUSD` (RFC 3339);
+    /// absent when that is after the period's end, nothing is committed yet, or it is reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhausts_at: Option<String>,
     /// Calls charged to the team this period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]

@@ -230,6 +230,7 @@ fn spend_status(
     let spend = Spend::new(budget, limit, counters, &window);
     spend.fill(&mut status);
     status.forecast_usd = Some(forecast(spend.committed, &window, now).to_string());
+    status.exhausts_at = exhaustion(spend.committed, limit, &window, now).map(|t| t.to_string());
     set_condition(&mut status.conditions, spend.exceeded(&now_s, generation));
     set_condition(&mut status.conditions, spend.threshold(&now_s, generation));
     let (alerts, events) = spend.alerts(team, prev.alerts, &window.key);
@@ -245,6 +246,7 @@ fn keep_last_known(status: &mut TeamBudgetStatus, prev: TeamBudgetStatus) {
         status.remaining_usd = prev.remaining_usd;
         status.utilization = prev.utilization;
         status.forecast_usd = prev.forecast_usd;
+        status.exhausts_at = prev.exhausts_at;
         status.requests = prev.requests;
         status.blocked = prev.blocked;
     }
@@ -422,13 +424,31 @@ pub fn counter_scope(enforced: &Enforced, now: Timestamp) -> Option<(&str, Strin
 /// rounded down to cents. Elapsed counts whole hours (at least one), so the figure moves hourly
 /// rather than on every pass (each move is a status patch) and the first minutes do not explode.
 fn forecast(committed: Nanos, window: &period::Window, now: Timestamp) -> Nanos {
+    const CENT: i128 = 10_000_000;
+    let (length, elapsed) = rate_window(window, now);
+    let projected = i128::from(committed.0.max(0)) * length / elapsed;
+    Nanos(i64::try_from(projected / CENT * CENT).unwrap_or(i64::MAX))
+}
+
+/// When committed spend reaches `limit` if the rate so far holds (the rate of [`forecast`]):
+/// only while money remains and that moment falls before the period's end.
+fn exhaustion(committed: Nanos, limit: Nanos, window: &period::Window, now: Timestamp) -> Option<Timestamp> {
+    if committed.0 <= 0 || committed >= limit {
+        return None;
+    }
+    let (length, elapsed) = rate_window(window, now);
+    let after = i128::from(limit.0) * elapsed / i128::from(committed.0);
+    let at = Timestamp::from_second(window.start.as_second() + i64::try_from(after).ok()?).ok()?;
+    (after < length).then_some(at)
+}
+
+/// The period's length and the time elapsed of it, in seconds, elapsed counted in whole hours
+/// (at least one).
+fn rate_window(window: &period::Window, now: Timestamp) -> (i128, i128) {
     const HOUR: i128 = 3600;
     let seconds = |from: Timestamp, to: Timestamp| i128::from(to.as_second() - from.as_second());
     let length = seconds(window.start, window.end).max(1);
-    let elapsed = (seconds(window.start, now) / HOUR * HOUR).max(HOUR).min(length);
-    let projected = i128::from(committed.0.max(0)) * length / elapsed;
-    const CENT: i128 = 10_000_000;
-    Nanos(i64::try_from(projected / CENT * CENT).unwrap_or(i64::MAX))
+    (length, (seconds(window.start, now) / HOUR * HOUR).max(HOUR).min(length))
 }
 
 /// `committed >= percent% of limit`, exactly.

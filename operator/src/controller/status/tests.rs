@@ -309,4 +309,7 @@ fn the_forecast_extrapolates_the_rate_so_far_in_whole_hours() {
     let start: Timestamp = "2026-10-31T23:05:00Z".parse().unwrap();
     let (early, _) = team_status(&tb, &in_force(&tb), spend(USD, 0), start);
     assert_eq!(early.forecast_usd.as_deref(), Some("720.00"));
+    // 1.00 of 100 in the first hour: the limit falls 100 hours into the period.
+    assert_eq!(early.exhausts_at.as_deref(), Some("2026-11-05T03:00:00Z"));
+    assert_eq!(s.exhausts_at, None, "50.08 by the end: the limit holds");
 }
