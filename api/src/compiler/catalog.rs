@@ -216,7 +216,7 @@ fn price_entry<'a>(
             ),
         );
     }
-    let prices = token_prices(&field, &TokenPricesRef::of_entry(m), p);
+    let prices = token_prices(&field, &m.prices, p);
     if !(1..=MAX_OUTPUT_TOKENS).contains(&m.max_output_tokens) {
         p.push(
             format!("{field}.maxOutputTokens"),
@@ -234,10 +234,7 @@ fn price_entry<'a>(
         if lc.above_input_tokens == 0 {
             p.push(format!("{at}.aboveInputTokens"), "must be at least 1");
         }
-        (
-            lc.above_input_tokens,
-            token_prices(&at, &TokenPricesRef::of(&lc.prices), p),
-        )
+        (lc.above_input_tokens, token_prices(&at, &lc.prices, p))
     });
     let mut tiers = Vec::with_capacity(m.service_tiers.len());
     for (j, t) in m.service_tiers.iter().enumerate() {
@@ -245,7 +242,7 @@ fn price_entry<'a>(
         if t.tier == "default" || t.tier == "standard" {
             p.push(format!("{at}.tier"), "the standard tier's prices are the entry's own");
         }
-        tiers.push((t.tier.clone(), token_prices(&at, &TokenPricesRef::of(&t.prices), p)));
+        tiers.push((t.tier.clone(), token_prices(&at, &t.prices, p)));
     }
     let units = unit_prices(&field, m, p);
     Some(PriceEntry {
@@ -270,50 +267,19 @@ fn price_entry<'a>(
     })
 }
 
-/// The five token prices of an entry, a long-context block or a tier, by reference.
-struct TokenPricesRef<'a> {
-    input: &'a Usd,
-    output: &'a Usd,
-    cache_read: Option<&'a Usd>,
-    cache_write_5m: Option<&'a Usd>,
-    cache_write_1h: Option<&'a Usd>,
-}
-
-impl<'a> TokenPricesRef<'a> {
-    fn of_entry(m: &'a ModelPrice) -> Self {
-        TokenPricesRef {
-            input: &m.input_per_million,
-            output: &m.output_per_million,
-            cache_read: m.cache_read_per_million.as_ref(),
-            cache_write_5m: m.cache_write5m_per_million.as_ref(),
-            cache_write_1h: m.cache_write1h_per_million.as_ref(),
-        }
-    }
-
-    fn of(t: &'a TokenPrices) -> Self {
-        TokenPricesRef {
-            input: &t.input_per_million,
-            output: &t.output_per_million,
-            cache_read: t.cache_read_per_million.as_ref(),
-            cache_write_5m: t.cache_write5m_per_million.as_ref(),
-            cache_write_1h: t.cache_write1h_per_million.as_ref(),
-        }
-    }
-}
-
 /// Token prices checked (each bad one names its field under `field`) and converted.
-fn token_prices(field: &str, t: &TokenPricesRef<'_>, p: &mut Problems) -> Option<Prices> {
+fn token_prices(field: &str, t: &TokenPrices, p: &mut Problems) -> Option<Prices> {
     let mut price = |name: &str, value: Option<&Usd>| -> Option<NanosPerMillion> {
         let value = value?;
         NanosPerMillion::parse_usd(value.as_str())
             .map_err(|e| p.push(format!("{field}.{name}"), e.to_string()))
             .ok()
     };
-    let input = price("inputPerMillion", Some(t.input));
-    let output = price("outputPerMillion", Some(t.output));
-    let cache_read = price("cacheReadPerMillion", t.cache_read);
-    let cache_write_5m = price("cacheWrite5mPerMillion", t.cache_write_5m).unwrap_or_default();
-    let cache_write_1h = price("cacheWrite1hPerMillion", t.cache_write_1h);
+    let input = price("inputPerMillion", Some(&t.input_per_million));
+    let output = price("outputPerMillion", Some(&t.output_per_million));
+    let cache_read = price("cacheReadPerMillion", t.cache_read_per_million.as_ref());
+    let cache_write_5m = price("cacheWrite5mPerMillion", t.cache_write5m_per_million.as_ref()).unwrap_or_default();
+    let cache_write_1h = price("cacheWrite1hPerMillion", t.cache_write1h_per_million.as_ref());
     Some(Prices {
         input: input?,
         output: output?,

@@ -193,7 +193,7 @@ pub(crate) mod test_objects {
 
     use crate::crd::{
         Budget, BudgetPeriod, Enforcement, ModelAlias, ModelPrice, ModelPricing, ModelPricingSpec, TeamBudget,
-        TeamBudgetSpec,
+        TeamBudgetSpec, TokenPrices,
     };
 
     pub fn team(ns: &str, name: &str, team: &str) -> TeamBudget {
@@ -218,11 +218,11 @@ pub(crate) mod test_objects {
         ModelPrice {
             pattern: pattern.into(),
             regions: vec![],
-            input_per_million: input.into(),
-            output_per_million: "1".into(),
-            cache_read_per_million: None,
-            cache_write5m_per_million: None,
-            cache_write1h_per_million: None,
+            prices: TokenPrices {
+                input_per_million: input.into(),
+                output_per_million: "1".into(),
+                ..TokenPrices::default()
+            },
             max_output_tokens: 4096,
             ..ModelPrice::default()
         }

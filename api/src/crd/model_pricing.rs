@@ -89,21 +89,9 @@ pub struct ModelPrice {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 32), regex(pattern = REGION_PATTERN)))]
     pub regions: Vec<String>,
-    /// USD per million (non-cached) input tokens, decimal string.
-    pub input_per_million: Usd,
-    /// USD per million output tokens, decimal string.
-    pub output_per_million: Usd,
-    /// USD per million input tokens read from the prompt cache. Absent: 0 (no caching).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_read_per_million: Option<Usd>,
-    /// USD per million input tokens written to the prompt cache with a 5-minute TTL.
-    /// Absent: 0 (no caching).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_write5m_per_million: Option<Usd>,
-    /// USD per million input tokens written to the prompt cache with a 1-hour TTL.
-    /// Absent: the 5-minute price.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_write1h_per_million: Option<Usd>,
+    /// The token prices (standard tier, up to any long-context threshold).
+    #[serde(flatten)]
+    pub prices: TokenPrices,
     /// Largest number of output tokens the model produces in one call; the budget
     /// check reserves this many output tokens for a call that sets no lower maximum.
     #[schemars(range(min = 1, max = MAX_OUTPUT_TOKENS))]
@@ -142,17 +130,18 @@ pub struct ModelPrice {
 pub const MAX_INPUT_TOKENS: u32 = 100_000_000;
 
 /// Token prices, USD per million tokens of each class (decimal strings).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPrices {
     /// USD per million (non-cached) input tokens, decimal string.
     pub input_per_million: Usd,
     /// USD per million output tokens, decimal string.
     pub output_per_million: Usd,
-    /// USD per million input tokens read from the prompt cache. Absent: 0.
+    /// USD per million input tokens read from the prompt cache. Absent: 0 (no caching).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_per_million: Option<Usd>,
-    /// USD per million input tokens written to the prompt cache with a 5-minute TTL. Absent: 0.
+    /// USD per million input tokens written to the prompt cache with a 5-minute TTL.
+    /// Absent: 0 (no caching).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write5m_per_million: Option<Usd>,
     /// USD per million input tokens written to the prompt cache with a 1-hour TTL.
@@ -233,11 +222,13 @@ mod tests {
         let m = ModelPrice {
             pattern: "x".into(),
             regions: vec![],
-            input_per_million: "1".into(),
-            output_per_million: "2".into(),
-            cache_read_per_million: Some("0.1".into()),
-            cache_write5m_per_million: Some("1.25".into()),
-            cache_write1h_per_million: Some("2".into()),
+            prices: TokenPrices {
+                input_per_million: "1".into(),
+                output_per_million: "2".into(),
+                cache_read_per_million: Some("0.1".into()),
+                cache_write5m_per_million: Some("1.25".into()),
+                cache_write1h_per_million: Some("2".into()),
+            },
             max_output_tokens: 8192,
             max_input_tokens: None,
             long_context: None,

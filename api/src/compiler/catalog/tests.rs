@@ -152,13 +152,13 @@ fn an_override_of_a_base_id_leaves_listed_cross_region_ids_alone_unless_it_match
 #[test]
 fn every_price_class_converts_to_exact_nanos() {
     let mut m = price(SONNET, "3.3");
-    m.output_per_million = "16.5".into();
-    m.cache_read_per_million = Some("0.33".into());
-    m.cache_write5m_per_million = Some("4.125".into());
-    m.cache_write1h_per_million = Some("6.6".into());
+    m.prices.output_per_million = "16.5".into();
+    m.prices.cache_read_per_million = Some("0.33".into());
+    m.prices.cache_write5m_per_million = Some("4.125".into());
+    m.prices.cache_write1h_per_million = Some("6.6".into());
     let mut micro = price("amazon.nova-micro-v1:0", "0.035");
-    micro.output_per_million = "0.14".into();
-    micro.cache_read_per_million = Some("0.00875".into());
+    micro.prices.output_per_million = "0.14".into();
+    micro.prices.cache_read_per_million = Some("0.00875".into());
     let config = compile(&[], &[pricing("p", 0, vec![m, micro], vec![])]).unwrap();
     // Every price class of the first entry whose pattern starts with `prefix`, in nanos.
     let classes = |prefix: &str| {
@@ -181,7 +181,7 @@ fn every_price_class_converts_to_exact_nanos() {
 #[test]
 fn a_missing_one_hour_price_is_the_five_minute_price() {
     let mut m = price("x", "1");
-    m.cache_write5m_per_million = Some("1.25".into());
+    m.prices.cache_write5m_per_million = Some("1.25".into());
     let config = compile(&[], &[pricing("p", 0, vec![m], vec![])]).unwrap();
     assert_eq!(config.catalog.entries[0].prices.cache_write_1h.0, 1_250_000_000);
 }
@@ -261,10 +261,10 @@ fn every_catalog_error_is_reported_and_drops_the_catalog() {
     let mut bad_region = price("y", "1");
     bad_region.regions = vec!["us-east-1".into(), "Frankfurt".into()];
     let mut bad_prices = price("z", "1,5");
-    bad_prices.output_per_million = "-1".into();
-    bad_prices.cache_read_per_million = Some("0.1234567891".into());
-    bad_prices.cache_write5m_per_million = Some("x".into());
-    bad_prices.cache_write1h_per_million = Some("1e3".into());
+    bad_prices.prices.output_per_million = "-1".into();
+    bad_prices.prices.cache_read_per_million = Some("0.1234567891".into());
+    bad_prices.prices.cache_write5m_per_million = Some("x".into());
+    bad_prices.prices.cache_write1h_per_million = Some("1e3".into());
     bad_prices.max_output_tokens = 0;
     let mut p = pricing(
         "bad",
