@@ -45,7 +45,7 @@ run() {
   echo "--- fuzzing $target for ${seconds}s (corpus $corpus)"
   cargo_fuzz run "$target" "$corpus" "$seeds" "$regressions" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$PWD/fuzz/artifacts/$target/" "$@" 2> >(grep -Ev '^#[0-9]+\s+(NEW|REDUCE|pulse)' >&2)
+    -artifact_prefix="$PWD/fuzz/artifacts/$target/" "$@" 2> >(grep --line-buffered -Ev '^#[0-9]+\s+(NEW|REDUCE|pulse)' >&2)
 }
 
 mkdir -p fuzz/artifacts
