@@ -5,14 +5,12 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use tally_config::compiled::CompiledConfig;
 use tally_config::keys::Scope;
 use tally_config::ledger::LedgerRecord;
 use tally_config::money::Nanos;
 use tally_extproc::exchange::{Options, Shared};
-use tally_extproc::metrics::Metrics;
 use tally_extproc::policy::{Attribution, Policy};
 use tally_store::memory::MemoryStore;
 use tally_store::{Counters, Store};
@@ -63,14 +61,12 @@ pub fn config(block_limit: Nanos, warn_limit: Nanos) -> CompiledConfig {
 
 /// Fresh shared state over an empty memory store.
 pub fn shared(config: CompiledConfig, opts: Options) -> Arc<Shared> {
-    Arc::new(Shared {
-        policy: ArcSwap::from_pointee(Policy::new(config)),
-        store: Store::Memory(MemoryStore::new()),
-        spool: None,
-        metrics: Metrics::new(),
+    Arc::new(Shared::new(
+        Policy::new(config),
+        Store::Memory(MemoryStore::new()),
+        None,
         opts,
-        exchanges: tokio_util::task::TaskTracker::new(),
-    })
+    ))
 }
 
 pub fn memory(shared: &Shared) -> &MemoryStore {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,7 +27,6 @@ pub use api::{MAX_LEDGER_STREAMS, MAX_RECORDS, STORE_PAGE};
 pub use args::{Args, StoreKind};
 
 use crate::exchange::{Options, Shared};
-use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::server::Processor;
 use tally_config::compiled::CompiledConfig;
@@ -110,24 +108,18 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
             (Store::Redis(store), Some(spool))
         }
     };
-    let shared = Arc::new(Shared {
-        policy: ArcSwap::from_pointee(Policy::new(CompiledConfig::empty())),
-        store,
-        spool,
-        metrics: Metrics::new(),
-        opts: Options {
-            team_header: args.team_header.to_ascii_lowercase(),
-            tenant_header: args.tenant_header.to_ascii_lowercase(),
-            workflow_header: args.workflow_header.to_ascii_lowercase(),
-            fail_mode: args.fail_mode,
-            default_region: args.default_region.clone(),
-            upstream_region: args.upstream_region.clone().filter(|r| !r.is_empty()),
-            reservation_ttl: Duration::from_secs(args.reservation_ttl_seconds),
-            ledger_max_len: args.ledger_max_len,
-            request_body: args.request_body,
-        },
-        exchanges: tokio_util::task::TaskTracker::new(),
-    });
+    let opts = Options {
+        team_header: args.team_header.to_ascii_lowercase(),
+        tenant_header: args.tenant_header.to_ascii_lowercase(),
+        workflow_header: args.workflow_header.to_ascii_lowercase(),
+        fail_mode: args.fail_mode,
+        default_region: args.default_region.clone(),
+        upstream_region: args.upstream_region.clone().filter(|r| !r.is_empty()),
+        reservation_ttl: Duration::from_secs(args.reservation_ttl_seconds),
+        ledger_max_len: args.ledger_max_len,
+        request_body: args.request_body,
+    };
+    let shared = Arc::new(Shared::new(Policy::new(CompiledConfig::empty()), store, spool, opts));
     reload::install(&shared, config);
     if let Some(s) = &shared.spool {
         shared.metrics.spool_depth.set(s.depth() as i64);

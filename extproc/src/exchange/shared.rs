@@ -25,6 +25,18 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Shared state starting from `policy`, with fresh metrics and no exchanges yet.
+    pub fn new(policy: Policy, store: Store, spool: Option<Spool>, opts: Options) -> Shared {
+        Shared {
+            policy: ArcSwap::from_pointee(policy),
+            store,
+            spool,
+            metrics: Metrics::new(),
+            opts,
+            exchanges: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
     /// Settles, or spools the settlement if the store is unreachable.
     /// Returns the team's used amount after it, when the store answered.
     pub(super) async fn settle_or_spool(&self, s: &Settlement) -> Option<Nanos> {

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tally_config::compiled::*;
 use tally_config::keys::{self, Scope};
 use tally_config::ledger::Outcome;
@@ -13,7 +12,6 @@ use tally_store::memory::MemoryStore;
 use tally_store::{Settlement, Store};
 
 use super::*;
-use crate::metrics::Metrics;
 
 /// Nova Micro-like prices: 1 USD per 1M input tokens, 4 USD per 1M output tokens.
 fn config(limit: Nanos, allowed_models: Vec<String>) -> CompiledConfig {
@@ -50,14 +48,12 @@ fn config(limit: Nanos, allowed_models: Vec<String>) -> CompiledConfig {
 }
 
 fn shared(config: CompiledConfig, opts: Options) -> Arc<Shared> {
-    Arc::new(Shared {
-        policy: ArcSwap::from_pointee(Policy::new(config)),
-        store: Store::Memory(MemoryStore::new()),
-        spool: None,
-        metrics: Metrics::new(),
+    Arc::new(Shared::new(
+        Policy::new(config),
+        Store::Memory(MemoryStore::new()),
+        None,
         opts,
-        exchanges: tokio_util::task::TaskTracker::new(),
-    })
+    ))
 }
 
 fn headers(list: &[(&str, &str)]) -> Headers {
