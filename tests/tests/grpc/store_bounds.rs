@@ -136,16 +136,22 @@ async fn a_refresh_extends_a_live_hold_and_never_revives_a_gone_one() {
     assert_eq!(tally_tests::expect::hash_field(&mut conn, &team, "reserved").await, 0);
 }
 
-#[tokio::test]
-async fn a_full_redis_is_a_store_failure_and_the_charge_waits_in_the_spool() {
-    let redis = RedisServer::start(false).await;
-    let svc = start(&config(Some("100")), &redis, FailMode::Open).await;
+/// A connection to `redis`, which from now on is full: `maxmemory` 1 byte, `noeviction`.
+async fn fill(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
     let mut conn = redis.connection().await;
     let _: () = redis::cmd("CONFIG")
         .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", "1"])
         .query_async(&mut conn)
         .await
         .unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn a_full_redis_is_a_store_failure_and_the_charge_waits_in_the_spool() {
+    let redis = RedisServer::start(false).await;
+    let svc = start(&config(Some("100")), &redis, FailMode::Open).await;
+    let mut conn = fill(&redis).await;
     let responses = one_converse(&svc, "oom-1").await;
     assert!(
         responses.iter().all(|r| immediate(r).is_none()),
@@ -178,12 +184,7 @@ async fn a_full_redis_is_a_store_failure_and_the_charge_waits_in_the_spool() {
 async fn a_full_redis_under_fail_closed_refuses_the_call_as_unavailable() {
     let redis = RedisServer::start(false).await;
     let svc = start(&config(Some("100")), &redis, FailMode::Closed).await;
-    let mut conn = redis.connection().await;
-    let _: () = redis::cmd("CONFIG")
-        .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", "1"])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    fill(&redis).await;
     let responses = one_converse(&svc, "oom-closed").await;
     let refused = responses
         .iter()
