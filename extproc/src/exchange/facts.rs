@@ -76,9 +76,10 @@ impl CallFacts {
         })
     }
 
-    /// The request body is needed to reserve (max_tokens) or to know the model.
+    /// The request body is needed to bound a metered call (`max_tokens`, its content,
+    /// the units it orders: a guardrail's text units) or to know the model.
     pub fn needs_body(&self) -> bool {
-        self.operation.is_inference() || self.operation.model_in_body()
+        self.operation.is_metered() || self.operation.model_in_body()
     }
 
     /// Whether the worst case may be bounded from the headers alone. Streams are
@@ -251,6 +252,15 @@ mod tests {
         let f = facts(&[POST, CONVERSE, ("amz-sdk-invocation-id", &long)]).unwrap();
         assert_ne!(f.request_id, long);
         assert_eq!(f.request_id.len(), 36, "a generated uuid");
+    }
+
+    #[test]
+    fn metered_calls_have_their_body_read_and_count_tokens_does_not() {
+        let post = |path| facts(&[POST, (":path", path)]).unwrap();
+        assert!(post("/guardrail/gr-1/version/1/apply").needs_body(), "text units");
+        assert!(post("/async-invoke").needs_body(), "model and seconds");
+        assert!(post("/model/amazon.nova-micro-v1:0/converse").needs_body());
+        assert!(!post("/model/amazon.nova-micro-v1:0/count-tokens").needs_body());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use tally_config::money::Nanos;
 use tally_tests::client::Attribution;
 use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::scenarios::{NOVA_REEL, config, team};
@@ -25,9 +26,17 @@ async fn async_jobs_and_guardrails_are_refused_on_an_exhausted_budget() {
     // 6 s × 0.08 USD: far over the 0.01 budget.
     let job = refusal(client.start_video_job(NOVA_REEL, 6).await);
     assert!(job.contains("ServiceQuotaExceeded"), "{job}");
-    // 20 text units × 5 policies × 0.00015 USD = 0.015 USD worst case.
+    // About 21 text units (the text's 20, "INPUT" 1) × 5 policies × 0.00015 USD ≈ 0.016 USD
+    // worst case: bounded by the body's text, not by its bytes (which would be ~15 USD).
     let guardrail = refusal(client.apply_guardrail("gr-1", &"x".repeat(20_000)).await);
     assert!(guardrail.contains("ServiceQuotaExceeded"), "{guardrail}");
+    let quoted = guardrail
+        .split("may cost up to ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| Nanos::parse_usd(s).ok())
+        .unwrap_or_else(|| panic!("the refusal quotes its worst case: {guardrail}"));
+    assert!((Nanos(15_000_000)..Nanos(20_000_000)).contains(&quoted), "{guardrail}");
     assert_eq!(stack.sim.stats().total_requests(), 0, "nothing reached Bedrock");
     let ledger = stack.extproc.wait_ledger(2, Duration::from_secs(15)).await;
     assert!(ledger.iter().all(|r| r["outcome"] == "blocked"), "{ledger:#?}");
