@@ -7,6 +7,7 @@
 //! the nano-USD once, after summing its token classes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,7 +80,8 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
 /// The catalog, indexed for lookups on the request path.
 #[derive(Debug, Clone, Default)]
 pub struct PriceBook {
-    entries: Vec<PriceEntry>,
+    /// Shared, so a call keeps its entry without copying it (a reload drops the book, not the entry).
+    entries: Vec<Arc<PriceEntry>>,
     aliases: HashMap<String, String>,
     /// Exact (glob-free) patterns → their entries' positions, ascending.
     exact: HashMap<String, Vec<usize>>,
@@ -90,7 +92,7 @@ pub struct PriceBook {
 /// A model resolved to its price entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Priced<'a> {
-    pub entry: &'a PriceEntry,
+    pub entry: &'a Arc<PriceEntry>,
     /// The model id the entry matched (after alias and geo fallback).
     pub model: &'a str,
 }
@@ -107,7 +109,7 @@ impl PriceBook {
             }
         }
         PriceBook {
-            entries: catalog.entries.clone(),
+            entries: catalog.entries.iter().cloned().map(Arc::new).collect(),
             aliases: catalog
                 .aliases
                 .iter()

@@ -1,6 +1,8 @@
 //! Admission, decided: what a call may cost at worst, what to reserve, and what
 //! the store's answer means for the call. Pure — the exchange does the I/O.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use tally_config::compiled::{DEFAULT_MAX_INPUT_TOKENS, PriceEntry, Prices};
 use tally_config::money::Nanos;
@@ -19,7 +21,7 @@ use super::options::{FailMode, Options};
 pub struct PriceInfo {
     /// The model id the entry matched (after alias and geo fallback).
     pub model: String,
-    pub entry: PriceEntry,
+    pub entry: Arc<PriceEntry>,
 }
 
 impl PriceInfo {
@@ -332,7 +334,7 @@ mod tests {
             let wc = |b: &RequestFacts| {
                 let p = PriceInfo {
                     model: "m".into(),
-                    entry: e.clone(),
+                    entry: Arc::new(e.clone()),
                 };
                 worst_case(&f, Some(&p), &bounds(&f, &e, b, 0))
             };
