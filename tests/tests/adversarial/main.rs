@@ -52,3 +52,16 @@ pub async fn assert_counters_match_ledger(redis: &RedisServer) -> Vec<serde_json
     assert_eq!(counter(redis, "search", "reserved").await, 0, "nothing held");
     records
 }
+
+/// `answer` (status, `x-amzn-errortype`, body) is a budget refusal, and the call left one
+/// ledger record, `blocked`, with Redis's counters equal to the ledger.
+pub async fn assert_refused_and_recorded(redis: &RedisServer, (status, error_type, text): (u16, String, String)) {
+    assert_eq!(
+        (status, error_type.as_str()),
+        (400, "ServiceQuotaExceededException"),
+        "{text}"
+    );
+    let records = assert_counters_match_ledger(redis).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["outcome"], "blocked");
+}

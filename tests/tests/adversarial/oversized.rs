@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::support::*;
-use crate::{EXHAUSTED, assert_counters_match_ledger, envoy_h2, exhausted_stack};
+use crate::{EXHAUSTED, assert_counters_match_ledger, assert_refused_and_recorded, envoy_h2, exhausted_stack};
 
 /// An invoke body padded with whitespace to `len` bytes.
 fn padded_body(len: usize) -> Vec<u8> {
@@ -125,12 +125,5 @@ async fn a_body_over_4_mib_through_envoy_is_refused_on_an_exhausted_budget() {
     let path = format!("/model/{}/invoke", scenarios::US_HAIKU);
     let body = padded_body(5 * 1024 * 1024);
     let (status, error_type, text) = envoy_h2::post(stack.envoy.listen_port(), &path, "search", body, None).await;
-    assert_eq!(
-        (status, error_type.as_str()),
-        (400, "ServiceQuotaExceededException"),
-        "{text}"
-    );
-    let records = assert_counters_match_ledger(&stack.redis).await;
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["outcome"], "blocked");
+    assert_refused_and_recorded(&stack.redis, (status, error_type, text)).await;
 }
