@@ -92,6 +92,17 @@ fn the_exporter_links_neither_plane_and_only_it_links_object_storage() {
     }
 }
 
+/// Chargeback reads files and object stores only: it runs on a laptop months later, with no
+/// cluster, no Redis and no data path to talk to.
+#[test]
+fn chargeback_links_no_plane() {
+    let chargeback = tree("tally-chargeback", "normal");
+    let linked = crates_in(&chargeback);
+    for forbidden in ["kube", "kube-client", "redis", "tonic", "tally-extproc", "tally-store"] {
+        assert!(!linked.contains(&forbidden), "tally-chargeback links {forbidden}");
+    }
+}
+
 /// Rust sources of the workspace (not build output, not fixtures).
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable dir") {
@@ -211,7 +222,16 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 fn no_crate_has_an_import_circle_between_its_modules() {
     let root = workspace();
     for krate in [
-        "config", "api", "store", "extproc", "operator", "audit", "export", "tests", "bench",
+        "config",
+        "api",
+        "store",
+        "extproc",
+        "operator",
+        "audit",
+        "export",
+        "chargeback",
+        "tests",
+        "bench",
     ] {
         let src = root.join(krate).join("src");
         let mut files = vec![];
