@@ -9,7 +9,8 @@
 //!
 //! Must not: do I/O, depend on Kubernetes, gRPC, Redis or an async runtime.
 //! Its dependencies are serde, jiff, thiserror and tracing (one log line about
-//! fields a newer writer added), so every other crate may import it.
+//! fields a newer writer added), and flate2 and sha2 for the in-memory shard
+//! encoding ([`wire`]), so every other crate may import it.
 
 pub mod compiled;
 pub mod keys;
@@ -18,3 +19,4 @@ pub mod money;
 pub mod period;
 pub mod pricing;
 pub mod tariff;
+pub mod wire;

@@ -8,6 +8,7 @@ pub mod bedrock_sim;
 pub mod client;
 pub mod expect;
 pub mod fixtures;
+pub mod fleet;
 pub mod kube_apiserver;
 pub mod scenarios;
 pub mod tools;

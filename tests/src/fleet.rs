@@ -1,0 +1,97 @@
+//! A synthetic fleet of `TeamBudget`s the size issue #18 asks for (10,000 teams × 10 workflows ×
+//! 10 tenants), as manifests for a real API server and as the config the operator compiles from
+//! them with the shipped catalog (`examples/catalog`). The scale suite and the reconcile-latency
+//! benchmark share it so both measure the same fleet.
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use tally_api::crd::{ModelPricing, TeamBudget};
+use tally_config::compiled::CompiledConfig;
+
+use crate::tools::workspace_root;
+
+/// The shape of a fleet: how many teams, and workflows and tenants per team.
+#[derive(Debug, Clone, Copy)]
+pub struct Fleet {
+    pub teams: usize,
+    pub workflows: usize,
+    pub tenants: usize,
+    /// Teams per namespace (a platform gives each group of teams its own namespace).
+    pub per_namespace: usize,
+}
+
+impl Fleet {
+    /// The fleet of issue #18.
+    pub const ISSUE_18: Fleet = Fleet {
+        teams: 10_000,
+        workflows: 10,
+        tenants: 10,
+        per_namespace: 100,
+    };
+
+    pub fn team_id(&self, i: usize) -> String {
+        format!("team-{i:05}")
+    }
+
+    pub fn namespace(&self, i: usize) -> String {
+        format!("fleet-{:03}", i / self.per_namespace.max(1))
+    }
+
+    /// Every namespace the fleet uses.
+    pub fn namespaces(&self) -> Vec<String> {
+        let per = self.per_namespace.max(1);
+        (0..self.teams.div_ceil(per)).map(|n| self.namespace(n * per)).collect()
+    }
+
+    /// Team `i`'s spec: a monthly limit of `limit_usd`, each workflow limited to a tenth of it,
+    /// each tenant to a fifth.
+    pub fn spec(&self, i: usize, limit_usd: u64) -> Value {
+        let id = self.team_id(i);
+        let workflows: Vec<Value> = (0..self.workflows)
+            .map(|w| json!({"id": format!("wf-{w:02}"), "limitUSD": format!("{}", limit_usd / 10)}))
+            .collect();
+        let tenants: Vec<Value> = (0..self.tenants)
+            .map(|t| json!({"id": format!("{id}-tenant-{t:02}"), "limitUSD": format!("{}", limit_usd / 5)}))
+            .collect();
+        json!({"team": id, "budget": {"limitUSD": format!("{limit_usd}"), "period": "Monthly"},
+               "workflows": workflows, "tenants": tenants})
+    }
+
+    /// Team `i` as a whole `TeamBudget` manifest.
+    pub fn manifest(&self, i: usize, limit_usd: u64) -> Value {
+        json!({"apiVersion": "tally.dev/v1alpha1", "kind": "TeamBudget",
+               "metadata": {"name": self.team_id(i), "namespace": self.namespace(i)},
+               "spec": self.spec(i, limit_usd)})
+    }
+
+    /// The fleet's `TeamBudget` objects, as the compiler takes them.
+    pub fn team_budgets(&self, limit_usd: u64) -> Result<Vec<TeamBudget>> {
+        (0..self.teams)
+            .map(|i| serde_json::from_value(self.manifest(i, limit_usd)).context("a fleet TeamBudget"))
+            .collect()
+    }
+
+    /// The config the operator publishes for this fleet with the shipped catalog.
+    pub fn compiled(&self, limit_usd: u64) -> Result<CompiledConfig> {
+        let teams = self.team_budgets(limit_usd)?;
+        tally_api::compiler::compile(&teams, &shipped_catalog()?)
+            .map_err(|errors| anyhow::anyhow!("the fleet does not compile: {errors:?}"))
+    }
+}
+
+/// The `ModelPricing` objects of `examples/catalog` (the catalog the chart installs).
+pub fn shipped_catalog() -> Result<Vec<ModelPricing>> {
+    let dir = workspace_root().join("examples/catalog");
+    let mut out = vec![];
+    for file in ["bedrock-on-demand.yaml", "application-profiles.yaml"] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc)?;
+            if value["kind"].as_str() == Some("ModelPricing") {
+                out.push(serde_yaml::from_value(value)?);
+            }
+        }
+    }
+    Ok(out)
+}
