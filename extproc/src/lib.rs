@@ -8,7 +8,8 @@
 //! [`server`] carries the gRPC stream to it once [`peer`] has admitted the peer
 //! (and decided whether its request attributes count); [`app`] wires flags,
 //! TLS, the store (`tally-store`), metrics ([`metrics`]), the probes and the
-//! authenticated ledger and spend API together.
+//! authenticated ledger and spend API together; [`trace`] sends one OTLP span
+//! per settled call.
 //! The contract with the operator (config, money, prices) is `tally-config`.
 
 pub mod app;
@@ -20,4 +21,5 @@ pub mod metrics;
 pub mod peer;
 pub mod policy;
 pub mod server;
+pub mod trace;
 pub mod usage;

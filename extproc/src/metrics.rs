@@ -69,6 +69,18 @@ pub struct ModelLabels {
     pub model: String,
 }
 
+/// What became of the call spans the ext_proc made (`crate::trace`): counted where
+/// the span queue and its exporter are, so a collector's trouble is visible here.
+#[derive(Clone, Debug, Default)]
+pub struct TraceCounters {
+    /// Spans not queued because the queue was full (or its worker gone).
+    pub dropped: Counter,
+    /// Spans the collector accepted.
+    pub exported: Counter,
+    /// Spans in batches the exporter could not deliver (collector down, timeout).
+    pub failed: Counter,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub spend: Family<CallLabels, Counter>,
@@ -89,6 +101,7 @@ pub struct Metrics {
     pub stream_decode_errors: Counter,
     pub unattributed_calls: Family<MissingLabels, Counter>,
     pub unattributed_spend: Family<MissingLabels, Counter>,
+    pub traces: TraceCounters,
 }
 
 impl Default for Metrics {
@@ -121,6 +134,7 @@ impl Metrics {
             stream_decode_errors: Counter::default(),
             unattributed_calls: Family::<MissingLabels, Counter>::default(),
             unattributed_spend: Family::<MissingLabels, Counter>::default(),
+            traces: TraceCounters::default(),
         };
         let mut registry = std::mem::take(&mut m.registry);
         m.register(&mut registry);
@@ -132,6 +146,27 @@ impl Metrics {
     fn register(&self, r: &mut Registry) {
         self.register_spend(r);
         self.register_operations(r);
+        self.register_traces(r);
+    }
+
+    /// The call spans' fate (`tally_trace_spans_*_total`).
+    fn register_traces(&self, r: &mut Registry) {
+        let t = &self.traces;
+        r.register(
+            "trace_spans_dropped",
+            "Call spans dropped because the span queue was full: tracing never waits on the data path",
+            t.dropped.clone(),
+        );
+        r.register(
+            "trace_spans_exported",
+            "Call spans the OTLP collector accepted",
+            t.exported.clone(),
+        );
+        r.register(
+            "trace_spans_failed",
+            "Call spans in batches the OTLP exporter could not deliver (collector down, timeout)",
+            t.failed.clone(),
+        );
     }
 
     /// What calls cost and how they were decided.

@@ -119,7 +119,9 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
         ledger_max_len: args.ledger_max_len,
         request_body: args.request_body,
     };
-    let shared = Arc::new(Shared::new(Policy::new(CompiledConfig::empty()), store, spool, opts));
+    let mut shared = Shared::new(Policy::new(CompiledConfig::empty()), store, spool, opts);
+    shared.traces = crate::trace::Traces::from_env(&shared.metrics.traces)?;
+    let shared = Arc::new(shared);
     reload::install(&shared, config);
     if let Some(s) = &shared.spool {
         shared.metrics.spool_depth.set(s.depth() as i64);
@@ -188,6 +190,7 @@ pub async fn run(
     m.context("metrics server")?;
     a.context("API server")?;
     drain(&shared).await;
+    shared.traces.shutdown().await;
     background.abort_all();
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use crate::bedrock::{self, Operation};
 use crate::policy::{Attribution, Claims, Policy};
+use crate::trace::Parent;
 
 use super::options::Options;
 use super::reply::Headers;
@@ -35,6 +36,8 @@ pub struct CallFacts {
     pub charge_id: String,
     pub service_tier: Option<String>,
     pub content_length: Option<u64>,
+    /// The client's W3C trace context, which the call's span continues.
+    pub trace: Parent,
 }
 
 impl CallFacts {
@@ -73,6 +76,7 @@ impl CallFacts {
             charge_id,
             service_tier: h.get("x-amzn-bedrock-service-tier").map(str::to_string),
             content_length: h.get("content-length").and_then(|v| v.parse().ok()),
+            trace: Parent::from_headers(|n| h.get(n)),
         })
     }
 

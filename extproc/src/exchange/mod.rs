@@ -473,6 +473,7 @@ impl Exchange {
         let remaining = plan.team_limit().zip(used).map(|(l, u)| l.saturating_sub(u));
         self.settled = Some((charge.cost, outcome));
         observe::settled(&self.shared.metrics, &self.policy, &s, &charge.usage, remaining);
+        self.shared.traces.record(&s.record, remaining, &call.facts.trace, self.started);
         let mut headers = vec![("x-tally-cost-usd".to_string(), charge.cost.to_string())];
         if let Some(r) = remaining {
             headers.push(("x-tally-budget-remaining-usd".to_string(), r.to_string()));
@@ -489,5 +490,6 @@ impl Exchange {
         let s = settlement::refused(call, &plan, outcome, message, self.time, self.started);
         self.shared.settle_or_spool(&s).await;
         observe::refused(&self.shared.metrics, &s.record.team, outcome);
+        self.shared.traces.record(&s.record, None, &call.facts.trace, self.started);
     }
 }

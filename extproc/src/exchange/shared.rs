@@ -8,6 +8,7 @@ use tally_store::{SettleOutcome, Settlement, Store, StoreError};
 
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::trace::Traces;
 
 use super::observe;
 use super::options::Options;
@@ -19,6 +20,8 @@ pub struct Shared {
     pub spool: Option<Spool>,
     pub metrics: Metrics,
     pub opts: Options,
+    /// The call spans (off unless OTLP is configured): set before the state is shared.
+    pub traces: Traces,
     /// One task per Envoy stream; shutdown waits for them, so an exchange
     /// cut short as the process stops is still settled.
     pub exchanges: tokio_util::task::TaskTracker,
@@ -33,6 +36,7 @@ impl Shared {
             spool,
             metrics: Metrics::new(),
             opts,
+            traces: Traces::off(),
             exchanges: tokio_util::task::TaskTracker::new(),
         }
     }
