@@ -19,6 +19,7 @@ scripts/tools/chromium.sh
 scripts/tools/helm.sh
 scripts/tools/kube.sh
 scripts/tools/versitygw.sh
+scripts/tools/jaeger.sh
 scripts/tools/cargo-tools.sh
 scripts/tools/fuzz.sh
 scripts/tools/images.sh

@@ -113,8 +113,14 @@ fn usage(a: &mut Vec<KeyValue>, r: &LedgerRecord) {
         .saturating_add(cache_write);
     a.push(KeyValue::new("gen_ai.usage.input_tokens", int(input)));
     a.push(KeyValue::new("gen_ai.usage.output_tokens", int(r.output_tokens)));
-    a.push(KeyValue::new("gen_ai.usage.cache_read.input_tokens", int(r.cache_read_tokens)));
-    a.push(KeyValue::new("gen_ai.usage.cache_creation.input_tokens", int(cache_write)));
+    a.push(KeyValue::new(
+        "gen_ai.usage.cache_read.input_tokens",
+        int(r.cache_read_tokens),
+    ));
+    a.push(KeyValue::new(
+        "gen_ai.usage.cache_creation.input_tokens",
+        int(cache_write),
+    ));
 }
 
 /// Who is charged, what, and under which ids. Money as the ledger writes it: an

@@ -73,7 +73,10 @@ async fn a_span_continues_the_clients_trace_and_is_exported_at_shutdown() {
     assert_eq!(joined.span_kind, SpanKind::Client);
     assert_eq!(joined.name, "chat amazon.nova-pro-v1:0");
     assert_eq!(joined.status, Status::Unset);
-    let took = joined.end_time.duration_since(joined.start_time).expect("ends after it starts");
+    let took = joined
+        .end_time
+        .duration_since(joined.start_time)
+        .expect("ends after it starts");
     assert!(took >= Duration::from_millis(40), "{took:?}");
     let root = &spans[1];
     assert_eq!(root.parent_span_id, SpanId::INVALID);

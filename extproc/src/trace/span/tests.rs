@@ -106,10 +106,7 @@ fn a_refused_call_is_an_error_with_the_exception_its_caller_sees_and_no_usage() 
     assert_eq!(string(&span, "tally.cost_usd"), "0.00");
     let mut denied = record(Outcome::Denied);
     denied.status = 403;
-    assert_eq!(
-        string(&call_span(&denied, None), "error.type"),
-        "AccessDeniedException"
-    );
+    assert_eq!(string(&call_span(&denied, None), "error.type"), "AccessDeniedException");
 }
 
 #[test]
@@ -130,13 +127,22 @@ fn an_upstream_failure_is_typed_by_its_status_and_a_cut_call_is_no_error() {
 #[test]
 fn operations_take_the_conventions_well_known_names() {
     assert_eq!(operation_name("ConverseStream", "amazon.nova-pro-v1:0"), "chat");
-    assert_eq!(operation_name("InvokeModel", "anthropic.claude-3-haiku"), "text_completion");
+    assert_eq!(
+        operation_name("InvokeModel", "anthropic.claude-3-haiku"),
+        "text_completion"
+    );
     assert_eq!(
         operation_name("InvokeModelWithResponseStream", "meta.llama3-70b"),
         "text_completion"
     );
-    assert_eq!(operation_name("InvokeModel", "amazon.titan-embed-text-v2:0"), "embeddings");
-    assert_eq!(operation_name("StartAsyncInvoke", "amazon.nova-reel-v1:1"), "generate_content");
+    assert_eq!(
+        operation_name("InvokeModel", "amazon.titan-embed-text-v2:0"),
+        "embeddings"
+    );
+    assert_eq!(
+        operation_name("StartAsyncInvoke", "amazon.nova-reel-v1:1"),
+        "generate_content"
+    );
     assert_eq!(operation_name("ApplyGuardrail", ""), "apply_guardrail");
 }
 
