@@ -9,12 +9,14 @@
 //!   nullability, allowed values — and each column's value for a row.
 //! - [`names`]: the AWS region names and model publishers the rows name.
 //! - [`output`]: the CSV and Parquet files (the only I/O here).
+//! - [`cli`]: `tally report --format focus` — the ledger scanned into the rows, the files written.
 //!
 //! Money stays exact: the charge is integer nano-USD from the ledger; list prices and costs are
 //! integers at 10^-15 USD (a per-1M-token price in nano-USD times a token count), rendered as
 //! decimal strings and `DECIMAL(38,15)`. Must not: read the ledger (the caller streams rows in)
 //! or use floating point.
 
+pub mod cli;
 pub mod columns;
 pub mod dataset;
 pub mod lines;
@@ -115,4 +117,6 @@ pub enum FocusError {
     },
     #[error("encoding {path}: {reason}")]
     Encode { path: String, reason: String },
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
