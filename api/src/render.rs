@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use tally_config::compiled::CompiledConfig;
+
 use crate::{Error, Result, compiler, manifest};
 
 /// Loads and compiles the manifests under `paths`; the pretty JSON config with
@@ -12,6 +14,19 @@ pub fn render_to_string(paths: &[PathBuf], namespace: &str) -> Result<String> {
     for skipped in &manifests.skipped {
         tracing::warn!("skipped, not a Tally object: {skipped}");
     }
+    let config = compile(&manifests)?;
+    tracing::info!(
+        teams = config.teams.len(),
+        price_entries = config.catalog.entries.len(),
+        generation = %config.generation,
+        "compiled"
+    );
+    Ok(config.to_json_pretty() + "\n")
+}
+
+/// Compiles loaded manifests (for `tally render`, and `tally report`'s TeamBudgets and
+/// catalog); every problem, loading and compiling, at once.
+pub fn compile(manifests: &manifest::Manifests) -> Result<CompiledConfig> {
     let compiled = compiler::compile_lenient(&manifests.teams, &manifests.pricings);
     let mut problems = manifests.problems.clone();
     problems.extend(compiled.errors.iter().map(|e| manifest::Problem {
@@ -23,11 +38,5 @@ pub fn render_to_string(paths: &[PathBuf], namespace: &str) -> Result<String> {
         problems.sort_by(|a, b| a.origin.cmp(&b.origin));
         return Err(Error::Invalid(problems.iter().map(ToString::to_string).collect()));
     }
-    tracing::info!(
-        teams = compiled.config.teams.len(),
-        price_entries = compiled.config.catalog.entries.len(),
-        generation = %compiled.config.generation,
-        "compiled"
-    );
-    Ok(compiled.config.to_json_pretty() + "\n")
+    Ok(compiled.config)
 }

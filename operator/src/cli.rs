@@ -47,6 +47,9 @@ pub enum Command {
     /// Export every team's ledger stream from Redis to Parquet files in object storage (S3, GCS,
     /// Azure Blob or a directory), acknowledging entries only once their file is stored.
     LedgerExport(Box<tally_export::cli::ExportArgs>),
+    /// A chargeback statement of a period from the exported ledger: totals per cost center /
+    /// team / tenant / workflow / model, the model mix, savings if routed, burn rate and forecast.
+    Report(Box<tally_chargeback::report::cli::ReportArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -94,7 +97,25 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Operator(args) => Ok(crate::controller::main(*args).await?),
         Command::Audit(args) => Ok(tally_audit::cli::run(&args, &mut std::io::stdout().lock()).await?),
         Command::LedgerExport(args) => Ok(tally_export::cli::run(&args, &mut std::io::stdout()).await?),
+        Command::Report(args) => report(&args, &mut std::io::stdout().lock()).await,
     }
+}
+
+/// The catalog the chart ships, built in: `tally report` needs no checkout for its tiers.
+const CHART_CATALOG: &str = include_str!("../../charts/tally/files/bedrock-on-demand.yaml");
+
+/// `tally report`: the `--budgets` TeamBudgets and the `--catalog` (default: the chart's)
+/// compiled as `tally render` compiles them, then the report.
+pub async fn report(args: &tally_chargeback::report::cli::ReportArgs, stdout: &mut impl Write) -> Result<()> {
+    let mut paths = args.budgets.clone();
+    paths.extend(args.catalog.clone());
+    let mut manifests = tally_api::manifest::load(&paths, "default");
+    if args.catalog.is_none() {
+        let name = std::path::Path::new("(built in) charts/tally/files/bedrock-on-demand.yaml");
+        tally_api::manifest::load_text(name, CHART_CATALOG, "default", &mut manifests);
+    }
+    let config = tally_api::render::compile(&manifests)?;
+    Ok(tally_chargeback::report::cli::run(args, &config, stdout).await?)
 }
 
 /// `tally crds`.

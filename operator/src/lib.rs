@@ -26,6 +26,9 @@ pub enum Error {
     /// `tally ledger-export` stopped with an error.
     #[error(transparent)]
     LedgerExport(#[from] tally_export::Error),
+    /// `tally report` failed.
+    #[error(transparent)]
+    Report(#[from] tally_chargeback::report::cli::Error),
     /// `tally operator` stopped with an error.
     #[error(transparent)]
     Operator(#[from] controller::Error),
