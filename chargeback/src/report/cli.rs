@@ -55,12 +55,15 @@ pub struct ReportArgs {
     /// ModelPricing manifests for tiers and savings if routed. Default: the catalog the chart ships.
     #[arg(long, env = "TALLY_REPORT_CATALOG")]
     pub catalog: Option<PathBuf>,
-    /// Write the report to this file instead of stdout.
+    /// Write the report to this file instead of stdout (`--format focus`: the directory for
+    /// `focus.csv` and `focus.parquet`).
     #[arg(long, short, env = "TALLY_REPORT_OUT")]
     pub out: Option<PathBuf>,
     /// Measure the burn rate at this moment (RFC 3339) instead of now: a reproducible report.
     #[arg(long, env = "TALLY_REPORT_NOW")]
     pub now: Option<Timestamp>,
+    #[command(flatten)]
+    pub focus: crate::focus::cli::FocusArgs,
 }
 
 /// Why `tally report` failed.
@@ -72,8 +75,10 @@ pub enum Error {
     Ledger(#[from] LedgerError),
     #[error("--budgets/--catalog: {0}")]
     Manifests(String),
-    #[error("--format focus: the FOCUS export is not wired into `tally report` yet")]
-    FocusNotYet,
+    #[error("--format focus: {0}")]
+    Focus(#[from] crate::focus::FocusError),
+    #[error("--format focus writes focus.csv and focus.parquet: give the directory with --out DIR")]
+    FocusOut,
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
 }
@@ -95,10 +100,12 @@ pub async fn report(
 /// Runs `tally report` with the compiled TeamBudgets and catalog, writing to `--out` or `stdout`.
 pub async fn run(args: &ReportArgs, config: &CompiledConfig, stdout: &mut impl Write) -> Result<(), Error> {
     let period = Period::parse(&args.period, &args.tz)?;
-    if args.format == Format::Focus {
-        return Err(Error::FocusNotYet);
-    }
     let ledger = Ledger::open(&args.ledger)?;
+    if args.format == Format::Focus {
+        let dir = args.out.as_deref().ok_or(Error::FocusOut)?;
+        let summary = crate::focus::cli::export(&ledger, &period, config, &args.focus, dir).await?;
+        return write!(stdout, "{summary}").map_err(|source| Error::Write { path: "stdout".into(), source });
+    }
     let now = args.now.unwrap_or_else(Timestamp::now);
     let r = report(&ledger, &period, config, &args.by, now).await?;
     let text = match args.format {
