@@ -104,7 +104,10 @@ pub async fn run(args: &ReportArgs, config: &CompiledConfig, stdout: &mut impl W
     if args.format == Format::Focus {
         let dir = args.out.as_deref().ok_or(Error::FocusOut)?;
         let summary = crate::focus::cli::export(&ledger, &period, config, &args.focus, dir).await?;
-        return write!(stdout, "{summary}").map_err(|source| Error::Write { path: "stdout".into(), source });
+        return write!(stdout, "{summary}").map_err(|source| Error::Write {
+            path: "stdout".into(),
+            source,
+        });
     }
     let now = args.now.unwrap_or_else(Timestamp::now);
     let r = report(&ledger, &period, config, &args.by, now).await?;
