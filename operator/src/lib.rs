@@ -4,11 +4,12 @@
 //! The resources, the compiler and the offline commands live in `tally-api`;
 //! the contract with the data plane in `tally-config`; reading live counters
 //! goes through `tally-store`. This crate adds the cluster: watches, the
-//! ConfigMap, status, Events, leader election.
+//! ConfigMap, status, Events, leader election, and the admission [`webhook`].
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod controller;
+pub mod webhook;
 
 use std::path::PathBuf;
 

@@ -48,6 +48,9 @@ pub struct OperatorArgs {
     /// Namespaces whose TeamBudgets are watched, comma-separated; empty: all namespaces.
     #[arg(long, env = "TALLY_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
+    /// The validating admission webhook (off unless `--webhook-listen` is set).
+    #[command(flatten)]
+    pub webhook: crate::webhook::WebhookArgs,
 }
 
 /// Parses `30s`, `1m`, `1m30s`, `500ms` or ISO 8601 (`PT30S`).

@@ -41,7 +41,7 @@ mod run;
 mod scopes;
 mod team_status;
 mod trigger;
-mod watch;
+pub(crate) mod watch;
 
 pub use args::{OperatorArgs, parse_duration};
 pub use clients::FIELD_MANAGER;

@@ -1,6 +1,7 @@
 //! Running the operator: the probes server, the leader election and, while this replica leads,
 //! the [`Reconciler`]. Shutdown stops reconciling first, then releases the Lease, then stops
-//! serving, so a successor can take over while this replica still answers its probes.
+//! serving, so a successor can take over while this replica still answers its probes. The
+//! admission webhook, when `--webhook-listen` is set, serves on every replica, leading or not.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -15,6 +16,7 @@ use super::error::{Error, Result};
 use super::leader::LeaderElector;
 use super::reconciler::Reconciler;
 use super::telemetry::{self, Metrics, Probe};
+use crate::webhook::Webhook;
 
 /// Runs the operator from the environment: in-cluster or kubeconfig credentials, `--metrics-listen`
 /// bound here, stopping on SIGTERM or Ctrl-C.
@@ -72,6 +74,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let settings = Settings::from_args(&args)?;
+    let webhook_listener = match args.webhook.webhook_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Listen { addr, source })?,
+        ),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let reachable = Arc::new(AtomicBool::new(false));
     let router = telemetry::router(Probe {
@@ -86,6 +96,17 @@ pub async fn run(
     let (leader_tx, leader_rx) = watch::channel(false);
     let elector = LeaderElector::new(client.clone(), settings.lease.clone(), reachable);
     let elector = Background::spawn(|stopped| elector.run(leader_tx, stopped));
+    let webhook = webhook_listener.map(|listener| {
+        let webhook = Webhook {
+            args: args.webhook.clone(),
+            listener,
+            client: client.clone(),
+            namespace: settings.namespace.clone(),
+            watch_namespaces: settings.watch_namespaces.clone(),
+            leader: leader_rx.clone(),
+        };
+        Background::spawn(|stopped| webhook.run(stopped))
+    });
 
     let identity = settings.identity.clone();
     let mut reconciler = Reconciler::new(
@@ -98,6 +119,9 @@ pub async fn run(
     tracing::info!(%identity, "tally operator started");
     follow_leadership(&mut reconciler, &metrics, leader_rx, shutdown).await;
     elector.stop().await;
+    if let Some(webhook) = webhook {
+        webhook.stop().await;
+    }
     http.stop().await;
     tracing::info!("tally operator stopped");
     Ok(())

@@ -1,7 +1,9 @@
 //! What the leader watches: a reflector per watched TeamBudget namespace (one for all namespaces
 //! without `--watch-namespaces`) and one for ModelPricings. Their caches are what each pass
-//! reads; their events become the [`Signal`]s the trigger waits on.
+//! reads; their events become the [`Signal`]s the trigger waits on. The admission webhook keeps
+//! its own on every replica (`crate::webhook`), read the same way.
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -12,14 +14,14 @@ use tally_api::crd::{ModelPricing, TeamBudget};
 use super::trigger::{Signal, signals};
 
 /// The reflector caches of one leadership term.
-pub(super) struct Watches {
+pub(crate) struct Watches {
     teams: Vec<Store<TeamBudget>>,
     pricings: Store<ModelPricing>,
 }
 
 impl Watches {
     /// Starts the watches; stream `i` of the result reports `Synced(i)` once listed.
-    pub fn start(client: &Client, namespaces: &[String]) -> (Self, Vec<BoxStream<'static, Signal>>) {
+    pub(super) fn start(client: &Client, namespaces: &[String]) -> (Self, Vec<BoxStream<'static, Signal>>) {
         let team_apis: Vec<Api<TeamBudget>> = if namespaces.is_empty() {
             vec![Api::all(client.clone())]
         } else {
@@ -34,6 +36,13 @@ impl Watches {
         (Watches { teams, pricings }, streams)
     }
 
+    /// The caches alone, for a reader that needs no signals: the stream only fills them (poll it
+    /// in a task for as long as they are read).
+    pub(crate) fn start_caches(client: &Client, namespaces: &[String]) -> (Self, BoxStream<'static, ()>) {
+        let (watches, streams) = Self::start(client, namespaces);
+        (watches, futures::stream::select_all(streams).map(|_| ()).boxed())
+    }
+
     /// Every watched TeamBudget, in `namespace/name` order.
     pub fn teams(&self) -> Vec<TeamBudget> {
         let mut teams: Vec<TeamBudget> = self
@@ -44,6 +53,27 @@ impl Watches {
             .collect();
         teams.sort_by_key(TeamBudget::key);
         teams
+    }
+
+    /// Every watched TeamBudget and every ModelPricing as the caches share them, unordered:
+    /// for a reader that looks at a few of many.
+    pub(crate) fn shared_teams(&self) -> Vec<std::sync::Arc<TeamBudget>> {
+        self.teams.iter().flat_map(Store::state).collect()
+    }
+
+    pub(crate) fn shared_pricings(&self) -> Vec<std::sync::Arc<ModelPricing>> {
+        self.pricings.state()
+    }
+
+    /// Whether every cache has listed once, waiting at most `patience` for it.
+    pub(crate) async fn synced(&self, patience: std::time::Duration) -> bool {
+        let all = async {
+            for store in &self.teams {
+                store.wait_until_ready().await.ok()?;
+            }
+            self.pricings.wait_until_ready().await.ok()
+        };
+        matches!(tokio::time::timeout(patience, all).await, Ok(Some(())))
     }
 
     /// Every ModelPricing.
