@@ -242,7 +242,7 @@ impl Metrics {
         );
         r.register(
             "config_reloads",
-            "Config file loads by result (ok, invalid)",
+            "Config file loads by result (ok, invalid, incomplete: a shard set not yet consistent)",
             self.config_reloads.clone(),
         );
         r.register(

@@ -1,5 +1,11 @@
 //! The compiled config: loaded once at start (it must be valid then), then polled; a changed,
-//! valid file is swapped in atomically and an invalid one logged and ignored.
+//! valid config is swapped in atomically and an invalid or incomplete one logged and ignored.
+//!
+//! `--config` names one file: a plain JSON config (`tally render`), a gzip-compressed one, or the
+//! operator's shard manifest, whose shards are files beside it ([`tally_config::wire`]). A
+//! manifest whose shards are not all there yet, or are of another generation (the kubelet syncs
+//! each ConfigMap of a projected volume on its own), is *incomplete*: the last good config stays
+//! and the set is read again on the next poll until it is consistent.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,11 +17,38 @@ use crate::exchange::Shared;
 use crate::metrics::{GenerationLabels, OutcomeLabels, TeamLabels};
 use crate::policy::Policy;
 use tally_config::compiled::CompiledConfig;
+use tally_config::wire::{self, FileContent, WireError};
+
+/// Reads the config `path` names: the file itself, and the shards beside it if it is a manifest.
+/// `Ok` carries the file's bytes (what the poll compares) and the config.
+fn read_config(path: &Path) -> Result<(Vec<u8>, CompiledConfig), ReadError> {
+    let bytes = std::fs::read(path).map_err(ReadError::Io)?;
+    let config = match wire::decode_file(&bytes)? {
+        FileContent::Config(config) => config,
+        FileContent::Manifest(manifest) => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            // A shard that cannot be read is missing: the kubelet has not written it yet.
+            let shards: Vec<Option<Vec<u8>>> = manifest
+                .shards
+                .iter()
+                .map(|s| std::fs::read(dir.join(&s.file)).ok())
+                .collect();
+            wire::assemble(&manifest, &shards)?
+        }
+    };
+    Ok((bytes, config))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("{0}")]
+    Wire(#[from] WireError),
+}
 
 pub fn load_config(path: &Path) -> anyhow::Result<(Vec<u8>, CompiledConfig)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading config {}", path.display()))?;
-    let config = CompiledConfig::from_json(&bytes).with_context(|| format!("config {}", path.display()))?;
-    Ok((bytes, config))
+    read_config(path).with_context(|| format!("config {}", path.display()))
 }
 
 /// Makes `config` the live policy and republishes the metrics that describe it.
@@ -41,7 +74,7 @@ pub fn install(shared: &Shared, config: CompiledConfig) {
     shared.policy.store(Arc::new(Policy::new(config)));
 }
 
-/// Polls the config file every `every` until `stop`; `last` is what was loaded at start.
+/// Polls the config every `every` until `stop`; `last` is the file loaded at start.
 pub async fn watch_config(
     shared: Arc<Shared>,
     path: PathBuf,
@@ -49,6 +82,8 @@ pub async fn watch_config(
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // The manifest an incomplete set was last reported for: said once, then retried quietly.
+    let mut reported: Option<Vec<u8>> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -58,14 +93,24 @@ pub async fn watch_config(
         if last.as_deref() == Some(bytes.as_slice()) {
             continue;
         }
-        let outcome = match CompiledConfig::from_json(&bytes) {
-            Ok(config) => {
+        let outcome = match read_config(&path) {
+            Ok((read, config)) => {
                 tracing::info!(generation = %config.generation, teams = config.teams.len(), "config reloaded");
                 install(&shared, config);
+                last = Some(read);
                 "ok"
             }
+            Err(ReadError::Wire(e @ WireError::Incomplete { .. })) => {
+                if reported.as_deref() != Some(bytes.as_slice()) {
+                    tracing::warn!(path = %path.display(), error = %e, "new config is not complete yet; keeping the previous one");
+                    reported = Some(bytes);
+                }
+                "incomplete"
+            }
+            Err(ReadError::Io(_)) => continue,
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "new config is invalid; keeping the previous one");
+                last = Some(bytes);
                 "invalid"
             }
         };
@@ -74,6 +119,5 @@ pub async fn watch_config(
             .config_reloads
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
-        last = Some(bytes);
     }
 }

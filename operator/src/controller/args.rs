@@ -13,7 +13,8 @@ use super::leader::LeaseConfig;
 /// Flags of `tally operator`; each has a `TALLY_*` environment twin.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OperatorArgs {
-    /// Name of the ConfigMap the compiled config is written to (key `config.json`).
+    /// Name of the ConfigMap the compiled config's manifest is written to (key `config.json`); its
+    /// shards go to `<name>-shard-<i>` (see `--config-shard-bytes`).
     #[arg(long, env = "TALLY_CONFIG_MAP_NAME", default_value = "tally-config")]
     pub config_map_name: String,
     /// Namespace of that ConfigMap [default in a cluster: the pod's namespace ($POD_NAMESPACE, else
@@ -48,6 +49,9 @@ pub struct OperatorArgs {
     /// Namespaces whose TeamBudgets are watched, comma-separated; empty: all namespaces.
     #[arg(long, env = "TALLY_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
+    /// How the compiled config is cut into ConfigMaps, and how large it may grow.
+    #[command(flatten)]
+    pub delivery: super::config_map::DeliveryArgs,
     /// The validating admission webhook (off unless `--webhook-listen` is set).
     #[command(flatten)]
     pub webhook: crate::webhook::WebhookArgs,
@@ -75,6 +79,7 @@ pub(super) struct Settings {
     pub lease: LeaseConfig,
     /// The Redis holding the counters (URL checked, CA read); `None`: no live spend.
     pub redis: Option<RedisTarget>,
+    pub delivery: super::config_map::DeliveryArgs,
 }
 
 impl Settings {
@@ -105,6 +110,7 @@ impl Settings {
             watch_namespaces: args.watch_namespaces.clone(),
             lease,
             redis,
+            delivery: args.delivery.clone(),
         })
     }
 }

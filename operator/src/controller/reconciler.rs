@@ -12,6 +12,7 @@ use tally_config::compiled::CompiledConfig;
 
 use super::args::Settings;
 use super::clients::Clients;
+use super::config_map::TooLarge;
 use super::counters::CounterReader;
 use super::failures::{Repeats, describe};
 use super::pricing_status::PricingStatuses;
@@ -31,6 +32,10 @@ struct Memo {
     pricings: PricingStatuses,
     /// The config pass's last failure: logged once while it repeats.
     failures: Repeats,
+    /// What the ConfigMaps hold, so a pass reads the shards only after they changed.
+    published: publish::Cache,
+    /// The last config too large to publish: logged once.
+    too_large: Repeats,
 }
 
 /// The reconcile passes of one replica.
@@ -94,8 +99,19 @@ impl Reconciler {
 
     async fn reconcile_config(&mut self, teams: &[TeamBudget], pricings: &[ModelPricing]) -> Result<(), kube::Error> {
         let compiled = compiler::compile_lenient(teams, pricings);
-        let published = publish::publish(&self.settings, &self.clients, teams, &compiled).await?;
-        let invalid_teams = self.record_enforced(teams, &compiled, &published);
+        let published = publish::publish(
+            &self.settings,
+            &self.clients,
+            teams,
+            &compiled,
+            &mut self.memo.published,
+        )
+        .await?;
+        let mut invalid_teams = self.record_enforced(teams, &compiled, &published.in_force);
+        match &published.too_large {
+            Some(too_large) => invalid_teams += self.not_published(teams, &compiled, too_large),
+            None => self.memo.too_large.clear(),
+        }
         let invalid_pricings = self
             .memo
             .pricings
@@ -106,6 +122,31 @@ impl Reconciler {
             .invalid_objects
             .set(invalid_teams + invalid_pricings);
         Ok(())
+    }
+
+    /// Marks every valid team the running config does not serve as compiled `ConfigTooLarge`;
+    /// returns how many (the Ready=False condition raises each one's Warning event).
+    fn not_published(&mut self, teams: &[TeamBudget], compiled: &Compiled, too_large: &TooLarge) -> i64 {
+        if self.memo.too_large.is_new(&too_large.to_string()) {
+            tracing::error!(%too_large, "compiled config not published");
+        }
+        let mut count = 0;
+        for tb in teams {
+            let key = ObjectRef::team_budget(tb).to_string();
+            let Some(enforced) = self.memo.enforced.get_mut(&key) else {
+                continue;
+            };
+            let wanted = compiled.config.teams.iter().find(|t| t.source == tb.key());
+            if enforced.readiness != Readiness::Ready || wanted.is_none() || wanted == enforced.team.as_ref() {
+                continue;
+            }
+            enforced.readiness = Readiness::NotPublished {
+                reason: "ConfigTooLarge",
+                message: too_large.to_string(),
+            };
+            count += 1;
+        }
+        count
     }
 
     /// Remembers what is enforced for each team, for the status pass; returns how many are invalid.

@@ -45,6 +45,12 @@ pub enum Readiness {
         message: String,
         kept_last_good: bool,
     },
+    /// Valid, but the compiled config could not be published (`ConfigTooLarge`): the message says
+    /// why; the running config keeps the object's previous version, if it had one.
+    NotPublished {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// What the running config does with one `TeamBudget`, as the config pass left it.
@@ -136,6 +142,14 @@ pub fn ready_condition(readiness: &Readiness, generation: Option<i64>, now: &str
                 generation,
             )
         }
+        Readiness::NotPublished { reason, message } => Condition::new(
+            types::READY,
+            ConditionStatus::False,
+            reason,
+            message.clone(),
+            now,
+            generation,
+        ),
     }
 }
 

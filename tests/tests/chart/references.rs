@@ -62,9 +62,11 @@ fn assert_pods_use_rendered_objects(scenario: &str, docs: &[Value], pods: &Pods<
         let projected = items(&pod["volumes"]).flat_map(|v| items(&v["projected"]["sources"]));
         for v in items(&pod["volumes"]).chain(projected) {
             if let Some(cm) = v["configMap"]["name"].as_str() {
-                // The compiled config is written by the operator, never by Helm (an upgrade would reset it).
+                // The compiled config (its manifest and shards) is written by the operator, never by
+                // Helm (an upgrade would reset it).
+                let operators = cm == config_map || cm.starts_with(&format!("{config_map}-shard-"));
                 assert!(
-                    find(docs, "ConfigMap", cm).is_some() || cm == config_map,
+                    find(docs, "ConfigMap", cm).is_some() || operators,
                     "{scenario}: {workload} mounts ConfigMap {cm}, not rendered"
                 );
             }

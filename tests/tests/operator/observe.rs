@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use tally_api::crd::TeamBudget;
 use tally_config::compiled::CompiledConfig;
+use tally_config::wire::{self, FileContent};
 
 use crate::NS;
 
@@ -40,7 +41,8 @@ where
     }
 }
 
-/// The compiled config the operator published, with its content hash; `None` before the first.
+/// The compiled config the operator published (its manifest in `tally-config`, its shards in
+/// `tally-config-shard-<i>`), with its content hash; `None` before the first.
 pub async fn published(admin: &Client) -> Result<Option<(String, CompiledConfig)>> {
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NS);
     let Some(cm) = cms.get_opt("tally-config").await? else {
@@ -51,11 +53,19 @@ pub async fn published(admin: &Client) -> Result<Option<(String, CompiledConfig)
         .get("tally.dev/config-hash")
         .cloned()
         .context("no hash annotation")?;
-    let json = cm
+    let text = cm
         .data
         .and_then(|d| d.get("config.json").cloned())
         .context("no config.json")?;
-    let config = CompiledConfig::from_json(json.as_bytes())?;
+    let FileContent::Manifest(manifest) = wire::decode_file(text.as_bytes())? else {
+        bail!("config.json is a whole config, not the shard manifest");
+    };
+    let mut shards = vec![];
+    for (i, named) in manifest.shards.iter().enumerate() {
+        let shard = cms.get_opt(&format!("tally-config-shard-{i}")).await?;
+        shards.push(shard.and_then(|cm| Some(cm.binary_data?.remove(&named.file)?.0)));
+    }
+    let config = wire::assemble(&manifest, &shards)?;
     assert_eq!(hash, config.generation, "the annotation is the content hash");
     Ok(Some((hash, config)))
 }

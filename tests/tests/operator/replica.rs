@@ -50,6 +50,7 @@ pub async fn start_replica_with(
         lease_duration: Duration::from_secs(3),
         identity: Some(identity.into()),
         watch_namespaces,
+        delivery: Default::default(),
         webhook: Default::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
