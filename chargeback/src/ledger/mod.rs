@@ -93,7 +93,8 @@ pub enum LedgerError {
     List {
         ledger: String,
         folder: String,
-        source: object_store::Error,
+        // Boxed: the store's error is large and this one travels up through every caller.
+        source: Box<object_store::Error>,
     },
     #[error("cannot read {file}: {reason}")]
     Read { file: String, reason: String },
@@ -196,7 +197,7 @@ impl Ledger {
                 return Err(LedgerError::List {
                     ledger: self.shown.clone(),
                     folder: path.to_string(),
-                    source,
+                    source: Box::new(source),
                 });
             }
         };
