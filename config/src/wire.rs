@@ -173,7 +173,10 @@ pub fn assemble(manifest: &Manifest, shards: &[Option<Vec<u8>>]) -> Result<Compi
         reason,
     };
     if manifest.encoding != "gzip" {
-        return Err(WireError::Manifest(format!("encoding {:?} is not supported", manifest.encoding)));
+        return Err(WireError::Manifest(format!(
+            "encoding {:?} is not supported",
+            manifest.encoding
+        )));
     }
     if shards.len() != manifest.shards.len() {
         return Err(incomplete(format!(

@@ -43,40 +43,45 @@ impl Fleet {
         (0..self.teams.div_ceil(per)).map(|n| self.namespace(n * per)).collect()
     }
 
-    /// Team `i`'s spec: a monthly limit of `limit_usd`, each workflow limited to a tenth of it,
+    /// Team `i`'s spec: a monthly limit of `limit_cents`, each workflow limited to a tenth of it,
     /// each tenant to a fifth.
-    pub fn spec(&self, i: usize, limit_usd: u64) -> Value {
+    pub fn spec(&self, i: usize, limit_cents: u64) -> Value {
         let id = self.team_id(i);
         let workflows: Vec<Value> = (0..self.workflows)
-            .map(|w| json!({"id": format!("wf-{w:02}"), "limitUSD": format!("{}", limit_usd / 10)}))
+            .map(|w| json!({"id": format!("wf-{w:02}"), "limitUSD": usd(limit_cents / 10)}))
             .collect();
         let tenants: Vec<Value> = (0..self.tenants)
-            .map(|t| json!({"id": format!("{id}-tenant-{t:02}"), "limitUSD": format!("{}", limit_usd / 5)}))
+            .map(|t| json!({"id": format!("{id}-tenant-{t:02}"), "limitUSD": usd(limit_cents / 5)}))
             .collect();
-        json!({"team": id, "budget": {"limitUSD": format!("{limit_usd}"), "period": "Monthly"},
+        json!({"team": id, "budget": {"limitUSD": usd(limit_cents), "period": "Monthly"},
                "workflows": workflows, "tenants": tenants})
     }
 
     /// Team `i` as a whole `TeamBudget` manifest.
-    pub fn manifest(&self, i: usize, limit_usd: u64) -> Value {
+    pub fn manifest(&self, i: usize, limit_cents: u64) -> Value {
         json!({"apiVersion": "tally.dev/v1alpha1", "kind": "TeamBudget",
                "metadata": {"name": self.team_id(i), "namespace": self.namespace(i)},
-               "spec": self.spec(i, limit_usd)})
+               "spec": self.spec(i, limit_cents)})
     }
 
     /// The fleet's `TeamBudget` objects, as the compiler takes them.
-    pub fn team_budgets(&self, limit_usd: u64) -> Result<Vec<TeamBudget>> {
+    pub fn team_budgets(&self, limit_cents: u64) -> Result<Vec<TeamBudget>> {
         (0..self.teams)
-            .map(|i| serde_json::from_value(self.manifest(i, limit_usd)).context("a fleet TeamBudget"))
+            .map(|i| serde_json::from_value(self.manifest(i, limit_cents)).context("a fleet TeamBudget"))
             .collect()
     }
 
     /// The config the operator publishes for this fleet with the shipped catalog.
-    pub fn compiled(&self, limit_usd: u64) -> Result<CompiledConfig> {
-        let teams = self.team_budgets(limit_usd)?;
+    pub fn compiled(&self, limit_cents: u64) -> Result<CompiledConfig> {
+        let teams = self.team_budgets(limit_cents)?;
         tally_api::compiler::compile(&teams, &shipped_catalog()?)
             .map_err(|errors| anyhow::anyhow!("the fleet does not compile: {errors:?}"))
     }
+}
+
+/// `cents` as the decimal USD string the CRDs take.
+fn usd(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 /// The `ModelPricing` objects of `examples/catalog` (the catalog the chart installs).

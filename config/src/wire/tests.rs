@@ -67,7 +67,10 @@ fn mixed_generations_are_rejected() {
     mixed[0] = Some(old.shards[0].clone());
     let err = assemble(&new.manifest, &mixed).unwrap_err();
     assert!(matches!(err, WireError::Incomplete { .. }), "{err}");
-    assert!(err.to_string().contains("shard 0 (config-shard-0.gz) is not the one"), "{err}");
+    assert!(
+        err.to_string().contains("shard 0 (config-shard-0.gz) is not the one"),
+        "{err}"
+    );
     // The old manifest with the new shards: refused as well.
     let err = assemble(&old.manifest, &files(&new)).unwrap_err();
     assert!(matches!(err, WireError::Incomplete { .. }), "{err}");
@@ -80,7 +83,11 @@ fn a_missing_shard_is_rejected() {
     let last = missing.len() - 1;
     missing[last] = None;
     let err = assemble(&e.manifest, &missing).unwrap_err();
-    assert!(err.to_string().contains(&format!("shard {last} (config-shard-{last}.gz) is missing")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("shard {last} (config-shard-{last}.gz) is missing")),
+        "{err}"
+    );
     let err = assemble(&e.manifest, &files(&e)[..last]).unwrap_err();
     assert!(matches!(err, WireError::Incomplete { .. }), "{err}");
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kube::Client;
+use tally_operator::controller::config_map::DeliveryArgs;
 use tally_operator::controller::{self, OperatorArgs};
 use tally_store::args::RedisArgs;
 use tokio::sync::oneshot;
@@ -31,6 +32,19 @@ pub async fn start_replica_with(
     identity: &str,
     watch_namespaces: Vec<String>,
 ) -> Result<Replica> {
+    let delivery = DeliveryArgs::default();
+    start_replica_delivering(client, redis_url, redis_cluster, identity, watch_namespaces, delivery).await
+}
+
+/// [`start_replica_with`], publishing the config within `delivery`'s shard limits.
+pub async fn start_replica_delivering(
+    client: Client,
+    redis_url: Option<&str>,
+    redis_cluster: bool,
+    identity: &str,
+    watch_namespaces: Vec<String>,
+    delivery: DeliveryArgs,
+) -> Result<Replica> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let metrics_port = listener.local_addr()?.port();
     let args = OperatorArgs {
@@ -50,7 +64,7 @@ pub async fn start_replica_with(
         lease_duration: Duration::from_secs(3),
         identity: Some(identity.into()),
         watch_namespaces,
-        delivery: Default::default(),
+        delivery,
         webhook: Default::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
