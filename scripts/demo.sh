@@ -13,4 +13,11 @@ scripts/tools/python.sh
 scripts/tools/helm.sh
 scripts/tools/redis.sh
 cargo build --quiet --locked -p tally-extproc -p tally-operator -p tally-tests --bins
-exec "$CARGO_TARGET_DIR/debug/tally-demo" "$@"
+# Ctrl-C stops the demo's stack, not this script: the statement still follows.
+trap ':' INT
+"$CARGO_TARGET_DIR/debug/tally-demo" "$@" || [ $? -eq 130 ]
+trap - INT
+echo
+echo "==> the chargeback statement of that traffic: tally report (docs/chargeback.md)"
+"$CARGO_TARGET_DIR/debug/tally" report --ledger "$TALLY_CACHE/demo-ledger" \
+  --period "$(date -u +%Y-%m)" --budgets examples/teams --catalog examples/catalog

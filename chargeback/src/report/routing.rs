@@ -93,7 +93,10 @@ impl<'c> Routing<'c> {
     /// The row's cost had it been sent to its team's cheapest allowed model, nano-USD.
     pub fn cost_on_cheapest(&mut self, team_id: u32, team: &str, row: &Row<'_>) -> i128 {
         let actual = i128::from(row.cost_nanos);
-        if row.cost_nanos <= 0 || !row.units.is_zero() {
+        // A call billed for images, video or guardrail units is no text call to re-route (a
+        // per-request count alone is how every successful call of some entries is billed).
+        let u = &row.units;
+        if row.cost_nanos <= 0 || u.images > 0 || u.seconds > 0 || u.text_units > 0 {
             return actual;
         }
         let (config, teams) = (self.config, &self.teams);

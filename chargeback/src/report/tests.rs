@@ -321,3 +321,13 @@ fn the_formats_carry_the_same_figures() {
         "no external asset, only the SVG namespace"
     );
 }
+
+#[test]
+fn per_request_counts_are_routed_and_image_calls_keep_their_cost() {
+    let mut counted = row("ads", "m.opus", None, "2026-11-02T10:00:00Z", 1000, OPUS_1K);
+    counted.units.requests = 1;
+    let mut image = row("ads", "m.opus", None, "2026-11-02T11:00:00Z", 1000, OPUS_1K);
+    image.units.images = 2;
+    let r = statement(&[counted, image], &[Dim::Team], "2026-12-05T00:00:00Z");
+    assert_eq!(r.teams[0].routed, Money(i128::from(HAIKU_1K + OPUS_1K)));
+}
