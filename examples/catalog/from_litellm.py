@@ -19,7 +19,13 @@ Rules (kept in the file's header too):
   it), `global.` ids always get one (explicit, equal to the base price);
 - a region-specific price (LiteLLM key `bedrock/<region>/<id>`) that differs
   from the base gets an entry restricted to the regions with that price;
-- prices per token are converted to USD per million tokens exactly (Decimal).
+- prices per token are converted to USD per million tokens exactly (Decimal);
+- token-priced entries of a base id (not a cross-region id) carry a `billing` block: the
+  model part of the first-party CUR usage types (`USE1-<usageTypeModel>-input-tokens`) and,
+  for models sold through the AWS Marketplace, the product name; derived by `billing()`
+  below, with the exceptions in BILLING_NAMES. Ledger rows of a cross-region id meet the bill
+  under their base id's name. Verify the names against your own CUR and override them in a
+  ModelPricing of higher priority.
 """
 
 import argparse
@@ -67,6 +73,74 @@ EXCLUDE = {
 UNSURE = {
     ("meta.llama3-8b-instruct-v1:0", "us-gov-east-1"): "unverified: output price and maxOutputTokens differ from us-gov-west-1",
 }
+# Billing names that the derivation in billing() does not produce: base id → usage-type model.
+BILLING_NAMES = {
+    "anthropic.claude-3-5-sonnet-20241022-v2:0": "Claude3.5SonnetV2",
+    "anthropic.claude-mythos-preview": "ClaudeMythosPreview",
+}
+# Vendors whose models AWS bills through the Marketplace as "<name> (Amazon Bedrock Edition)".
+MARKETPLACE_VENDORS = {"anthropic"}
+
+
+def camel(words):
+    """Capitalized words run together; a `-` keeps two numbers apart (`Ministral3-14B`)."""
+    out = ""
+    for w in (w for w in words if w):
+        if out[-1:].isdigit() and w[:1].isdigit():
+            out += "-"
+        out += w[:1].upper() + w[1:]
+    return out
+
+
+def usage_type_model(base_id):
+    """`anthropic.claude-sonnet-4-6` → `Claude4.6Sonnet`, `amazon.nova-pro-v1:0` → `NovaPro`,
+    `meta.llama3-1-70b-instruct-v1:0` → `Llama3.1-70B`, `mistral.mixtral-8x7b-instruct-v0:1` → `Mixtral8x7B`."""
+    if base_id in BILLING_NAMES:
+        return BILLING_NAMES[base_id]
+    vendor, name = base_id.split(".", 1)
+    name = re.sub(r"(-v\d+(:\d+)?|-\d{8}(-v\d+:\d+)?)$", "", name)  # version and date suffixes
+    name = re.sub(r"-\d{8}$", "", name)
+    if vendor == "anthropic":
+        m = re.match(r"^claude-(?:(\d+(?:-\d)?)-(sonnet|haiku|opus)|(sonnet|haiku|opus|fable|mythos)-(\d+(?:-\d)?))$", name)
+        if m:
+            version, family = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+            return "Claude" + version.replace("-", ".") + family.capitalize()
+        return None
+    if vendor == "meta":
+        m = re.match(r"^llama(\d)(?:-(\d))?-(?:(maverick|scout)-)?(\d+b)", name)
+        if m:
+            version = m.group(1) + ("." + m.group(2) if m.group(2) else "")
+            return "-".join(filter(None, ["Llama" + version, (m.group(3) or "").capitalize(), m.group(4).upper()]))
+        return None
+    if vendor == "deepseek":
+        return "DeepSeek" + name.upper()
+    words = re.sub(r"-instruct$", "", name).split("-")
+    return camel(w.upper() if re.fullmatch(r"\d+b", w) else w for w in words)
+
+
+def marketplace_product(base_id, model):
+    """`Claude4.6Sonnet` → "Claude 4.6 Sonnet (Amazon Bedrock Edition)" for Marketplace vendors."""
+    if base_id.split(".", 1)[0] not in MARKETPLACE_VENDORS or model is None:
+        return None
+    words = re.findall(r"\d+(?:\.\d+)?|V\d+|[A-Z][a-z]+", model)
+    words = [w.lower() if re.fullmatch(r"V\d+", w) else w for w in words]
+    return " ".join(words) + " (Amazon Bedrock Edition)"
+
+
+def billing(item):
+    """The billing block of a token-priced entry of a base id, else None."""
+    if strip_prefix(item["match"])[0] or "perImage" in item or "perSecond" in item or "perTextUnit" in item:
+        return None
+    model = usage_type_model(item["match"])
+    if model is None:
+        return None
+    out = OrderedDict(usageTypeModel=model)
+    product = marketplace_product(item["match"], model)
+    if product:
+        out["marketplaceProduct"] = product
+    return out
+
+
 # LiteLLM gives some cross-region entries the context window as max_output_tokens;
 # the reservation uses this number, so keep the base model's figure instead.
 MAX_OUTPUT_SANITY = 131072
@@ -160,6 +234,12 @@ def flow(item):
     for key in ("perImage", "perSecond", "perTextUnit", "perRequest"):
         if key in item:
             parts.append(f'{key}: "{item[key]}"')
+    b = billing(item)
+    if b:
+        fields = [f"usageTypeModel: {b['usageTypeModel']}"]
+        if "marketplaceProduct" in b:
+            fields.append(f'marketplaceProduct: "{b["marketplaceProduct"]}"')
+        parts.append("billing: {" + ", ".join(fields) + "}")
     line = "  - {" + ", ".join(parts) + "}"
     notes = [n for n in item.get("notes", []) if n]
     return line + ("  # " + "; ".join(notes) if notes else "")
@@ -245,6 +325,9 @@ def main():
     w("# global. ids are listed explicitly at the base price. Missing 1-hour cache-write prices\n")
     w("# default to the 5-minute price. maxOutputTokens is LiteLLM's max_output_tokens (the base\n")
     w("# model's where LiteLLM gives a cross-region id its context window instead).\n")
+    w("# billing: how the AWS bill (CUR) names a base model, for `tally reconcile`: the model part of\n")
+    w("# its first-party usage types and, for Marketplace-billed models, the product name. Derived\n")
+    w("# from the model id; verify against your CUR and override with a higher-priority ModelPricing.\n")
     w("apiVersion: tally.dev/v1alpha1\n")
     w("kind: ModelPricing\n")
     w("metadata:\n")

@@ -245,6 +245,7 @@ fn price_entry<'a>(
         tiers.push((t.tier.clone(), token_prices(&at, &t.prices, p)));
     }
     let units = unit_prices(&field, m, p);
+    super::billing::check(&field, m.billing.as_ref(), p);
     Some(PriceEntry {
         pattern: m.pattern.clone(),
         regions,

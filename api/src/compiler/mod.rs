@@ -24,6 +24,7 @@
 //! precedence order (see [`catalog`]), aliases sorted by id, and
 //! `generation` is a hash of the content, so equal inputs give byte-equal JSON.
 
+pub mod billing;
 pub mod catalog;
 pub mod syntax;
 pub mod teams;

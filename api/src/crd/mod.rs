@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub use condition::{Condition, ConditionStatus};
 pub use model_pricing::{
-    LongContextPrice, ModelAlias, ModelPrice, ModelPricing, ModelPricingSpec, ModelPricingStatus, ServiceTierPrice,
-    TokenPrices,
+    LongContextPrice, ModelAlias, ModelBilling, ModelPrice, ModelPricing, ModelPricingSpec, ModelPricingStatus,
+    ServiceTierPrice, TokenPrices,
 };
 pub use team_budget::{
     Budget, BudgetPeriod, Enforcement, TeamBudget, TeamBudgetSpec, TeamBudgetStatus, Tenant, Workflow,

@@ -124,6 +124,30 @@ pub struct ModelPrice {
     /// (ApplyGuardrail, priced by an entry matching `guardrail/<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_text_unit: Option<Usd>,
+    /// How the AWS bill (Cost and Usage Report) names this model, for `tally reconcile`.
+    /// Absent: the model's usage on the bill is reported as unmapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<ModelBilling>,
+}
+
+/// Regular expression of the model part of a first-party Bedrock usage type.
+pub const USAGE_TYPE_MODEL_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
+
+/// The names the AWS bill gives a model (at least one of the two).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelBilling {
+    /// The model part of its first-party usage types (`line_item_product_code` AmazonBedrock):
+    /// `Claude4.6Sonnet` in `USE1-Claude4.6Sonnet-input-tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = USAGE_TYPE_MODEL_PATTERN))]
+    pub usage_type_model: Option<String>,
+    /// Its AWS Marketplace product name (`product_product_name`), e.g.
+    /// "Claude 4.6 Sonnet (Amazon Bedrock Edition)", for models billed through the Marketplace
+    /// (usage types `USW2-MP:USW2_InputTokenCount-Units`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub marketplace_product: Option<String>,
 }
 
 /// Largest `maxInputTokens` accepted.
@@ -237,6 +261,7 @@ mod tests {
             per_image: None,
             per_second: None,
             per_text_unit: None,
+            billing: None,
         };
         let v = serde_json::to_value(&m).unwrap();
         let keys: std::collections::BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
