@@ -16,6 +16,7 @@ mod observe;
 mod reconcile;
 mod redis_cluster;
 mod replica;
+mod traffic;
 mod scale;
 mod usability;
 mod watch_namespaces;
