@@ -6,7 +6,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `tally:{T}:c:<period>:<scope>` | hash | `spent`, `reserved` (nano-USD), `requests`, `blocked` |
+//! | `tally:{T}:c:<period>:<scope>` | hash | `spent`, `reserved` (nano-USD), `requests`, `blocked` (refused by a budget); the team scope also `denied` (refused by an allowlist) and `m/<model>` (nano-USD spent on each catalog model) |
 //! | `tally:{T}:resv` | zset | live reservations: charge id → expiry (ms since epoch) |
 //! | `tally:{T}:resv:data` | hash | charge id → `amount|counter key|counter key…` |
 //! | `tally:{T}:done:m<minute>` | set | settled charge ids (idempotency) of the calls that started in that
@@ -73,6 +73,15 @@ pub mod field {
     pub const RESERVED: &str = "reserved";
     pub const REQUESTS: &str = "requests";
     pub const BLOCKED: &str = "blocked";
+    /// Team scope only: calls refused by a model allowlist or identity rule.
+    pub const DENIED: &str = "denied";
+    /// Team scope only: prefix of the per-model spend fields (`m/<catalog model>`).
+    pub const MODEL_PREFIX: &str = "m/";
+
+    /// The team counter's field holding the nano-USD spent on catalog model `model`.
+    pub fn model_spend(model: &str) -> String {
+        format!("{MODEL_PREFIX}{model}")
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 use jiff::{Timestamp, ToSpan, Zoned, civil::Date, tz::TimeZone};
 use serde::{Deserialize, Serialize};
 
+use crate::money::Nanos;
+
 /// How long a budget lasts before it starts again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Period {
@@ -69,6 +71,38 @@ pub fn window(at: Timestamp, period: Period, tz: &TimeZone) -> Window {
 fn start_of(date: Date, tz: &TimeZone) -> Timestamp {
     let zoned: Zoned = date.to_zoned(tz.clone()).expect("date in range");
     zoned.start_of_day().expect("date in range").timestamp()
+}
+
+/// Projected spend at the period's end if the rate so far holds: committed × length ÷ elapsed,
+/// rounded down to cents. Elapsed counts whole hours (at least one), so the figure moves hourly
+/// rather than on every status pass and the first minutes do not explode. The operator's
+/// `forecastUSD` and `tally report`'s forecast are both this.
+pub fn forecast(committed: Nanos, window: &Window, now: Timestamp) -> Nanos {
+    const CENT: i128 = 10_000_000;
+    let (length, elapsed) = rate_window(window, now);
+    let projected = i128::from(committed.0.max(0)) * length / elapsed;
+    Nanos(i64::try_from(projected / CENT * CENT).unwrap_or(i64::MAX))
+}
+
+/// When committed spend reaches `limit` if the rate so far holds (the rate of [`forecast`]):
+/// only while money remains and that moment falls before the period's end.
+pub fn exhaustion(committed: Nanos, limit: Nanos, window: &Window, now: Timestamp) -> Option<Timestamp> {
+    if committed.0 <= 0 || committed >= limit {
+        return None;
+    }
+    let (length, elapsed) = rate_window(window, now);
+    let after = i128::from(limit.0) * elapsed / i128::from(committed.0);
+    let at = Timestamp::from_second(window.start.as_second() + i64::try_from(after).ok()?).ok()?;
+    (after < length).then_some(at)
+}
+
+/// The period's length and the time elapsed of it, in seconds, elapsed counted in whole hours
+/// (at least one).
+fn rate_window(window: &Window, now: Timestamp) -> (i128, i128) {
+    const HOUR: i128 = 3600;
+    let seconds = |from: Timestamp, to: Timestamp| i128::from(to.as_second() - from.as_second());
+    let length = seconds(window.start, window.end).max(1);
+    (length, (seconds(window.start, now) / HOUR * HOUR).max(HOUR).min(length))
 }
 
 #[cfg(test)]

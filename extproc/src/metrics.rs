@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     pub team: String,
+    pub tenant: String,
     pub workflow: String,
     pub model: String,
 }
@@ -18,6 +19,7 @@ pub struct CallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
     pub team: String,
+    pub tenant: String,
     pub workflow: String,
     pub model: String,
     pub class: &'static str,
@@ -173,12 +175,12 @@ impl Metrics {
     fn register_spend(&self, r: &mut Registry) {
         r.register(
             "spend_nanos",
-            "Spend in nano-USD (1e-9 USD) by team, workflow and model",
+            "Spend in nano-USD (1e-9 USD) by team, tenant, workflow and model",
             self.spend.clone(),
         );
         r.register(
             "tokens",
-            "Tokens by team, workflow, model and price class",
+            "Tokens by team, tenant, workflow, model and price class",
             self.tokens.clone(),
         );
         r.register(

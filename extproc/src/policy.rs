@@ -92,12 +92,28 @@ pub struct Plan {
     pub window: Window,
     /// The team counter first, then workflow and tenant counters.
     pub budgets: Vec<Budget>,
+    /// What each budget is, in `budgets` order, as `x-tally-budget-scope` names it:
+    /// `team`, `workflow/<id>`, `tenant/<id>`.
+    pub scopes: Vec<String>,
 }
 
 impl Plan {
-    /// The team's own limit, for `x-tally-budget-remaining-usd`.
+    /// The team's own limit, recorded in the ledger as the team budget's remainder.
     pub fn team_limit(&self) -> Option<Nanos> {
         self.budgets.first().and_then(|b| b.limit)
+    }
+
+    /// The tightest applicable budget after a call: the least remaining of every limited
+    /// budget given each one's `used` (spent + reserved, in `budgets` order), and its scope.
+    /// Ties go to the broader budget (the team's first).
+    pub fn tightest(&self, used: &[Nanos]) -> Option<(Nanos, &str)> {
+        let remaining = self.budgets.iter().zip(used).zip(&self.scopes);
+        remaining
+            .filter_map(|((b, &u), scope)| b.limit.map(|l| (l.saturating_sub(u), scope.as_str())))
+            .fold(None, |best, (r, scope)| match best {
+                Some((b, _)) if b <= r => best,
+                _ => Some((r, scope)),
+            })
     }
 }
 
@@ -151,6 +167,16 @@ impl Policy {
         match workflow {
             None => "none",
             Some(w) if self.team(team).is_some_and(|t| t.workflows.iter().any(|x| x.id == w)) => w,
+            Some(_) => OTHER_LABEL,
+        }
+    }
+
+    /// The `tenant` label of a call charged to `team`: a tenant the team configures is
+    /// itself, none is `none`, anything else [`OTHER_LABEL`].
+    pub fn label_for_tenant<'a>(&self, team: &str, tenant: Option<&'a str>) -> &'a str {
+        match tenant {
+            None => "none",
+            Some(t) if self.team(team).is_some_and(|x| x.tenants.iter().any(|y| y.id == t)) => t,
             Some(_) => OTHER_LABEL,
         }
     }
@@ -248,6 +274,7 @@ impl Policy {
             limit: budget.map(|b| b.limit),
             enforce,
         }];
+        let mut scopes = vec!["team".to_string()];
         if let Some(t) = team {
             if let Some(wf) = who
                 .workflow
@@ -260,6 +287,7 @@ impl Policy {
                     limit: wf.limit.filter(|_| budget.is_some()),
                     enforce,
                 });
+                scopes.push(format!("workflow/{}", wf.id));
             }
             if let Some(tn) = who.tenant.as_deref().and_then(|x| t.tenants.iter().find(|y| y.id == x)) {
                 budgets.push(Budget {
@@ -268,12 +296,14 @@ impl Policy {
                     limit: tn.limit.filter(|_| budget.is_some()),
                     enforce,
                 });
+                scopes.push(format!("tenant/{}", tn.id));
             }
         }
         Plan {
             team: who.team.clone(),
             window,
             budgets,
+            scopes,
         }
     }
 
@@ -377,6 +407,10 @@ mod tests {
         // A workflow id of another team, or of no configured team, is not this team's.
         assert_eq!(p.label_for_workflow("secure", Some("rag")), OTHER_LABEL);
         assert_eq!(p.label_for_workflow("nope", Some("rag")), OTHER_LABEL);
+        assert_eq!(p.label_for_tenant("search", Some("acme")), "acme");
+        assert_eq!(p.label_for_tenant("search", None), "none");
+        assert_eq!(p.label_for_tenant("search", Some("initech")), OTHER_LABEL);
+        assert_eq!(p.label_for_tenant("secure", Some("acme")), OTHER_LABEL);
         assert_eq!(p.label_for_model("amazon.nova-pro-v1:0"), "amazon.nova-pro-v1:0");
         assert_eq!(p.label_for_model("meta.llama3-1-8b-instruct-v1:0"), OTHER_LABEL);
         assert_eq!(p.label_for_model(&"x".repeat(2048)), OTHER_LABEL);
@@ -454,5 +488,40 @@ mod tests {
         let plan = p.plan(&p.attribute(&claims(None, None, None)), now);
         assert_eq!(plan.budgets[0].key, "tally:{unknown}:c:2026-11:team");
         assert_eq!(plan.team_limit(), None);
+    }
+
+    #[test]
+    fn the_tightest_budget_is_the_least_remaining_of_the_limited_ones() {
+        let p = Policy::new(config());
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        // Limits: team 100, workflow rag 50, tenant acme 10.
+        let plan = p.plan(&p.attribute(&claims(Some("search"), Some("acme"), Some("rag"))), now);
+        assert_eq!(plan.scopes, ["team", "workflow/rag", "tenant/acme"]);
+        assert_eq!(
+            plan.tightest(&[Nanos(20), Nanos(10), Nanos(4)]),
+            Some((Nanos(6), "tenant/acme"))
+        );
+        assert_eq!(
+            plan.tightest(&[Nanos(95), Nanos(10), Nanos(4)]),
+            Some((Nanos(5), "team"))
+        );
+        assert_eq!(
+            plan.tightest(&[Nanos(20), Nanos(45), Nanos(0)]),
+            Some((Nanos(5), "workflow/rag"))
+        );
+        // A tie goes to the broader budget; an overspent one (`Warn`) reads negative, as in status.
+        assert_eq!(
+            plan.tightest(&[Nanos(90), Nanos(40), Nanos(0)]),
+            Some((Nanos(10), "team"))
+        );
+        assert_eq!(
+            plan.tightest(&[Nanos(20), Nanos(60), Nanos(0)]),
+            Some((Nanos(-10), "workflow/rag"))
+        );
+        // The unlimited tenant is never the tightest; no budget at all: none.
+        let plan = p.plan(&p.attribute(&claims(Some("search"), Some("globex"), None)), now);
+        assert_eq!(plan.tightest(&[Nanos(99), Nanos(1_000)]), Some((Nanos(1), "team")));
+        let plan = p.plan(&p.attribute(&claims(None, None, None)), now);
+        assert_eq!(plan.tightest(&[Nanos(5)]), None);
     }
 }

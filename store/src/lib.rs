@@ -95,22 +95,41 @@ pub struct Settlement {
     pub record: LedgerRecord,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettleOutcome {
-    /// `team_used` = team spent + reserved after settling.
+    /// `used`: each of the settlement's counters' spent + reserved right after it, in
+    /// [`Settlement::counters`] order (the team's first).
     Settled {
-        team_used: Nanos,
+        used: Vec<Nanos>,
     },
     AlreadySettled,
 }
 
-/// Spent, reserved and request count of one counter.
+impl Settlement {
+    /// The team counter's field this call's cost is added to per model (`m/<model>`), if it
+    /// cost anything and was priced by a catalog model.
+    pub fn model_spend_field(&self) -> Option<String> {
+        (self.cost > Nanos::ZERO && !self.record.model.is_empty())
+            .then(|| tally_config::keys::field::model_spend(&self.record.model))
+    }
+
+    /// Whether this records a call refused by an allowlist or identity rule (counted as `denied`).
+    pub fn is_denial(&self) -> bool {
+        self.record.outcome == tally_config::ledger::Outcome::Denied
+    }
+}
+
+/// Spent, reserved and request counts of one counter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub spent: Nanos,
     pub reserved: Nanos,
     pub requests: u64,
+    /// Calls a budget refused.
     pub blocked: u64,
+    /// Calls an allowlist or identity rule refused (team counter only).
+    #[serde(default)]
+    pub denied: u64,
 }
 
 /// One ledger record and where it sits in its team's ledger.
@@ -220,6 +239,14 @@ impl Store {
         match self {
             Store::Redis(r) => r.counters(key).await,
             Store::Memory(m) => Ok(m.counters(key)),
+        }
+    }
+
+    /// Nano-USD spent per catalog model this period, from the team counter `key`.
+    pub async fn model_spend(&self, key: &str) -> Result<Vec<(String, Nanos)>> {
+        match self {
+            Store::Redis(r) => r.model_spend(key).await,
+            Store::Memory(m) => Ok(m.model_spend(key)),
         }
     }
 

@@ -30,6 +30,8 @@ struct Hold {
 #[derive(Default)]
 struct State {
     counters: HashMap<String, Counters>,
+    /// Team counter key → nano-USD spent per catalog model (Redis: the `m/<model>` fields).
+    model_spend: HashMap<String, HashMap<String, Nanos>>,
     reservations: HashMap<String, Hold>,
     /// (expiry ms, charge id) of every live reservation, soonest first: expiry looks only
     /// at what is due, and a settled or refreshed hold leaves no stale entry behind.
@@ -185,7 +187,18 @@ impl MemoryStore {
                 c.requests += 1;
             }
         }
-        let team_used = st.counters.first().map_or(Nanos::ZERO, |k| s.used(k));
+        if let Some(team) = st.counters.first() {
+            if st.is_denial() {
+                s.counters.entry(team.clone()).or_default().denied += 1;
+            }
+            if st.model_spend_field().is_some() {
+                let spent = s.model_spend.entry(team.clone()).or_default();
+                let m = spent.entry(st.record.model.clone()).or_default();
+                *m = m.saturating_add(st.cost);
+            }
+        }
+        let used: Vec<Nanos> = st.counters.iter().map(|k| s.used(k)).collect();
+        let team_used = used.first().copied().unwrap_or(Nanos::ZERO);
         let mut record = st.record.clone();
         record.team_budget_remaining_nanos = st.team_limit.map(|l| l.saturating_sub(team_used).0);
         s.last_seq += 1;
@@ -195,7 +208,7 @@ impl MemoryStore {
             s.ledger.pop_front();
         }
         s.remember_settled(&st.charge_id, now_ms + crate::SETTLED_TTL.as_millis() as i64);
-        SettleOutcome::Settled { team_used }
+        SettleOutcome::Settled { used }
     }
 
     pub fn ledger(&self, limit: usize) -> Vec<LedgerRecord> {
@@ -221,6 +234,13 @@ impl MemoryStore {
 
     pub fn counters(&self, key: &str) -> Counters {
         self.lock().counters.get(key).copied().unwrap_or_default()
+    }
+
+    /// Nano-USD spent per catalog model on the team counter `key`.
+    pub fn model_spend(&self, key: &str) -> Vec<(String, Nanos)> {
+        let s = self.lock();
+        let spent = s.model_spend.get(key).into_iter().flatten();
+        spent.map(|(m, n)| (m.clone(), *n)).collect()
     }
 
     /// How many reservations and settled ids are held (the soak benchmark watches them).

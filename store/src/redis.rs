@@ -134,8 +134,10 @@ end
 "#;
 
 /// KEYS: resv zset, resv data, settled set of the call's minute, ledger stream, counter 1..n (team first)
-/// ARGV: charge id, cost, count request 0/1, settled ttl s, ledger max len, record json, team limit or -1.
+/// ARGV: charge id, cost, count request 0/1, settled ttl s, ledger max len, record json, team limit or -1,
+/// the team counter's model-spend field or '', 1 if the call was denied by an allowlist else 0.
 /// The record is stored with `teamBudgetRemainingNanos` as of right after this settlement.
+/// Replies `ok` and every counter's spent + reserved after it, in KEYS order.
 const SETTLE: &str = r#"
 local done = digest(ARGV[1])
 if redis.call('SISMEMBER', KEYS[3], done) == 1 then return {'dup'} end
@@ -159,7 +161,11 @@ for i = 5, #KEYS do
   if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[i], 'requests', 1) end
 end
 local team_used = 0
-if #KEYS >= 5 then team_used = used(KEYS[5]) end
+if #KEYS >= 5 then
+  if ARGV[8] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[8], ARGV[2]) end
+  if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[5], 'denied', 1) end
+  team_used = used(KEYS[5])
+end
 local record = ARGV[6]
 local limit = tonumber(ARGV[7])
 if limit >= 0 then
@@ -167,7 +173,9 @@ if limit >= 0 then
 end
 redis.call('XADD', KEYS[4], '*', 'record', record)
 trim_ledger(KEYS[4], tonumber(ARGV[5]))
-return {'ok', string.format('%d', team_used)}
+local reply = {'ok'}
+for i = 5, #KEYS do table.insert(reply, string.format('%d', used(KEYS[i]))) end
+return reply
 "#;
 
 /// KEYS: resv zset, resv data. ARGV: charge id, expiry ms.
@@ -360,11 +368,13 @@ impl RedisStore {
             .arg(self.settled_ttl.as_secs().max(1))
             .arg(ledger_max_len)
             .arg(record)
-            .arg(s.team_limit.map_or(-1, |l| l.0));
+            .arg(s.team_limit.map_or(-1, |l| l.0))
+            .arg(s.model_spend_field().unwrap_or_default())
+            .arg(if s.is_denial() { "1" } else { "0" });
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(SettleOutcome::Settled {
-                team_used: parse_nanos(reply.get(1))?,
+                used: reply[1..].iter().map(|v| parse_nanos(Some(v))).collect::<Result<_>>()?,
             }),
             Some("dup") => Ok(SettleOutcome::AlreadySettled),
             _ => Err(protocol(&reply)),
@@ -414,10 +424,26 @@ impl RedisStore {
                 .arg(keys::field::SPENT)
                 .arg(keys::field::RESERVED)
                 .arg(keys::field::REQUESTS)
-                .arg(keys::field::BLOCKED);
+                .arg(keys::field::BLOCKED)
+                .arg(keys::field::DENIED);
         }
         let replies: Vec<CounterFields> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(replies.into_iter().map(counters_from).collect())
+    }
+
+    /// Nano-USD spent per catalog model on the team counter `key` (its `m/<model>` fields).
+    pub async fn model_spend(&self, key: &str) -> Result<Vec<(String, Nanos)>> {
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut out = Vec::new();
+        for (field, value) in all {
+            if let Some(model) = field.strip_prefix(keys::field::MODEL_PREFIX) {
+                out.push((model.to_string(), parse_nanos(Some(&value))?));
+            }
+        }
+        Ok(out)
     }
 
     /// The connection itself, for a component with its own commands on Tally's keys (the
@@ -448,15 +474,16 @@ fn settlement_minute(s: &Settlement) -> i64 {
         .map_or(0, |t| minute_of_ms(t.as_millisecond()))
 }
 
-/// `spent`, `reserved`, `requests`, `blocked` as `HMGET` returns them (nil for a missing field).
-type CounterFields = (Option<i64>, Option<i64>, Option<u64>, Option<u64>);
+/// `spent`, `reserved`, `requests`, `blocked`, `denied` as `HMGET` returns them (nil for a missing field).
+type CounterFields = (Option<i64>, Option<i64>, Option<u64>, Option<u64>, Option<u64>);
 
-fn counters_from((spent, reserved, requests, blocked): CounterFields) -> Counters {
+fn counters_from((spent, reserved, requests, blocked, denied): CounterFields) -> Counters {
     Counters {
         spent: Nanos(spent.unwrap_or(0)),
         reserved: Nanos(reserved.unwrap_or(0)),
         requests: requests.unwrap_or(0),
         blocked: blocked.unwrap_or(0),
+        denied: denied.unwrap_or(0),
     }
 }
 

@@ -58,9 +58,23 @@ pub const DEFAULT_ALERT_THRESHOLDS: [u8; 3] = [50, 80, 100];
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// CEL checks what it can cheaply and exactly at apply time, with or without the webhook: the
+// money comparisons go through `quantity()` (an exact decimal, unlike `double()`), which parses
+// every string the USD pattern admits. The rest (timezones, claims across objects, amounts
+// beyond the counters' range) is the compiler's, run by the admission webhook and the reconciler.
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "has(self.budget) || ((!has(self.tenants) || self.tenants.all(t, !has(t.limitUSD))) && (!has(self.workflows) || self.workflows.all(w, !has(w.limitUSD))))",
     "message": "tenant and workflow limitUSD need spec.budget: the budget's period is the period they apply to"
+}, {
+    "rule": "!has(self.budget) || !has(self.workflows) || self.workflows.all(w, !has(w.limitUSD) || quantity(w.limitUSD).compareTo(quantity(self.budget.limitUSD)) <= 0)",
+    "message": "a workflow's limitUSD must not exceed the team's spec.budget.limitUSD",
+    "fieldPath": ".workflows",
+    "reason": "FieldValueInvalid"
+}, {
+    "rule": "!has(self.budget) || !has(self.tenants) || self.tenants.all(t, !has(t.limitUSD) || quantity(t.limitUSD).compareTo(quantity(self.budget.limitUSD)) <= 0)",
+    "message": "a tenant's limitUSD must not exceed the team's spec.budget.limitUSD",
+    "fieldPath": ".tenants",
+    "reason": "FieldValueInvalid"
 }]))]
 pub struct TeamBudgetSpec {
     /// The team id: the value of the x-team-id header, and the key of the team's
@@ -257,6 +271,13 @@ pub struct TeamBudgetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub blocked: Option<i64>,
+    /// Calls refused this period, by cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusals: Option<Refusals>,
+    /// The models the team spent most on this period, most first (at most five).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub top_models: Vec<ModelSpend>,
     /// Each workflow's spend this period against its own limit (from the `wf/<id>` counters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
@@ -330,6 +351,33 @@ pub struct AlertsRaised {
     /// Whether the exhaustion event was already raised in that period.
     #[serde(default)]
     pub exhausted: bool,
+    /// Whether the projected-overrun event (the forecast above the limit before the money
+    /// runs out) was already raised in that period.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub projected: bool,
+}
+
+/// Calls refused this period, by cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusals {
+    /// Refused because a budget (team, workflow or tenant) could not cover the call's worst case.
+    #[schemars(range(min = 0))]
+    pub budget: i64,
+    /// Refused by a model allowlist or a workload-identity rule.
+    #[schemars(range(min = 0))]
+    pub allowlist: i64,
+}
+
+/// One model's spend this period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSpend {
+    /// The catalog model (the ModelPricing entry's `model`).
+    pub model: String,
+    /// USD spent on it by settled calls (decimal string).
+    #[serde(rename = "spentUSD")]
+    pub spent_usd: String,
 }
 
 /// Percent of `limit` that `spent` is, with one decimal, rounded down, from

@@ -470,13 +470,17 @@ impl Exchange {
         let plan = self.plan_of(call);
         let s = settlement::finished(call, &plan, outcome, &charge, self.time, self.started);
         let used = self.shared.settle_or_spool(&s).await;
-        let remaining = plan.team_limit().zip(used).map(|(l, u)| l.saturating_sub(u));
+        let team_used = used.as_ref().and_then(|u| u.first());
+        let team_remaining = plan.team_limit().zip(team_used).map(|(l, &u)| l.saturating_sub(u));
         self.settled = Some((charge.cost, outcome));
-        observe::settled(&self.shared.metrics, &self.policy, &s, &charge.usage, remaining);
-        self.shared.traces.record(&s.record, remaining, &call.facts.trace, self.started);
+        observe::settled(&self.shared.metrics, &self.policy, &s, &charge.usage, team_remaining);
+        self.shared
+            .traces
+            .record(&s.record, team_remaining, &call.facts.trace, self.started);
         let mut headers = vec![("x-tally-cost-usd".to_string(), charge.cost.to_string())];
-        if let Some(r) = remaining {
-            headers.push(("x-tally-budget-remaining-usd".to_string(), r.to_string()));
+        if let Some((remaining, scope)) = used.as_deref().and_then(|u| plan.tightest(u)) {
+            headers.push(("x-tally-budget-remaining-usd".to_string(), remaining.to_string()));
+            headers.push(("x-tally-budget-scope".to_string(), scope.to_string()));
         }
         headers
     }
@@ -490,6 +494,8 @@ impl Exchange {
         let s = settlement::refused(call, &plan, outcome, message, self.time, self.started);
         self.shared.settle_or_spool(&s).await;
         observe::refused(&self.shared.metrics, &s.record.team, outcome);
-        self.shared.traces.record(&s.record, None, &call.facts.trace, self.started);
+        self.shared
+            .traces
+            .record(&s.record, None, &call.facts.trace, self.started);
     }
 }

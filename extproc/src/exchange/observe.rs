@@ -57,6 +57,7 @@ pub fn settled(m: &Metrics, policy: &Policy, s: &Settlement, usage: &Usage, rema
     decision(m, &r.team, r.outcome.as_str());
     let call = CallLabels {
         team: r.team.clone(),
+        tenant: policy.label_for_tenant(&r.team, r.tenant.as_deref()).to_string(),
         workflow: policy.label_for_workflow(&r.team, r.workflow.as_deref()).to_string(),
         model: policy.label_for_model(model).to_string(),
     };
@@ -72,6 +73,7 @@ pub fn settled(m: &Metrics, policy: &Policy, s: &Settlement, usage: &Usage, rema
         if n > 0 {
             let labels = TokenLabels {
                 team: call.team.clone(),
+                tenant: call.tenant.clone(),
                 workflow: call.workflow.clone(),
                 model: call.model.clone(),
                 class,

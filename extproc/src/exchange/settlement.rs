@@ -105,7 +105,9 @@ pub fn finished(
     }
 }
 
-/// The record of a refused call: zero cost, no counter, not counted as a request.
+/// The record of a refused call: zero cost, not counted as a request. A budget refusal was
+/// already counted (`blocked`) by the reservation that refused it; an allowlist or identity
+/// denial is counted on the team counter (`denied`) by this settlement.
 pub fn refused(
     call: &Call,
     plan: &Plan,
@@ -120,7 +122,10 @@ pub fn refused(
         team: plan.team.clone(),
         charge_id: format!("{}/{}", call.facts.charge_id, outcome.as_str()),
         cost: Nanos::ZERO,
-        counters: vec![],
+        counters: match outcome {
+            Outcome::Denied => plan.budgets.iter().take(1).map(|b| b.key.clone()).collect(),
+            _ => vec![],
+        },
         count_request: false,
         team_limit: None,
         record,

@@ -42,10 +42,11 @@ impl Shared {
     }
 
     /// Settles, or spools the settlement if the store is unreachable.
-    /// Returns the team's used amount after it, when the store answered.
-    pub(super) async fn settle_or_spool(&self, s: &Settlement) -> Option<Nanos> {
+    /// Returns each counter's used amount after it (the settlement's counters' order), when
+    /// the store answered.
+    pub(super) async fn settle_or_spool(&self, s: &Settlement) -> Option<Vec<Nanos>> {
         match self.store.settle(s, self.opts.ledger_max_len).await {
-            Ok(SettleOutcome::Settled { team_used }) => return Some(team_used),
+            Ok(SettleOutcome::Settled { used }) => return Some(used),
             Ok(SettleOutcome::AlreadySettled) => return None,
             Err(StoreError::Timeout { .. }) => {
                 tracing::warn!(request_id = %s.record.request_id, "settle timed out; spooling")

@@ -1,10 +1,10 @@
-//! The workflow and tenant lines of a `TeamBudget`'s status: which scopes are shown (every
+//! The workflow, tenant and model lines of a `TeamBudget`'s status: which scopes are shown (every
 //! workflow; tenants with a limit of their own first, then the others, by id, at most
 //! [`MAX_TENANTS_SHOWN`] so a status stays small) and each one's spend against its limit in force.
 //! Pure: the counters are read by `counters`, in the order [`shown`] gives.
 
 use tally_api::crd::TeamBudgetStatus;
-use tally_api::crd::team_budget::{ScopeStatus, utilization_percent};
+use tally_api::crd::team_budget::{ModelSpend, ScopeStatus, utilization_percent};
 use tally_config::compiled::TeamConfig;
 use tally_config::keys::Scope;
 use tally_config::money::Nanos;
@@ -53,7 +53,26 @@ pub fn keep(status: &mut TeamBudgetStatus, prev: Option<&TeamBudgetStatus>) {
         status.workflows = prev.workflows.clone();
         status.tenants = prev.tenants.clone();
         status.tenants_not_shown = prev.tenants_not_shown;
+        status.top_models = prev.top_models.clone();
     }
+}
+
+/// Most models listed under `topModels`.
+pub const TOP_MODELS: usize = 5;
+
+/// The [`TOP_MODELS`] models with the most spend, most first (ties by name), from the team
+/// counter's per-model spend; models with nothing spent are left out.
+pub fn top_models(mut spend: Vec<(String, Nanos)>) -> Vec<ModelSpend> {
+    spend.retain(|(_, n)| *n > Nanos::ZERO);
+    spend.sort_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+    spend
+        .into_iter()
+        .take(TOP_MODELS)
+        .map(|(model, n)| ModelSpend {
+            model,
+            spent_usd: n.to_string(),
+        })
+        .collect()
 }
 
 fn line(id: &str, limit: Option<Nanos>, c: &Counters) -> ScopeStatus {
@@ -105,6 +124,7 @@ mod tests {
             reserved: Nanos(0),
             requests: 3,
             blocked: 1,
+            denied: 0,
         }
     }
 
@@ -141,5 +161,24 @@ mod tests {
             (None, None)
         );
         assert_eq!(status.tenants_not_shown, Some(50));
+    }
+
+    #[test]
+    fn top_models_are_the_five_dearest_most_first() {
+        let spend = |m: &str, n: i64| (m.to_string(), Nanos(n));
+        let got = top_models(vec![
+            spend("nova-micro", 5),
+            spend("opus", 900),
+            spend("haiku", 40),
+            spend("sonnet", 300),
+            spend("nova-pro", 40),
+            spend("titan", 0),
+            spend("llama", 7),
+            spend("mistral", 6),
+        ]);
+        let names: Vec<_> = got.iter().map(|m| m.model.as_str()).collect();
+        assert_eq!(names, ["opus", "sonnet", "haiku", "nova-pro", "llama"]);
+        assert_eq!(got[0].spent_usd, Nanos(900).to_string());
+        assert!(top_models(vec![spend("titan", 0)]).is_empty());
     }
 }

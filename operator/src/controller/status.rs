@@ -18,7 +18,7 @@ use tally_config::period::{self, Period};
 
 use tally_api::compiler::{Compiled, ObjectRef};
 use tally_api::crd::condition::{Condition, ConditionStatus, set_condition, types};
-use tally_api::crd::team_budget::{AlertsRaised, utilization_percent};
+use tally_api::crd::team_budget::{AlertsRaised, Refusals, utilization_percent};
 use tally_api::crd::{TeamBudget, TeamBudgetStatus};
 
 /// One team's counters for the current period (the `team` scope hash in Redis), as the ext_proc's store reads them.
@@ -87,7 +87,7 @@ impl Enforced {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventToEmit {
     pub warning: bool,
-    /// CamelCase reason (`ThresholdCrossed`, `BudgetExhausted`, `InvalidSpec`).
+    /// CamelCase reason (`ThresholdCrossed`, `BudgetExhausted`, `ProjectedOverrun`, `InvalidSpec`).
     pub reason: String,
     pub note: String,
     /// What the operator was doing (`Compile`, `ReadCounters`).
@@ -241,10 +241,10 @@ fn spend_status(
             return (status, vec![]);
         }
     };
-    let spend = Spend::new(budget, limit, counters, &window);
+    let spend = Spend::new(budget, limit, counters, &window, now);
     spend.fill(&mut status);
-    status.forecast_usd = Some(forecast(spend.committed, &window, now).to_string());
-    status.exhausts_at = exhaustion(spend.committed, limit, &window, now).map(|t| t.to_string());
+    status.forecast_usd = Some(spend.forecast.to_string());
+    status.exhausts_at = period::exhaustion(spend.committed, limit, &window, now).map(|t| t.to_string());
     set_condition(&mut status.conditions, spend.exceeded(&now_s, generation));
     set_condition(&mut status.conditions, spend.threshold(&now_s, generation));
     let (alerts, events) = spend.alerts(team, prev.alerts, &window.key);
@@ -263,6 +263,7 @@ fn keep_last_known(status: &mut TeamBudgetStatus, prev: TeamBudgetStatus) {
         status.exhausts_at = prev.exhausts_at;
         status.requests = prev.requests;
         status.blocked = prev.blocked;
+        status.refusals = prev.refusals;
     }
     status.alerts = prev.alerts;
 }
@@ -274,6 +275,8 @@ struct Spend<'a> {
     counters: Counters,
     /// Spent plus reserved: what utilization, thresholds and exhaustion are decided on.
     committed: Nanos,
+    /// Committed spend projected at the period's end at the rate so far.
+    forecast: Nanos,
     remaining: Nanos,
     /// The alert thresholds reached, in the budget's order.
     crossed: Vec<u8>,
@@ -282,7 +285,13 @@ struct Spend<'a> {
 }
 
 impl<'a> Spend<'a> {
-    fn new(budget: &'a BudgetConfig, limit: Nanos, counters: Counters, window: &period::Window) -> Self {
+    fn new(
+        budget: &'a BudgetConfig,
+        limit: Nanos,
+        counters: Counters,
+        window: &period::Window,
+        now: Timestamp,
+    ) -> Self {
         let committed = counters.spent.saturating_add(counters.reserved);
         let crossed = budget
             .alert_thresholds
@@ -295,6 +304,7 @@ impl<'a> Spend<'a> {
             limit,
             counters,
             committed,
+            forecast: period::forecast(committed, window, now),
             remaining: limit.saturating_sub(committed),
             crossed,
             ends: window.end.to_string(),
@@ -313,6 +323,10 @@ impl<'a> Spend<'a> {
         status.utilization = utilization_percent(self.committed, self.limit);
         status.requests = Some(i64::try_from(self.counters.requests).unwrap_or(i64::MAX));
         status.blocked = Some(i64::try_from(self.counters.blocked).unwrap_or(i64::MAX));
+        status.refusals = Some(Refusals {
+            budget: i64::try_from(self.counters.blocked).unwrap_or(i64::MAX),
+            allowlist: i64::try_from(self.counters.denied).unwrap_or(i64::MAX),
+        });
     }
 
     /// The `BudgetExceeded` condition.
@@ -401,6 +415,21 @@ impl<'a> Spend<'a> {
             alerts.exhausted = true;
             events.push(self.exhausted_event(team));
         }
+        // Before the money runs out: the rate so far would overrun the limit by the period's end.
+        if self.forecast > self.limit && !self.exhausted() && !alerts.projected {
+            alerts.projected = true;
+            events.push(EventToEmit {
+                warning: true,
+                reason: "ProjectedOverrun".into(),
+                action: "ReadCounters",
+                note: format!(
+                    "team {team} is projected to spend {} USD this {} period at its rate so far, over its {limit} USD budget ({} committed); the period ends {ends}",
+                    self.forecast,
+                    period_name(self.budget),
+                    self.committed
+                ),
+            });
+        }
         (alerts, events)
     }
 
@@ -432,37 +461,6 @@ fn budget_window(enforced: &Enforced, now: Timestamp) -> Option<(&str, &BudgetCo
 /// The team id and period key (the Redis counter key parts) of the budget in force, if any.
 pub fn counter_scope(enforced: &Enforced, now: Timestamp) -> Option<(&str, String)> {
     budget_window(enforced, now).map(|(team, _, w)| (team, w.key))
-}
-
-/// Projected spend at the period's end if the rate so far holds: committed × length ÷ elapsed,
-/// rounded down to cents. Elapsed counts whole hours (at least one), so the figure moves hourly
-/// rather than on every pass (each move is a status patch) and the first minutes do not explode.
-fn forecast(committed: Nanos, window: &period::Window, now: Timestamp) -> Nanos {
-    const CENT: i128 = 10_000_000;
-    let (length, elapsed) = rate_window(window, now);
-    let projected = i128::from(committed.0.max(0)) * length / elapsed;
-    Nanos(i64::try_from(projected / CENT * CENT).unwrap_or(i64::MAX))
-}
-
-/// When committed spend reaches `limit` if the rate so far holds (the rate of [`forecast`]):
-/// only while money remains and that moment falls before the period's end.
-fn exhaustion(committed: Nanos, limit: Nanos, window: &period::Window, now: Timestamp) -> Option<Timestamp> {
-    if committed.0 <= 0 || committed >= limit {
-        return None;
-    }
-    let (length, elapsed) = rate_window(window, now);
-    let after = i128::from(limit.0) * elapsed / i128::from(committed.0);
-    let at = Timestamp::from_second(window.start.as_second() + i64::try_from(after).ok()?).ok()?;
-    (after < length).then_some(at)
-}
-
-/// The period's length and the time elapsed of it, in seconds, elapsed counted in whole hours
-/// (at least one).
-fn rate_window(window: &period::Window, now: Timestamp) -> (i128, i128) {
-    const HOUR: i128 = 3600;
-    let seconds = |from: Timestamp, to: Timestamp| i128::from(to.as_second() - from.as_second());
-    let length = seconds(window.start, window.end).max(1);
-    (length, (seconds(window.start, now) / HOUR * HOUR).max(HOUR).min(length))
 }
 
 /// `committed >= percent% of limit`, exactly.

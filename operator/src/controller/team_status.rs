@@ -22,6 +22,8 @@ use super::status::{self, Enforced, Reading};
 struct Read {
     reading: Reading,
     scopes: Vec<status::Counters>,
+    /// Nano-USD spent per catalog model.
+    models: Vec<(String, tally_config::money::Nanos)>,
 }
 
 /// The statuses this leadership term wrote, per TeamBudget uid: newer than the watch cache
@@ -63,13 +65,15 @@ impl TeamStatuses {
                 continue;
             };
             let scopes = enforced.team.as_ref().map(scopes::shown).unwrap_or_default();
-            let (reading, scope_counters) = counters.read(settings.redis.as_ref(), enforced, &scopes, now).await;
+            let (reading, scope_counters, models) =
+                counters.read(settings.redis.as_ref(), enforced, &scopes, now).await;
             if reading == Reading::Unavailable {
                 ok = false;
             }
             let read = Read {
                 reading,
                 scopes: scope_counters,
+                models,
             };
             ok &= self.update(settings, clients, &tb, enforced, read, now).await;
         }
@@ -100,7 +104,8 @@ impl TeamStatuses {
         let (mut desired, events) = status::team_status(tb, enforced, read.reading, now);
         match (&enforced.team, read.reading) {
             (Some(team), Reading::Counters(_)) if desired.period_start.is_some() => {
-                scopes::fill(&mut desired, team, &read.scopes)
+                scopes::fill(&mut desired, team, &read.scopes);
+                desired.top_models = scopes::top_models(read.models);
             }
             (_, Reading::Unavailable) => scopes::keep(&mut desired, tb.status.as_ref()),
             _ => {}

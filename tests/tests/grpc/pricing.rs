@@ -58,6 +58,7 @@ fn assert_answers(out: &[ProcessingResponse]) {
     assert_eq!(header(&headers, "x-tally-cost-usd"), Some(CONVERSE_COST_USD));
     assert_eq!(header(&headers, "x-tally-request-id"), Some("inv-1"));
     assert_eq!(header(&headers, "x-tally-budget-remaining-usd"), Some("99.89086834"));
+    assert_eq!(header(&headers, "x-tally-budget-scope"), Some("team"));
 }
 
 /// The ledger record, the counters and the spend metric of the Converse call.
@@ -89,7 +90,7 @@ async fn assert_converse_recorded(redis: &RedisServer, svc: &ExtProcService) {
     let metrics = svc.metrics().await;
     assert!(
         metrics.contains(&format!(
-            "tally_spend_nanos_total{{team=\"search\",workflow=\"rag\",model=\"{SONNET_US}\"}} {CONVERSE_COST_NANOS}"
+            "tally_spend_nanos_total{{team=\"search\",tenant=\"acme\",workflow=\"rag\",model=\"{SONNET_US}\"}} {CONVERSE_COST_NANOS}"
         )),
         "{metrics}"
     );

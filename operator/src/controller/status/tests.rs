@@ -64,6 +64,7 @@ fn spend(spent: i64, reserved: i64) -> Reading {
         reserved: Nanos(reserved),
         requests: 7,
         blocked: 1,
+        denied: 2,
     })
 }
 
@@ -99,7 +100,15 @@ fn fields_come_from_counters_in_the_budget_timezone() {
             period: "2026-11".into(),
             limit_usd: Some("100.00".into()),
             thresholds: vec![],
-            exhausted: false
+            exhausted: false,
+            projected: false
+        })
+    );
+    assert_eq!(
+        s.refusals,
+        Some(tally_api::crd::team_budget::Refusals {
+            budget: 1,
+            allowlist: 2
         })
     );
 }
@@ -107,8 +116,10 @@ fn fields_come_from_counters_in_the_budget_timezone() {
 #[test]
 fn each_threshold_fires_once_per_period_across_restarts() {
     let mut tb = team("100", vec![50, 80, 100]);
-    // Jump straight to 85 %: both 50 and 80 are announced, in order.
+    // Jump straight to 85 %: both 50 and 80 are announced, in order (and, at this rate, the
+    // projected overrun: `a_projected_overrun_is_announced_once_before_the_money_runs_out`).
     let (s, events) = team_status(&tb, &in_force(&tb), spend(85 * USD, 0), now());
+    let events = thresholds_only(events);
     assert_eq!(
         events
             .iter()
@@ -143,15 +154,55 @@ fn each_threshold_fires_once_per_period_across_restarts() {
     tb.status = Some(s);
     let december: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
     let (s, events) = team_status(&tb, &in_force(&tb), spend(60 * USD, 0), december);
-    assert_eq!(events.len(), 1);
+    assert_eq!(thresholds_only(events).len(), 1);
     assert_eq!(
         s.alerts.unwrap(),
         AlertsRaised {
             period: "2026-12".into(),
             limit_usd: Some("100.00".into()),
             thresholds: vec![50],
-            exhausted: false
+            exhausted: false,
+            projected: true
         }
+    );
+}
+
+fn thresholds_only(events: Vec<EventToEmit>) -> Vec<EventToEmit> {
+    events.into_iter().filter(|e| e.reason == "ThresholdCrossed").collect()
+}
+
+#[test]
+fn a_projected_overrun_is_announced_once_before_the_money_runs_out() {
+    let mut tb = team("100", vec![]);
+    // 611 of 720 hours gone: 80.00 committed projects to 94.27, within the limit.
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(80 * USD, 0), now());
+    assert!(events.is_empty(), "{events:?}");
+    assert!(!s.alerts.as_ref().unwrap().projected);
+    // 85.00 projects to 100.16: one warning naming the projection, while 15.00 remain.
+    tb.status = Some(s);
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(85 * USD, 0), now());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].reason.as_str(), events[0].warning),
+        ("ProjectedOverrun", true)
+    );
+    assert!(
+        events[0].note.contains("projected to spend 100.16 USD"),
+        "{}",
+        events[0].note
+    );
+    assert_eq!(s.remaining_usd.as_deref(), Some("15.00"));
+    // Once per period and limit, across restarts.
+    tb.status = Some(s);
+    let (s, events) = team_status(&tb, &in_force(&tb), spend(90 * USD, 0), now());
+    assert!(events.is_empty(), "{events:?}");
+    // A raised limit re-arms it.
+    let mut raised = team("120", vec![]);
+    raised.status = Some(s);
+    let (_, events) = team_status(&raised, &in_force(&raised), spend(119 * USD, 0), now());
+    assert_eq!(
+        events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+        ["ProjectedOverrun"]
     );
 }
 
