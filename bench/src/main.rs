@@ -13,6 +13,7 @@ mod mix;
 mod overhead;
 mod peers;
 mod procs;
+mod reconcile;
 mod scale;
 mod soak;
 mod strictness;
@@ -40,6 +41,10 @@ pub enum Phase {
     /// Not part of `all`: how much of a budget a team spends before its first refusal, for
     /// one sequential caller and 10 concurrent ones (results in `usability.json` beside `--out`).
     Usability,
+    /// Not part of `all`: with 10,000 teams in a real apiserver, the time from a changed TeamBudget
+    /// limit to the ext_proc enforcing it, and from a call to its spend in status (results in
+    /// `reconcile.json` beside `--out`).
+    Reconcile,
 }
 
 #[derive(Debug, Parser)]
@@ -137,6 +142,8 @@ fn main() -> Result<()> {
         let run = async {
             if args.phase == Phase::Soak {
                 write_beside(&args.out, "soak.json", &soak::phase(&args).await?)
+            } else if args.phase == Phase::Reconcile {
+                write_beside(&args.out, "reconcile.json", &reconcile::phase(if args.quick { 1 } else { 3 }).await?)
             } else if args.phase == Phase::Usability {
                 write_beside(&args.out, "usability.json", &usability::phase().await?)
             } else {

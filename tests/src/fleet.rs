@@ -3,7 +3,12 @@
 //! them with the shipped catalog (`examples/catalog`). The scale suite and the reconcile-latency
 //! benchmark share it so both measure the same fleet.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use tally_api::crd::{ModelPricing, TeamBudget};
 use tally_config::compiled::CompiledConfig;
@@ -99,4 +104,46 @@ pub fn shipped_catalog() -> Result<Vec<ModelPricing>> {
         }
     }
     Ok(out)
+}
+
+/// Field manager of what the fleet helpers apply.
+const MANAGER: &str = "tally-fleet";
+
+/// Creates (or updates) `fleet`'s TeamBudgets, team `i` limited to `limit(i)` cents, with
+/// `parallel` server-side applies in flight; returns how long it took.
+pub async fn apply_fleet(
+    client: &Client,
+    fleet: &Fleet,
+    limit: impl Fn(usize) -> u64,
+    parallel: usize,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let params = PatchParams::apply(MANAGER).force();
+    futures::stream::iter(0..fleet.teams)
+        .map(|i| {
+            let api: Api<TeamBudget> = Api::namespaced(client.clone(), &fleet.namespace(i));
+            let body = fleet.manifest(i, limit(i));
+            let params = &params;
+            async move {
+                api.patch(&fleet.team_id(i), params, &Patch::Apply(&body))
+                    .await
+                    .with_context(|| format!("applying TeamBudget {}", fleet.team_id(i)))
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(parallel.max(1))
+        .try_collect::<()>()
+        .await?;
+    Ok(started.elapsed())
+}
+
+/// Applies the shipped catalog's `ModelPricing`s.
+pub async fn apply_catalog(client: &Client) -> Result<()> {
+    let api: Api<ModelPricing> = Api::all(client.clone());
+    let params = PatchParams::apply(MANAGER).force();
+    for mp in shipped_catalog()? {
+        let name = mp.metadata.name.clone().context("a named ModelPricing")?;
+        api.patch(&name, &params, &Patch::Apply(&mp)).await?;
+    }
+    Ok(())
 }

@@ -9,18 +9,17 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DeleteParams};
-use tally_api::crd::{ModelPricing, TeamBudget};
+use tally_api::crd::TeamBudget;
 use tally_operator::controller::config_map::DeliveryArgs;
 use tally_tests::client::Attribution;
 use tally_tests::fixtures::stack::{Stack, StackOptions};
-use tally_tests::fleet::{Fleet, shipped_catalog};
+use tally_tests::fleet::{Fleet, apply_catalog, apply_fleet};
 
 use crate::NS;
-use crate::cluster::{apiserver_with_crds, apply, create_namespaces, install_operator_rbac};
+use crate::cluster::{apiserver_with_crds, create_namespaces, install_operator_rbac};
 use crate::observe::{STEP, condition, events_of, wait_for_config, wait_for_team_budget};
 use crate::replica::{start_replica_delivering, start_replica_with};
 
@@ -29,31 +28,6 @@ const LIMIT_CENTS: u64 = 100_000;
 const LAST_LIMIT_CENTS: u64 = 100;
 /// Concurrent server-side applies while creating the fleet.
 const PARALLEL: usize = 32;
-
-/// Creates `fleet` (team `i` with `limit(i)` cents) and returns how long it took.
-async fn create_fleet(admin: &Client, fleet: &Fleet, limit: impl Fn(usize) -> u64) -> Result<Duration> {
-    let started = Instant::now();
-    futures::stream::iter(0..fleet.teams)
-        .map(|i| {
-            let api: Api<TeamBudget> = Api::namespaced(admin.clone(), &fleet.namespace(i));
-            let body = fleet.manifest(i, limit(i));
-            async move { apply(&api, &fleet.team_id(i), body).await.map(|_| ()) }
-        })
-        .buffer_unordered(PARALLEL)
-        .try_collect::<()>()
-        .await?;
-    Ok(started.elapsed())
-}
-
-/// The shipped catalog, applied as the admin.
-async fn apply_catalog(admin: &Client) -> Result<()> {
-    let api: Api<ModelPricing> = Api::all(admin.clone());
-    for mp in shipped_catalog()? {
-        let name = mp.metadata.name.clone().context("a named ModelPricing")?;
-        apply(&api, &name, serde_json::to_value(&mp)?).await?;
-    }
-    Ok(())
-}
 
 /// The fleet's namespaces and the operator's.
 async fn namespaces(admin: &Client, fleet: &Fleet) -> Result<()> {
@@ -87,7 +61,7 @@ async fn ten_thousand_teams_are_published_complete_and_enforced() -> Result<()> 
     namespaces(&admin, &fleet).await?;
     apply_catalog(&admin).await?;
     let limit = |i| if i == last { LAST_LIMIT_CENTS } else { LIMIT_CENTS };
-    let took = create_fleet(&admin, &fleet, limit).await?;
+    let took = apply_fleet(&admin, &fleet, limit, PARALLEL).await?;
     eprintln!(
         "created {} TeamBudgets in {:.1} s ({:.0}/s, {PARALLEL} parallel server-side applies)",
         fleet.teams,
@@ -178,10 +152,10 @@ async fn a_config_over_the_limit_keeps_the_last_one_and_says_why() -> Result<()>
     };
     let replica = start_replica_delivering(operator, None, false, "limit", vec![], delivery).await?;
     let small = Fleet { teams: 3, ..fleet };
-    create_fleet(&admin, &small, |_| LIMIT_CENTS).await?;
+    apply_fleet(&admin, &small, |_| LIMIT_CENTS, PARALLEL).await?;
     wait_for_config(&admin, "the first 3 teams", STEP, |c| c.teams.len() == 3).await;
 
-    create_fleet(&admin, &fleet, |_| LIMIT_CENTS).await?;
+    apply_fleet(&admin, &fleet, |_| LIMIT_CENTS, PARALLEL).await?;
     let api: Api<TeamBudget> = Api::namespaced(admin.clone(), &fleet.namespace(299));
     let tb = wait_for_team_budget(&api, &fleet.team_id(299), "Ready=False ConfigTooLarge", STEP, |tb| {
         condition(tb, "Ready").is_some_and(|c| c.1 == "ConfigTooLarge")
