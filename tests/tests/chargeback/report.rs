@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use serde_json::{Value, json};
+use tally_chargeback::report::html::{TEAM_COLOURS, tier_colour};
+use tally_chargeback::report::routing::Tier;
 use tally_config::money::Nanos;
 use tally_tests::client::Attribution;
+use tally_tests::fixtures::chromium::{Screenshot, rgb};
 use tally_tests::fixtures::s3::S3Server;
 use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::scenarios::{HAIKU, NOVA_LITE, OPUS, US_HAIKU, default_config};
@@ -19,7 +22,7 @@ const BUDGETS: &str = "
 apiVersion: tally.dev/v1alpha1
 kind: TeamBudget
 metadata: {name: search, namespace: search}
-spec: {team: search, costCenter: CC-1042}
+spec: {team: search, costCenter: CC-1042, budget: {limitUSD: '0.05', period: Monthly}}
 ";
 
 /// The `tally` binary, rebuilt if the chargeback or operator sources are newer.
@@ -151,6 +154,52 @@ fn line(v: &Value) -> Value {
     json!({"calls": v["calls"], "refused": v["refused"], "tokens": v["tokens"], "cost_usd": v["cost_usd"]})
 }
 
+/// `tally report --format html` of this month, rendered by headless Chromium: a page with
+/// a line per team, the budget's line, and the model mix's tier colours, with no script and no
+/// external asset.
+fn assert_the_html_page_renders(ledger: &str, budgets: &std::path::Path) {
+    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let budgets = budgets.to_str().expect("UTF-8 path");
+    let page = run(
+        &[
+            "report",
+            "--ledger",
+            ledger,
+            "--period",
+            &month,
+            "--budgets",
+            budgets,
+            "--format",
+            "html",
+        ],
+        &[],
+    );
+    assert!(!page.contains("<script"), "no script");
+    let namespaces = page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count();
+    assert_eq!(
+        page.matches("http").count(),
+        namespaces,
+        "no external asset, only the SVG namespace"
+    );
+    assert_eq!(page.matches("stroke-dasharray").count(), 1, "one budget line: search's");
+    let keep = std::env::var_os("TALLY_REPORT_SCREENSHOT").map(std::path::PathBuf::from);
+    let shot = Screenshot::of(&page, 1280, 1600, keep.as_deref());
+    assert_eq!((shot.width, shot.height), (1280, 1600));
+    assert!(
+        shot.inked() > 20_000,
+        "a page, not a blank: {} pixels drawn",
+        shot.inked()
+    );
+    for (team, colour) in ["search", "ads", "unknown"].iter().zip(TEAM_COLOURS) {
+        let n = shot.count(rgb(colour));
+        assert!(n > 100, "{team}'s colour {colour} is on the spend chart: {n} pixels");
+    }
+    for tier in [Tier::Premium, Tier::Economy] {
+        let n = shot.count(rgb(tier_colour(tier)));
+        assert!(n > 1_000, "the model-mix bars show {tier:?}: {n} pixels");
+    }
+}
+
 /// `tally report --format json` of `ledger` over the days around now.
 fn report(ledger: &str, by: &str, budgets: &std::path::Path, env: &[(&'static str, String)]) -> Value {
     let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
@@ -272,4 +321,5 @@ async fn report_totals_equal_the_redis_ledger_from_a_directory_and_from_s3() {
         cc,
         BTreeMap::from([("CC-1042", sums(&records["search"])), ("(none)", sums(rest))])
     );
+    assert_the_html_page_renders(dir_arg, &budgets);
 }
