@@ -50,6 +50,10 @@ pub enum Command {
     /// A chargeback statement of a period from the exported ledger: totals per cost center /
     /// team / tenant / workflow / model, the model mix, savings if routed, burn rate and forecast.
     Report(Box<tally_chargeback::report::cli::ReportArgs>),
+    /// The ledger against the AWS bill (a CUR 2.0 export) at the bill's grain — UTC day × region
+    /// × model × token class: differences with their likely cause, price drift, and the invoice
+    /// split by team; exits non-zero when the unexplained difference exceeds --tolerance.
+    Reconcile(Box<tally_chargeback::reconcile::cli::ReconcileArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +102,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit(args) => Ok(tally_audit::cli::run(&args, &mut std::io::stdout().lock()).await?),
         Command::LedgerExport(args) => Ok(tally_export::cli::run(&args, &mut std::io::stdout()).await?),
         Command::Report(args) => report(&args, &mut std::io::stdout().lock()).await,
+        Command::Reconcile(args) => reconcile(&args, &mut std::io::stdout().lock()).await,
     }
 }
 
@@ -111,11 +116,32 @@ pub async fn report(args: &tally_chargeback::report::cli::ReportArgs, stdout: &m
     paths.extend(args.catalog.clone());
     let mut manifests = tally_api::manifest::load(&paths, "default");
     if args.catalog.is_none() {
-        let name = std::path::Path::new("(built in) charts/tally/files/bedrock-on-demand.yaml");
-        tally_api::manifest::load_text(name, CHART_CATALOG, "default", &mut manifests);
+        add_chart_catalog(&mut manifests);
     }
     let config = tally_api::render::compile(&manifests)?;
     Ok(tally_chargeback::report::cli::run(args, &config, stdout).await?)
+}
+
+fn add_chart_catalog(manifests: &mut tally_api::manifest::Manifests) {
+    let name = std::path::Path::new("(built in) charts/tally/files/bedrock-on-demand.yaml");
+    tally_api::manifest::load_text(name, CHART_CATALOG, "default", manifests);
+}
+
+/// `tally reconcile`: the `--catalog` ModelPricings (default: the chart's) compiled as `tally
+/// render` compiles them, with the bill's names for their models; then the reconciliation.
+pub async fn reconcile(args: &tally_chargeback::reconcile::cli::ReconcileArgs, stdout: &mut impl Write) -> Result<()> {
+    let mut manifests = tally_api::manifest::load(&args.catalog, "default");
+    if args.catalog.is_empty() {
+        add_chart_catalog(&mut manifests);
+    }
+    let config = tally_api::render::compile(&manifests)?;
+    let billing = tally_api::compiler::billing::compile_billing(&manifests.pricings);
+    let catalog = tally_chargeback::reconcile::CatalogRef {
+        catalog: &config.catalog,
+        billing: &billing,
+    };
+    tally_chargeback::reconcile::cli::run(args, catalog, stdout).await??;
+    Ok(())
 }
 
 /// `tally crds`.

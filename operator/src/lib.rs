@@ -30,6 +30,12 @@ pub enum Error {
     /// `tally report` failed.
     #[error(transparent)]
     Report(#[from] tally_chargeback::report::cli::Error),
+    /// `tally reconcile` could not read or write.
+    #[error(transparent)]
+    Reconcile(#[from] tally_chargeback::reconcile::ReconcileError),
+    /// `tally reconcile` ran: the unexplained difference exceeds the tolerance.
+    #[error(transparent)]
+    Unexplained(#[from] tally_chargeback::reconcile::cli::Unexplained),
     /// `tally operator` stopped with an error.
     #[error(transparent)]
     Operator(#[from] controller::Error),

@@ -167,4 +167,35 @@ mod tests {
         assert_eq!(b.by_usage_type_model("M", "eu-west-1").unwrap().regions, ["eu-west-1"]);
         assert!(b.by_usage_type_model("M", "us-east-1").unwrap().regions.is_empty());
     }
+
+    #[test]
+    fn the_default_catalog_names_its_models_on_the_bill() {
+        let mut manifests = crate::manifest::Manifests::default();
+        let text = include_str!("../../../examples/catalog/bedrock-on-demand.yaml");
+        crate::manifest::load_text(
+            std::path::Path::new("bedrock-on-demand.yaml"),
+            text,
+            "default",
+            &mut manifests,
+        );
+        assert!(
+            crate::render::compile(&manifests).is_ok(),
+            "the shipped catalog compiles"
+        );
+        let billing = compile_billing(&manifests.pricings);
+        let sonnet = billing
+            .by_usage_type_model("Claude4.6Sonnet", "us-east-1")
+            .expect("named");
+        assert_eq!(sonnet.pattern, "anthropic.claude-sonnet-4-6");
+        let product = billing.by_marketplace_product("Claude 4.6 Sonnet (Amazon Bedrock Edition)", "us-west-2");
+        assert_eq!(product.map(|n| n.pattern.as_str()), Some("anthropic.claude-sonnet-4-6"));
+        assert!(billing.by_usage_type_model("NovaPro", "eu-west-1").is_some());
+        // Cross-region ids bill under their base model's name: no entry of their own names one.
+        assert!(
+            billing
+                .names
+                .iter()
+                .all(|n| tally_config::pricing::strip_geo_prefix(&n.pattern).is_none())
+        );
+    }
 }

@@ -129,10 +129,12 @@ fn text(r: &Reconciliation, md: bool) -> String {
     findings_text(&mut out, &r.findings, md, &title);
     drifts_text(&mut out, &r.drifts, md, &title);
     left_out_text(&mut out, r, md, &title);
-    title(
-        &mut out,
-        "The invoice, split by team (the bill's usage cost in proportion to ledger tokens per cell)",
+    let split = format!(
+        "The invoice, split by team: the bill's Bedrock usage cost, {} USD (tokens and other usage), \
+         shared per cell in proportion to ledger tokens",
+        r.bill.usage_cost()
     );
+    title(&mut out, &split);
     let mut rows: Vec<Vec<String>> = r
         .shares
         .iter()
