@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The one command for Tally's benchmarks (not part of the test suite):
-#   bench/run.sh [all|overhead|peers|scale|soak] [--quick] [tally-bench flags...]
+#   bench/run.sh [all|overhead|peers|scale|soak|tracing] [--quick] [tally-bench flags...]
 # (`soak` is not part of `all`: settled calls through the memory and Redis stores, memory and
-# CPU per call sampled as they accumulate; it writes bench/results/soak.json.)
+# CPU per call sampled as they accumulate; it writes bench/results/soak.json. `tracing` is not
+# either: tracing on (OTLP to Jaeger) vs off, alternating rounds; it writes bench/results/tracing.json.)
 # Installs what it needs (Envoy, Redis, Helm, LiteLLM) through scripts/tools,
 # builds the measured binaries in release, runs everything on loopback, prints
 # the tables and writes bench/results/latest.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in python redis helm litellm; do
+for tool in python redis helm litellm jaeger; do
   scripts/tools/$tool.sh
 done
 cargo build --release -p tally-extproc -p tally-tests -p tally-bench --bins
-exec target/release/tally-bench "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/tally-bench" "$@"

@@ -17,6 +17,7 @@ mod reconcile;
 mod scale;
 mod soak;
 mod strictness;
+mod trace_cost;
 mod usability;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub enum Phase {
     /// limit to the ext_proc enforcing it, and from a call to its spend in status (results in
     /// `reconcile.json` beside `--out`).
     Reconcile,
+    /// Not part of `all`: the data path with a span per call exported to Jaeger vs tracing off,
+    /// in alternating rounds (results in `tracing.json` beside `--out`).
+    Tracing,
 }
 
 #[derive(Debug, Parser)]
@@ -99,6 +103,9 @@ pub struct Args {
     /// steady state within the run).
     #[arg(long, default_value_t = 20)]
     pub soak_settled_ttl_seconds: u64,
+    /// Tracing: the fixed rate (req/s) both paths are measured at.
+    #[arg(long, default_value_t = 500.0)]
+    pub trace_rate: f64,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench/results/latest.json")]
     pub out: PathBuf,
@@ -142,6 +149,8 @@ fn main() -> Result<()> {
         let run = async {
             if args.phase == Phase::Soak {
                 write_beside(&args.out, "soak.json", &soak::phase(&args).await?)
+            } else if args.phase == Phase::Tracing {
+                write_beside(&args.out, "tracing.json", &trace_cost::phase(&args).await?)
             } else if args.phase == Phase::Reconcile {
                 write_beside(&args.out, "reconcile.json", &reconcile::phase(if args.quick { 1 } else { 3 }).await?)
             } else if args.phase == Phase::Usability {

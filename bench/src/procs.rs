@@ -203,6 +203,18 @@ pub fn start_extproc(
     redis_port: Option<u16>,
     extra_args: &[String],
 ) -> Result<ExtProcProc> {
+    start_extproc_with_env(dir, name, config, redis_port, extra_args, &[])
+}
+
+/// [`start_extproc`] with more environment (the tracing benchmark's `OTEL_*`).
+pub fn start_extproc_with_env(
+    dir: &Path,
+    name: &str,
+    config: &CompiledConfig,
+    redis_port: Option<u16>,
+    extra_args: &[String],
+    env: &[(String, String)],
+) -> Result<ExtProcProc> {
     let own = dir.join(name);
     prepare_dir(&own, config);
     let addrs = ListenAddrs::loopback();
@@ -214,6 +226,7 @@ pub fn start_extproc(
     };
     let mut cmd = Command::new(release_binary("tally-extproc")?);
     cmd.args(opts.flags(&addrs, &own)).env("RUST_LOG", "warn");
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let ready = answers_200(admin_port, "/readyz");
     let proc = spawn_ready(name, cmd, Duration::from_secs(60), "GET /readyz", ready)?;
     Ok(ExtProcProc {

@@ -35,4 +35,5 @@ mod security;
 mod sizing;
 mod spool;
 mod tls;
+mod tracing;
 mod valkey;
