@@ -9,6 +9,7 @@
 //!   spool never double-counts.
 
 pub mod args;
+pub mod lease;
 pub mod memory;
 pub mod redis;
 pub mod spool;
@@ -216,6 +217,23 @@ impl Store {
     pub async fn settle(&self, s: &Settlement, ledger_max_len: u64) -> Result<SettleOutcome> {
         match self {
             Store::Redis(r) => within_deadline("settle", r.settle(s, ledger_max_len)).await,
+            Store::Memory(m) => Ok(m.settle(s, ledger_max_len)),
+        }
+    }
+
+    /// Grows, shrinks or keeps alive budget leases ([`lease`]), within [`DEADLINE`]. Leases
+    /// live in Redis only: the memory store serves one process, which needs none.
+    pub async fn lease(&self, r: &lease::LeaseRequest) -> Result<lease::LeaseOutcome> {
+        match self {
+            Store::Redis(s) => within_deadline("lease", s.lease(r)).await,
+            Store::Memory(_) => Err(StoreError::Protocol("budget leases need the Redis store".into())),
+        }
+    }
+
+    /// [`Store::settle`] for a call admitted against `holder`'s leases: its cost leaves them.
+    pub async fn settle_leased(&self, s: &Settlement, ledger_max_len: u64, holder: &str) -> Result<SettleOutcome> {
+        match self {
+            Store::Redis(r) => within_deadline("settle", r.settle_leased(s, ledger_max_len, holder)).await,
             Store::Memory(m) => Ok(m.settle(s, ledger_max_len)),
         }
     }

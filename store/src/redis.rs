@@ -155,7 +155,7 @@ end
 -- such as release's ZREM, Redis lets a script finish whatever it uses).
 redis.call('SADD', KEYS[3], done)
 redis.call('EXPIRE', KEYS[3], ARGV[4])
-release(KEYS[1], KEYS[2], ARGV[1])
+unhold(KEYS[1], KEYS[2], ARGV[1])
 for i = 5, #KEYS do
   redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
   if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[i], 'requests', 1) end
@@ -178,6 +178,10 @@ for i = 5, #KEYS do table.insert(reply, string.format('%d', used(KEYS[i]))) end
 return reply
 "#;
 
+/// What SETTLE frees of the call's hold: its own reservation (`lease::UNHOLD_LEASES` takes
+/// the cost out of the holder's leases instead).
+const UNHOLD_CHARGE: &str = "local unhold = release\n";
+
 /// KEYS: resv zset, resv data. ARGV: charge id, expiry ms.
 /// Voids a reservation whose reply never arrived: releases it if it was held, and
 /// leaves a zero-amount hold under its id until `expiry`, so a reserve still
@@ -198,6 +202,7 @@ return 0
 "#;
 
 mod connection;
+mod lease;
 pub use connection::Connection;
 
 pub struct RedisStore {
@@ -261,7 +266,7 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             reserve: Script::new(&format!("{RELEASE_FN}{RESERVE}")),
-            settle: Script::new(&format!("{RELEASE_FN}{TRIM_LEDGER_FN}{SETTLE}")),
+            settle: Script::new(&format!("{RELEASE_FN}{TRIM_LEDGER_FN}{UNHOLD_CHARGE}{SETTLE}")),
             void: Script::new(&format!("{RELEASE_FN}{VOID}")),
             refresh: Script::new(REFRESH),
             settled_ttl: crate::SETTLED_TTL,
@@ -353,8 +358,19 @@ impl RedisStore {
     }
 
     pub async fn settle(&self, s: &Settlement, ledger_max_len: u64) -> Result<SettleOutcome> {
+        self.settle_with(&self.settle, s, ledger_max_len, None).await
+    }
+
+    /// SETTLE as `script` has it; `lease_holder` (ARGV 10) for the leased variant.
+    async fn settle_with(
+        &self,
+        script: &Script,
+        s: &Settlement,
+        ledger_max_len: u64,
+        lease_holder: Option<&str>,
+    ) -> Result<SettleOutcome> {
         let record = serde_json::to_string(&s.record).map_err(|e| StoreError::Protocol(e.to_string()))?;
-        let mut inv = self.settle.prepare_invoke();
+        let mut inv = script.prepare_invoke();
         inv.key(keys::reservations(&s.team))
             .key(keys::reservation_data(&s.team))
             .key(keys::settled(&s.team, settlement_minute(s)))
@@ -371,6 +387,9 @@ impl RedisStore {
             .arg(s.team_limit.map_or(-1, |l| l.0))
             .arg(s.model_spend_field().unwrap_or_default())
             .arg(if s.is_denial() { "1" } else { "0" });
+        if let Some(holder) = lease_holder {
+            inv.arg(holder);
+        }
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(SettleOutcome::Settled {
