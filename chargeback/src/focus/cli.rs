@@ -9,7 +9,7 @@ use clap::Args;
 use tally_config::compiled::CompiledConfig;
 use tally_config::pricing::PriceBook;
 
-use super::{Builder, Call, Context, FileFormat, FocusError, FocusVersion, Grain, Written, write};
+use super::{Builder, Context, FileFormat, FocusError, FocusVersion, Grain, Written, write};
 use crate::ledger::Ledger;
 use crate::period::Period;
 
@@ -52,7 +52,7 @@ impl fmt::Display for Summary {
             "focusVersion": self.version.to_string(),
             "rows": self.written.rows,
             "ledgerRows": self.ledger_rows,
-            "billedCostUsd": super::output::decimal(self.billed_nanos, 9),
+            "billedCostUsd": super::columns::decimal(self.billed_nanos, 9),
             "files": files,
         });
         writeln!(f, "{doc}")
@@ -82,9 +82,7 @@ pub async fn export(
         billing_account: args.billing_account.clone(),
     };
     let mut builder = Builder::new(&ctx);
-    let scanned = ledger
-        .scan(period.from, period.to, &mut |row| builder.add(&Call::from(row)))
-        .await?;
+    let scanned = ledger.scan(period.from, period.to, &mut |row| builder.add(row)).await?;
     let set = builder.finish();
     let written = write(&set, args.version, args.files, dir)?;
     Ok(Summary {

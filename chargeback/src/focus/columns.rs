@@ -64,6 +64,43 @@ pub struct Column {
 pub const SCALE: i128 = 1_000_000_000_000_000;
 const NANO: i128 = 1_000_000;
 
+/// `v` × 10^-`scale` as a plain decimal, trailing zeros trimmed but one fractional digit kept
+/// (`3.0`, `0.000003`, `-1.5`): exact, and read as a decimal by every CSV reader.
+pub fn decimal(v: i128, scale: u32) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    let factor = 10u128.pow(scale);
+    let abs = v.unsigned_abs();
+    let mut frac = format!("{:0width$}", abs % factor, width = scale as usize);
+    while frac.len() > 1 && frac.ends_with('0') {
+        frac.pop();
+    }
+    if frac.is_empty() {
+        frac.push('0');
+    }
+    format!("{sign}{}.{frac}", abs / factor)
+}
+
+/// An instant as FOCUS writes it: `YYYY-MM-DDTHH:mm:ssZ`.
+pub fn datetime(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `bedrock/<model>/<class>`: stable for a model and class, whatever the price.
+pub fn sku_id(r: &FocusRow) -> String {
+    format!("bedrock/{}/{}", r.sku_model(), r.class.slug())
+}
+
+/// The SKU id, the price variant (service tier, long context) and the list price per pricing
+/// unit: a new price gets a new id; `unpriced` when no catalog priced the model.
+pub fn sku_price_id(r: &FocusRow) -> String {
+    let tier = r.service_tier.as_deref().unwrap_or("standard");
+    let context = if r.long_context { "/long-context" } else { "" };
+    if r.unpriced_calls == r.calls && r.unit_price == 0 {
+        return format!("{}/{tier}{context}/unpriced", sku_id(r));
+    }
+    format!("{}/{tier}{context}/{}", sku_id(r), decimal(r.unit_price, 15))
+}
+
 fn s(v: &str) -> Cell<'_> {
     Cell::Str(Cow::Borrowed(v))
 }
@@ -222,10 +259,10 @@ pub static COLUMNS: &[Column] = &[
     col!("ServiceCategory", String, Mandatory, false, V1_0, SERVICE_CATEGORIES, |_, _| s("AI and Machine Learning")),
     col!("ServiceName", String, Mandatory, false, V1_0, &[], |_, _| s("Amazon Bedrock")),
     col!("ServiceSubcategory", String, Recommended, false, V1_2, AI_SUBCATEGORIES, |_, _| s("Generative AI")),
-    col!("SkuId", String, Conditional, true, V1_0, &[], |r, _| owned(r.sku_id())),
+    col!("SkuId", String, Conditional, true, V1_0, &[], |r, _| owned(sku_id(r))),
     col!("SkuMeter", String, Conditional, true, V1_2, &[], |r, _| s(r.class.meter())),
     col!("SkuPriceDetails", Json, Conditional, true, V1_2, &[], |r, _| price_details(r)),
-    col!("SkuPriceId", String, Conditional, true, V1_0, &[], |r, _| owned(r.sku_price_id())),
+    col!("SkuPriceId", String, Conditional, true, V1_0, &[], |r, _| owned(sku_price_id(r))),
     col!("SubAccountId", String, Conditional, true, V1_0, &[], |r, _| s(&r.team)),
     col!("SubAccountName", String, Conditional, true, V1_0, &[], |r, _| s(&r.team)),
     col!("SubAccountType", String, Conditional, true, V1_2, &[], |_, _| s("Tally Team")),

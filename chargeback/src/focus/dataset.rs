@@ -1,4 +1,4 @@
-//! Ledger calls → FOCUS rows: each call's lines ([`super::lines`]) summed per team × tenant ×
+//! Ledger rows → FOCUS rows: each call's lines ([`super::lines`]) summed per team × tenant ×
 //! workflow × model × region × service tier × class × unit price × charge period. Pure.
 //!
 //! Group keys are interned (a string becomes a `u32` once), so a scan of millions of calls
@@ -13,7 +13,8 @@ use tally_config::compiled::PriceEntry;
 use tally_config::pricing::PriceBook;
 
 use super::Grain;
-use super::lines::{self, Call, Class, Line};
+use super::lines::{self, Class, Line};
+use crate::ledger::Row;
 
 /// What the rows are built against.
 pub struct Context<'a> {
@@ -68,26 +69,6 @@ impl FocusRow {
         } else {
             &self.model
         }
-    }
-
-    /// `bedrock/<model>/<class>`: stable for a model and class, whatever the price.
-    pub fn sku_id(&self) -> String {
-        format!("bedrock/{}/{}", self.sku_model(), self.class.slug())
-    }
-
-    /// The SKU id, the price variant (service tier, long context) and the list price per pricing
-    /// unit: a new price gets a new id; `unpriced` when no catalog priced the model.
-    pub fn sku_price_id(&self) -> String {
-        let tier = self.service_tier.as_deref().unwrap_or("standard");
-        let context = if self.long_context { "/long-context" } else { "" };
-        if self.unpriced_calls == self.calls && self.unit_price == 0 {
-            return format!("{}/{tier}{context}/unpriced", self.sku_id());
-        }
-        format!(
-            "{}/{tier}{context}/{}",
-            self.sku_id(),
-            super::output::decimal(self.unit_price, 15)
-        )
     }
 }
 
@@ -179,7 +160,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    pub fn add(&mut self, call: &Call<'_>) {
+    pub fn add(&mut self, call: &Row<'_>) {
         let model_id = self.strings.id(call.model_id);
         let region = self.strings.id(call.region);
         let book = self.ctx.catalog;
@@ -219,7 +200,7 @@ impl<'a> Builder<'a> {
             sums.list += line.list;
             sums.billed += i128::from(line.billed_nanos);
             sums.calls += 1;
-            sums.refused += u64::from(call.refused());
+            sums.refused += u64::from(lines::refused(call));
             sums.unpriced += unpriced;
         }
     }

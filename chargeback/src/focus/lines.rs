@@ -8,37 +8,15 @@
 //! line; a call with nothing billable at all (refused, failed) keeps one empty input line, so
 //! it is still counted.
 
-use jiff::Timestamp;
 use tally_config::compiled::PriceEntry;
 use tally_config::pricing::Usage;
-use tally_config::tariff::{self, Units};
+use tally_config::tariff;
 
-/// One call as the FOCUS export reads it from the ledger.
-#[derive(Debug, Clone, Copy)]
-pub struct Call<'a> {
-    pub time: Timestamp,
-    pub team: &'a str,
-    pub tenant: Option<&'a str>,
-    pub workflow: Option<&'a str>,
-    /// The model id as the client sent it (an inference profile, an ARN, …).
-    pub model_id: &'a str,
-    /// The catalog model that priced it (empty when unpriced).
-    pub model: &'a str,
-    pub region: &'a str,
-    pub service_tier: Option<&'a str>,
-    pub usage: Usage,
-    pub units: Units,
-    /// `ok`, `blocked`, `denied`, `upstream_error`, `incomplete`.
-    pub outcome: &'a str,
-    pub cost_nanos: i64,
-    pub unpriced: bool,
-}
+use crate::ledger::Row;
 
-impl Call<'_> {
-    /// Refused before Bedrock (a budget or an allowlist).
-    pub fn refused(&self) -> bool {
-        matches!(self.outcome, "blocked" | "denied")
-    }
+/// Refused before Bedrock (a budget or an allowlist).
+pub fn refused(row: &Row<'_>) -> bool {
+    matches!(row.outcome, "blocked" | "denied")
 }
 
 /// What a FOCUS row is priced by: a token class or a unit.
@@ -154,10 +132,16 @@ pub struct Line {
 
 /// The call's lines into `out` (cleared first): one per class it used, its charge split exactly.
 /// `entry` is the catalog entry pricing the model, `None` when none does.
-pub fn split(call: &Call<'_>, entry: Option<&PriceEntry>, out: &mut Vec<Line>) {
+pub fn split(call: &Row<'_>, entry: Option<&PriceEntry>, out: &mut Vec<Line>) {
     out.clear();
     let entry = entry.filter(|_| !call.unpriced);
-    let u = &call.usage;
+    let u = &Usage {
+        input: call.input_tokens,
+        output: call.output_tokens,
+        cache_read: call.cache_read_tokens,
+        cache_write_5m: call.cache_write_5m_tokens,
+        cache_write_1h: call.cache_write_1h_tokens,
+    };
     let billed_input = u.input.saturating_add(u.cache_read).saturating_add(u.cache_write());
     let (prices, long_context) = match entry {
         Some(e) => {
@@ -247,31 +231,5 @@ fn allocate(total: i64, lines: &mut [Line]) {
     }
     if total < 0 {
         lines.iter_mut().for_each(|l| l.billed_nanos = -l.billed_nanos);
-    }
-}
-
-impl<'a> From<&crate::ledger::Row<'a>> for Call<'a> {
-    fn from(r: &crate::ledger::Row<'a>) -> Call<'a> {
-        Call {
-            time: r.time,
-            team: r.team,
-            tenant: r.tenant,
-            workflow: r.workflow,
-            model_id: r.model_id,
-            model: r.model,
-            region: r.region,
-            service_tier: r.service_tier,
-            usage: Usage {
-                input: r.input_tokens,
-                output: r.output_tokens,
-                cache_read: r.cache_read_tokens,
-                cache_write_5m: r.cache_write_5m_tokens,
-                cache_write_1h: r.cache_write_1h_tokens,
-            },
-            units: r.units,
-            outcome: r.outcome,
-            cost_nanos: r.cost_nanos,
-            unpriced: r.unpriced,
-        }
     }
 }

@@ -29,7 +29,7 @@ mod tests;
 use std::fmt;
 
 pub use dataset::{Builder, Context, Dataset, FocusRow};
-pub use lines::{Call, Class};
+pub use lines::Class;
 pub use output::{Written, write};
 
 /// The FOCUS version a dataset follows.

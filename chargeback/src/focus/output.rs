@@ -1,20 +1,21 @@
 //! Writing a FOCUS dataset: `focus.csv` (decimal strings, ISO 8601 UTC times, empty = null) and
-//! `focus.parquet` (`DECIMAL(38,15)`, `TIMESTAMP(SECOND, UTC)`, the FOCUS version in the file's
-//! key-value metadata), in the order of [`super::columns`]. Each file is written beside its
-//! final name and renamed into place, so a failed run leaves no half file behind.
+//! `focus.parquet` (`DECIMAL(38,15)`, `TIMESTAMP(MICROS, UTC)` — Parquet has no seconds unit —
+//! and the FOCUS version in the file's key-value metadata), in the order of [`super::columns`].
+//! Each file is written beside its final name and renamed into place, so a failed run leaves no
+//! half file behind.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampSecondArray};
+use arrow_array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use super::columns::{self, Cell, Column, Type};
+use super::columns::{self, Cell, Column, Type, datetime, decimal};
 use super::dataset::Dataset;
 use super::{FileFormat, FocusError, FocusVersion};
 
@@ -27,27 +28,6 @@ const ROWS_PER_BATCH: usize = 8192;
 pub struct Written {
     pub files: Vec<PathBuf>,
     pub rows: usize,
-}
-
-/// `v` × 10^-`scale` as a plain decimal, trailing zeros trimmed but one fractional digit kept
-/// (`3.0`, `0.000003`, `-1.5`): exact, and read as a decimal by every CSV reader.
-pub fn decimal(v: i128, scale: u32) -> String {
-    let sign = if v < 0 { "-" } else { "" };
-    let factor = 10u128.pow(scale);
-    let abs = v.unsigned_abs();
-    let mut frac = format!("{:0width$}", abs % factor, width = scale as usize);
-    while frac.len() > 1 && frac.ends_with('0') {
-        frac.pop();
-    }
-    if frac.is_empty() {
-        frac.push('0');
-    }
-    format!("{sign}{}.{frac}", abs / factor)
-}
-
-/// An instant as FOCUS writes it: `YYYY-MM-DDTHH:mm:ssZ`.
-pub fn datetime(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Writes `set` as FOCUS `version` into `dir` (created if missing).
@@ -117,7 +97,7 @@ fn arrow_type(ty: Type) -> DataType {
     match ty {
         Type::String | Type::Json => DataType::Utf8,
         Type::Decimal => DataType::Decimal128(38, 15),
-        Type::DateTime => DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+        Type::DateTime => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         Type::Integer => DataType::Int64,
     }
 }
@@ -145,12 +125,12 @@ fn array(col: &Column, set: &Dataset, rows: &[super::FocusRow]) -> Result<ArrayR
             cells
                 .map(|c| {
                     if let Cell::Time(t) = c {
-                        Some(t.as_second())
+                        Some(t.as_microsecond())
                     } else {
                         None
                     }
                 })
-                .collect::<TimestampSecondArray>()
+                .collect::<TimestampMicrosecondArray>()
                 .with_timezone("UTC"),
         ),
         Type::Integer => Arc::new(
