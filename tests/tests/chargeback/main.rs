@@ -2,4 +2,5 @@
 //! `tally reconcile`) over what the real `tally ledger-export` wrote to a local directory and
 //! to a real S3 server.
 
+mod focus;
 mod report;
