@@ -71,7 +71,7 @@ pub struct ModelLabels {
     pub model: String,
 }
 
-/// What became of the call spans the ext_proc made (`crate::trace`): counted where
+/// What became of the call spans the ext_proc made (the `trace` module): counted where
 /// the span queue and its exporter are, so a collector's trouble is visible here.
 #[derive(Clone, Debug, Default)]
 pub struct TraceCounters {
