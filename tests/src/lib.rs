@@ -6,6 +6,7 @@
 
 pub mod bedrock_sim;
 pub mod client;
+pub mod cur;
 pub mod expect;
 pub mod fixtures;
 pub mod fleet;

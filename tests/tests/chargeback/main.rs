@@ -3,4 +3,5 @@
 //! to a real S3 server.
 
 mod focus;
+mod reconcile;
 mod report;
