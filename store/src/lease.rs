@@ -148,7 +148,13 @@ struct Slot {
     typical: Nanos,
     /// A refill is on its way; no second one is started.
     refilling: bool,
+    /// The upkeep round of the last claim: a lease no call used for [`STALE_ROUNDS`] (its
+    /// team went quiet, or its period ended) returns its idle headroom.
+    claimed_round: u64,
 }
+
+/// Upkeep rounds without a call after which a lease gives back its idle headroom.
+pub const STALE_ROUNDS: u64 = 3;
 
 impl Slot {
     fn idle(&self) -> Nanos {
@@ -159,10 +165,13 @@ impl Slot {
         sizing.target(Some(self.limit), self.used, self.granted, self.typical)
     }
 
-    /// The upkeep ask: refill below half the target, return above twice it, else keep alive.
-    fn upkeep(&self, key: &str, sizing: &Sizing) -> LeaseAsk {
+    /// The upkeep ask: refill below half the target, return above twice it (all of the idle
+    /// headroom when `stale`), else keep alive.
+    fn upkeep(&self, key: &str, sizing: &Sizing, stale: bool) -> LeaseAsk {
         let (idle, target) = (self.idle(), self.target(sizing));
-        let want = if idle.0 < target.0 / 2 {
+        let want = if stale {
+            -idle.0.max(0)
+        } else if idle.0 < target.0 / 2 {
             target.0 - idle.0
         } else if idle.0 > target.0.saturating_mul(2) || (target.is_zero() && idle.0 > 0) {
             -(idle.0 - target.0)
@@ -183,6 +192,8 @@ impl Slot {
 pub struct Book {
     slots: HashMap<String, Slot>,
     sizing: Sizing,
+    /// Upkeep rounds so far.
+    round: u64,
 }
 
 impl Book {
@@ -190,6 +201,7 @@ impl Book {
         Book {
             slots: HashMap::new(),
             sizing,
+            round: 0,
         }
     }
 
@@ -207,6 +219,7 @@ impl Book {
                 ..Slot::default()
             });
             slot.limit = c.limit;
+            slot.claimed_round = self.round;
             slot.typical = Nanos(amount.0.max(slot.typical.0 - slot.typical.0 / 8));
             let need = Nanos((amount.0 - slot.idle().0.max(0)).max(0));
             short |= need.0 > 0;
@@ -309,8 +322,9 @@ impl Book {
     pub fn upkeep(&mut self) -> Vec<LeaseRequestParts> {
         self.slots
             .retain(|_, s| s.granted.0 > 0 || s.inflight.0 > 0 || s.refilling);
-        let sizing = self.sizing;
-        self.by_team(|key, slot| slot.upkeep(key, &sizing))
+        self.round += 1;
+        let (sizing, round) = (self.sizing, self.round);
+        self.by_team(|key, slot| slot.upkeep(key, &sizing, round - slot.claimed_round > STALE_ROUNDS))
     }
 
     /// Everything held, to return (at shutdown, with nothing in flight). Each ask returns all

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use tally_store::args::RedisArgs;
 
 use super::tls::TlsArgs;
+use crate::exchange::lease::Leases;
 use crate::exchange::{FailMode, RequestBody};
 
 /// Where `/metrics`, `/healthz` and `/readyz` are served without `--metrics-listen`.
@@ -94,12 +95,42 @@ pub struct Args {
     /// reads the body only otherwise (and always for streams).
     #[arg(long, env = "TALLY_REQUEST_BODY", value_enum, default_value = "always")]
     pub request_body: RequestBody,
+    /// Budget leases (issue #19): each replica holds a slice of each active budget as a
+    /// reservation in Redis and admits calls against it in memory, asking Redis only for a
+    /// call's shortfall; slices shrink to per-call reservations near the limit. Redis only.
+    #[arg(long, env = "TALLY_BUDGET_LEASES", value_enum, default_value = "off")]
+    pub budget_leases: Switch,
+    /// How long a replica's leases outlive it if it stops renewing them (a killed replica's
+    /// headroom comes back after this), seconds; renewed every third of it.
+    #[arg(long, env = "TALLY_BUDGET_LEASE_TTL_SECONDS", default_value_t = 30)]
+    pub budget_lease_ttl_seconds: u64,
     /// How often the config file is checked for changes, milliseconds.
     #[arg(long, env = "TALLY_CONFIG_POLL_MS", default_value_t = 1000)]
     pub config_poll_ms: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 impl Args {
+    /// This replica's leases, if `--budget-leases on` with the Redis store (the memory store
+    /// serves one process, which leases would not speed up: they stay off, said once).
+    pub fn leases(&self) -> Option<Leases> {
+        match (self.budget_leases, self.store) {
+            (Switch::Off, _) => None,
+            (Switch::On, StoreKind::Memory) => {
+                tracing::warn!("--budget-leases on needs --store redis; admitting per call");
+                None
+            }
+            (Switch::On, StoreKind::Redis) => Some(Leases::new(std::time::Duration::from_secs(
+                self.budget_lease_ttl_seconds.max(1),
+            ))),
+        }
+    }
+
     /// `--metrics-listen`, else the old `--admin-listen`, else the default.
     pub fn metrics_addr(&self) -> anyhow::Result<SocketAddr> {
         match (self.metrics_listen, self.admin_listen) {

@@ -121,6 +121,7 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
     };
     let mut shared = Shared::new(Policy::new(CompiledConfig::empty()), store, spool, opts);
     shared.traces = crate::trace::Traces::from_env(&shared.metrics.traces)?;
+    shared.leases = args.leases();
     let shared = Arc::new(shared);
     reload::install(&shared, config);
     if let Some(s) = &shared.spool {
@@ -160,6 +161,7 @@ pub async fn run(
         background.spawn(tls.watch(every, stop_rx.clone()));
     }
     background.spawn(replay_spool(shared.clone(), stop_rx.clone()));
+    background.spawn(crate::exchange::lease::upkeep(shared.clone(), stop_rx.clone()));
     log_serving(&args, &listeners, &transport.summary)?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -262,6 +264,7 @@ async fn drain(shared: &Shared) {
             "exchanges still settling at exit; their reservations expire after the reservation TTL"
         );
     }
+    crate::exchange::lease::return_all(shared).await;
     // Last chance for spooled charges before exit; what remains stays on disk for the next start.
     if let Err(e) = shared.replay_spool().await {
         tracing::warn!(error = %e, "spool replay at shutdown failed; it stays on disk");

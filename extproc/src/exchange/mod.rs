@@ -16,6 +16,7 @@ pub mod admission;
 pub mod call;
 pub mod facts;
 pub mod hold;
+pub mod lease;
 pub mod observe;
 pub mod options;
 pub mod reply;
@@ -66,8 +67,9 @@ pub struct Exchange {
     call: Option<Call>,
     /// The charge and outcome once settled, for the response's metadata.
     settled: Option<(Nanos, Outcome)>,
-    /// Keeps the call's reservation alive until it settles.
+    /// Keeps the call's reservation alive until it settles (or its claim on leases).
     hold: Option<hold::Hold>,
+    lease: Option<lease::Ticket>,
 }
 
 impl Exchange {
@@ -81,6 +83,7 @@ impl Exchange {
             call: None,
             settled: None,
             hold: None,
+            lease: None,
         }
     }
 
@@ -322,7 +325,9 @@ impl Exchange {
         if reserve.amount == Nanos::ZERO {
             return Some(Reply::proceed(vec![], mode, self.attribution_metadata()));
         }
-        let outcome = self.shared.store.reserve(&reserve).await;
+        let (outcome, held) =
+            lease::reserve(&self.shared, self.call.as_ref().and_then(|c| c.plan.as_ref()), &reserve).await;
+        (self.hold, self.lease) = held;
         observe::reservation(&self.shared.metrics, tentative, admission::result_label(&outcome));
         if let Err(e) = &outcome {
             observe::store_error(&self.shared.metrics, "reserve");
@@ -333,7 +338,6 @@ impl Exchange {
                 .unwrap_or_default();
             tracing::warn!(%request_id, error = %e, fail_mode = ?self.shared.opts.fail_mode, "store unavailable at admission");
         }
-        self.hold = hold::Hold::after(&outcome, &self.shared, &reserve);
         let decision = admission::decide(&outcome, tentative, self.shared.opts.fail_mode);
         let call = self.call.as_mut().expect("admitting a call");
         match decision {
@@ -469,7 +473,7 @@ impl Exchange {
         let charge = settlement::charge(call, outcome);
         let plan = self.plan_of(call);
         let s = settlement::finished(call, &plan, outcome, &charge, self.time, self.started);
-        let used = self.shared.settle_or_spool(&s).await;
+        let used = lease::settle(&self.shared, self.lease.take(), &s).await;
         let team_used = used.as_ref().and_then(|u| u.first());
         let team_remaining = plan.team_limit().zip(team_used).map(|(l, &u)| l.saturating_sub(u));
         self.settled = Some((charge.cost, outcome));

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::trace::Traces;
 
+use super::lease::Leases;
 use super::observe;
 use super::options::Options;
 
@@ -25,6 +26,8 @@ pub struct Shared {
     /// One task per Envoy stream; shutdown waits for them, so an exchange
     /// cut short as the process stops is still settled.
     pub exchanges: tokio_util::task::TaskTracker,
+    /// This replica's budget leases (`--budget-leases on`): set before the state is shared.
+    pub leases: Option<Leases>,
 }
 
 impl Shared {
@@ -38,6 +41,7 @@ impl Shared {
             opts,
             traces: Traces::off(),
             exchanges: tokio_util::task::TaskTracker::new(),
+            leases: None,
         }
     }
 
@@ -45,7 +49,20 @@ impl Shared {
     /// Returns each counter's used amount after it (the settlement's counters' order), when
     /// the store answered.
     pub(super) async fn settle_or_spool(&self, s: &Settlement) -> Option<Vec<Nanos>> {
-        match self.store.settle(s, self.opts.ledger_max_len).await {
+        let settled = self.store.settle(s, self.opts.ledger_max_len).await;
+        self.settled_or_spool(s, settled)
+    }
+
+    /// [`Shared::settle_or_spool`] for a call admitted against `holder`'s leases. A spooled
+    /// one replays as a plain settlement: its cost then stays held in the lease until the
+    /// lease is returned or expires — more held than used, never less.
+    pub(super) async fn settle_leased_or_spool(&self, s: &Settlement, holder: &str) -> Option<Vec<Nanos>> {
+        let settled = self.store.settle_leased(s, self.opts.ledger_max_len, holder).await;
+        self.settled_or_spool(s, settled)
+    }
+
+    fn settled_or_spool(&self, s: &Settlement, settled: Result<SettleOutcome, StoreError>) -> Option<Vec<Nanos>> {
+        match settled {
             Ok(SettleOutcome::Settled { used }) => return Some(used),
             Ok(SettleOutcome::AlreadySettled) => return None,
             Err(StoreError::Timeout { .. }) => {

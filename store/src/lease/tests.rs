@@ -209,3 +209,18 @@ fn refills_start_below_half_the_target_once_and_returns_cover_everything() {
     assert!(back[0].asks[0].want.0 < -(1 << 60), "returns whatever Redis holds");
     assert_eq!(book.idle(COUNTER), Nanos::ZERO);
 }
+
+#[test]
+fn a_lease_no_call_uses_gives_its_idle_headroom_back() {
+    let mut book = Book::new(Sizing::default());
+    let w = Nanos(1_000_000);
+    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), w) else {
+        panic!()
+    };
+    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    for _ in 0..STALE_ROUNDS {
+        assert_eq!(book.upkeep()[0].asks[0].want, Nanos::ZERO, "kept alive");
+    }
+    // The call in flight stays covered: only the idle part goes back.
+    assert_eq!(book.upkeep()[0].asks[0].want, Nanos(-64_000_000));
+}

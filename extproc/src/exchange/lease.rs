@@ -1,0 +1,261 @@
+//! Budget leases at run time (`--budget-leases on`, issue #19): admission against this
+//! replica's leases in memory, the store asked only for a call's shortfall; refills off the
+//! request path; the periodic upkeep that keeps leases alive and sized; their return at
+//! shutdown. The arithmetic is [`tally_store::lease`]'s; this module only carries its asks to
+//! the store and the answers back.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tally_config::money::Nanos;
+use tally_store::lease::{Book, Claim, LeaseOutcome, LeaseRequestParts, Leased, Sizing};
+use tally_store::{ReserveOutcome, ReserveRequest, Settlement, StoreError};
+use tokio::sync::watch;
+
+use crate::policy::Plan;
+
+use super::hold::Hold;
+use super::shared::Shared;
+
+/// This replica's leases.
+pub struct Leases {
+    /// Unique per process: its lease ids in Redis are `lease|<holder>|<counter>`.
+    holder: String,
+    /// How long a lease outlives its holder's last word (a SIGKILLed replica's headroom comes
+    /// back after this).
+    ttl: Duration,
+    book: Mutex<Book>,
+}
+
+/// A call admitted against leases, until it settles.
+pub struct Ticket {
+    shared: Arc<Shared>,
+    keys: Vec<String>,
+    amount: Nanos,
+    settled: bool,
+}
+
+impl Leases {
+    pub fn new(ttl: Duration) -> Leases {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "tally-extproc".into());
+        Leases {
+            holder: format!("{host}-{}-{}", std::process::id(), Timestamp::now().as_millisecond()),
+            ttl,
+            book: Mutex::new(Book::new(Sizing::default())),
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // The book's updates are single statements over plain numbers: a panic elsewhere
+        // leaves it consistent.
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn send(
+        &self,
+        shared: &Shared,
+        parts: &LeaseRequestParts,
+        tentative: bool,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let now = Timestamp::now().as_millisecond();
+        let request = parts.clone().request(&self.holder, now, self.ttl, tentative);
+        let outcome = shared.store.lease(&request).await;
+        if let Ok(LeaseOutcome::Granted(grants)) = &outcome {
+            self.book().granted(&parts.asks, grants);
+        }
+        outcome
+    }
+}
+
+/// The counters of `plan` a lease must cover; `None` when the plan has a `Warn` budget
+/// (over-limit calls pass and are flagged: the per-call reservation decides that).
+fn leased(plan: &Plan) -> Option<Vec<Leased>> {
+    let mut out = Vec::new();
+    for b in &plan.budgets {
+        match (b.limit, b.enforce) {
+            (Some(limit), true) => out.push(Leased {
+                key: b.key.clone(),
+                limit,
+            }),
+            (Some(_), false) => return None,
+            (None, _) => {}
+        }
+    }
+    Some(out)
+}
+
+/// Reserves `r` against this replica's leases when they apply, else per call (kept alive by
+/// a [`Hold`]).
+pub async fn reserve(
+    shared: &Arc<Shared>,
+    plan: Option<&Plan>,
+    r: &ReserveRequest,
+) -> (Result<ReserveOutcome, StoreError>, (Option<Hold>, Option<Ticket>)) {
+    if let Some(plan) = plan
+        && let Some((outcome, ticket)) = admit(shared, plan, r).await
+    {
+        return (outcome, (None, ticket));
+    }
+    let outcome = shared.store.reserve(r).await;
+    let hold = Hold::after(&outcome, shared, r);
+    (outcome, (hold, None))
+}
+
+/// Settles `s`, against the leases `ticket` claimed if any; each counter's used after it, as
+/// [`Shared::settle_or_spool`] gives them.
+pub async fn settle(shared: &Shared, ticket: Option<Ticket>, s: &Settlement) -> Option<Vec<Nanos>> {
+    let Some(ticket) = ticket else {
+        return shared.settle_or_spool(s).await;
+    };
+    let mut used = shared.settle_leased_or_spool(s, ticket.holder()).await;
+    ticket.settled(s.cost, &s.counters, used.as_mut());
+    used
+}
+
+/// Admits `r` against this replica's leases: `None` when leases are off or the plan is not
+/// leased (the caller reserves per call). The answer reads as a reservation's would.
+async fn admit(
+    shared: &Arc<Shared>,
+    plan: &Plan,
+    r: &ReserveRequest,
+) -> Option<(Result<ReserveOutcome, StoreError>, Option<Ticket>)> {
+    let leases = shared.leases.as_ref()?;
+    let charges = leased(plan)?;
+    let held = Ok(ReserveOutcome::Reserved {
+        team_used: Nanos::ZERO,
+        over: vec![],
+    });
+    if charges.is_empty() {
+        return Some((held, None));
+    }
+    let team_counter = plan.budgets.first().map(|b| b.key.clone()).unwrap_or_default();
+    let claim = leases.book().claim(&r.team, &team_counter, &charges, r.amount);
+    if let Claim::Short(asks) = claim {
+        let parts = LeaseRequestParts {
+            team: r.team.clone(),
+            team_counter,
+            asks,
+        };
+        match leases.send(shared, &parts, r.tentative).await {
+            Ok(LeaseOutcome::Granted(_)) => {}
+            Ok(LeaseOutcome::Refused { index, remaining }) => {
+                leases.book().withdraw(&charges, r.amount);
+                return Some((Ok(refused(plan, leases, &charges[index], remaining)), None));
+            }
+            Err(e) => {
+                leases.book().withdraw(&charges, r.amount);
+                return Some((Err(e), None));
+            }
+        }
+    }
+    refill(shared, &charges);
+    let ticket = Ticket {
+        shared: shared.clone(),
+        keys: charges.into_iter().map(|c| c.key).collect(),
+        amount: r.amount,
+        settled: false,
+    };
+    Some((held, Some(ticket)))
+}
+
+/// The refusal as a per-call reservation would have given it: what remains counts this
+/// replica's own idle lease (it would not hold it without leases).
+fn refused(plan: &Plan, leases: &Leases, charge: &Leased, remaining: Nanos) -> ReserveOutcome {
+    let label = plan
+        .budgets
+        .iter()
+        .find(|b| b.key == charge.key)
+        .map(|b| b.label.clone())
+        .unwrap_or_default();
+    ReserveOutcome::Refused {
+        label,
+        limit: charge.limit,
+        remaining: remaining.saturating_add(leases.book().idle(&charge.key)),
+    }
+}
+
+/// Tops up the leases of `charges` running low, in the background.
+fn refill(shared: &Arc<Shared>, charges: &[Leased]) {
+    let Some(leases) = shared.leases.as_ref() else { return };
+    let Some(parts) = leases.book().refill(charges) else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let Some(leases) = shared.leases.as_ref() else { return };
+        if let Err(e) = leases.send(&shared, &parts, false).await {
+            tracing::debug!(error = %e, team = %parts.team, "lease refill failed; the next call asks again");
+        }
+        leases.book().refilled(&parts.asks);
+    });
+}
+
+impl Ticket {
+    /// The call settled for `cost` against the leases; `used` (the settlement's counters'
+    /// spent + reserved, `counters` order) loses this replica's idle headroom, which without
+    /// leases would not be held, so `x-tally-budget-remaining-usd` reads as before.
+    pub fn settled(mut self, cost: Nanos, counters: &[String], used: Option<&mut Vec<Nanos>>) {
+        self.settled = true;
+        let Some(leases) = self.shared.leases.as_ref() else {
+            return;
+        };
+        let mut book = leases.book();
+        book.settle(self.keys.iter().map(String::as_str), self.amount, cost);
+        if let Some(used) = used {
+            for (u, key) in used.iter_mut().zip(counters) {
+                *u = u.saturating_sub(book.idle(key));
+            }
+        }
+    }
+
+    /// The holder whose leases the settlement takes the cost from.
+    pub fn holder(&self) -> &str {
+        self.shared.leases.as_ref().map_or("", |l| l.holder())
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        if let Some(leases) = self.shared.leases.as_ref() {
+            leases.book().release(self.keys.iter().map(String::as_str), self.amount);
+        }
+    }
+}
+
+/// Keeps the leases alive and sized, every third of their TTL, until `stop`.
+pub async fn upkeep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let Some(leases) = shared.leases.as_ref() else { return };
+    let every = (leases.ttl / 3).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let rounds = leases.book().upkeep();
+        for parts in rounds {
+            if let Err(e) = leases.send(&shared, &parts, false).await {
+                tracing::warn!(error = %e, team = %parts.team, "keeping budget leases alive failed; retried next round");
+            }
+        }
+    }
+}
+
+/// Returns every lease (at shutdown, once no call is in flight).
+pub async fn return_all(shared: &Shared) {
+    let Some(leases) = shared.leases.as_ref() else { return };
+    let all = leases.book().return_all();
+    for parts in all {
+        match leases.send(shared, &parts, false).await {
+            Ok(_) => tracing::info!(team = %parts.team, "budget leases returned"),
+            Err(e) => tracing::warn!(error = %e, team = %parts.team, "returning budget leases failed; they expire"),
+        }
+    }
+}
