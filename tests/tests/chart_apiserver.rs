@@ -215,3 +215,61 @@ async fn generated_credentials_survive_upgrades_and_certificates_renew_before_ex
     assert_eq!(reissued[0], renewed[0], "the ext_proc's names did not change");
     assert_ne!(reissued[1], renewed[1], "the gateway's identity changed");
 }
+
+/// With `webhook.enabled`, `helm install` registers the webhook for real; with nothing serving
+/// it (no kubelet runs the operator here) the chart's `failurePolicy: Ignore` lets a TeamBudget
+/// through, and an upgrade keeps the caBundle the operator sets (the chart never renders one).
+#[tokio::test]
+async fn the_webhook_installs_fails_open_and_upgrades_keep_the_operators_ca_bundle() {
+    let cluster = Cluster::start().await;
+    cluster.helm("install", &["webhook.enabled=true"]);
+    let policy = cluster.kubectl(
+        &[
+            "get",
+            "validatingwebhookconfiguration",
+            "tally-webhook",
+            "-o",
+            "jsonpath={.webhooks[0].failurePolicy}",
+        ],
+        "reading the webhook configuration",
+    );
+    assert_eq!(policy, "Ignore");
+    let manifest = cluster.dir.path().join("team.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: tally.dev/v1alpha1\nkind: TeamBudget\nmetadata: {name: search, namespace: tally-system}\nspec: {team: search}\n",
+    )
+    .unwrap();
+    cluster.kubectl(
+        &["apply", "-f", manifest.to_str().unwrap()],
+        "an apply with the webhook unreachable",
+    );
+
+    // What the operator's leader does: fill the caBundle.
+    let ca = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==";
+    let patch = format!(r#"[{{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "{ca}"}}]"#);
+    cluster.kubectl(
+        &[
+            "patch",
+            "validatingwebhookconfiguration",
+            "tally-webhook",
+            "--type",
+            "json",
+            "-p",
+            &patch,
+        ],
+        "setting the caBundle",
+    );
+    cluster.helm("upgrade", &["webhook.enabled=true"]);
+    let kept = cluster.kubectl(
+        &[
+            "get",
+            "validatingwebhookconfiguration",
+            "tally-webhook",
+            "-o",
+            "jsonpath={.webhooks[0].clientConfig.caBundle}",
+        ],
+        "reading the caBundle",
+    );
+    assert_eq!(kept, ca, "helm upgrade must not reset the caBundle the operator owns");
+}

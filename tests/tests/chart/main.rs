@@ -13,7 +13,8 @@
 //!   and one call from a real Envoy to the real `tally-extproc` over the rendered mTLS channel;
 //! - the bundled Valkey's lock-down, on a real `redis-server` started with the rendered config;
 //! - the ext_proc spool's volume: an emptyDir by default, a claim per pod (StatefulSet) with
-//!   `extproc.spool.persistence`, dry-run on a real kube-apiserver.
+//!   `extproc.spool.persistence`, dry-run on a real kube-apiserver;
+//! - the admission webhook's objects and RBAC, self-managed or with cert-manager.
 //!
 //! Tools come from `$TALLY_CACHE/bin` (`scripts/tools/helm.sh`, `scripts/tools/python.sh`).
 //! Run: `cargo test -p tally-tests --test chart`.
@@ -37,3 +38,4 @@ mod spool;
 mod tls;
 mod tracing;
 mod valkey;
+mod webhook;

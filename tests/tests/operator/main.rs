@@ -16,10 +16,11 @@ mod observe;
 mod reconcile;
 mod redis_cluster;
 mod replica;
-mod traffic;
 mod scale;
+mod traffic;
 mod usability;
 mod watch_namespaces;
+mod webhook;
 
 /// The operator's namespace: its ConfigMap, Lease and ServiceAccount live here.
 const NS: &str = "tally-system";
