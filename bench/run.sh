@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command for Tally's benchmarks (not part of the test suite):
-#   bench/run.sh [all|overhead|peers|scale|soak|tracing] [--quick] [tally-bench flags...]
+#   bench/run.sh [all|overhead|peers|scale|soak|tracing|reconcile] [--quick] [tally-bench flags...]
 # (`soak` is not part of `all`: settled calls through the memory and Redis stores, memory and
 # CPU per call sampled as they accumulate; it writes bench/results/soak.json. `tracing` is not
 # either: tracing on (OTLP to Jaeger) vs off, alternating rounds; it writes bench/results/tracing.json.)
@@ -12,5 +12,7 @@ cd "$(dirname "$0")/.."
 for tool in python redis helm litellm jaeger; do
   scripts/tools/$tool.sh
 done
+# The reconcile phase needs a real kube-apiserver and etcd.
+if [ "${1:-}" = reconcile ]; then scripts/tools/kube.sh; fi
 cargo build --release -p tally-extproc -p tally-tests -p tally-bench --bins
 exec "${CARGO_TARGET_DIR:-target}/release/tally-bench" "$@"

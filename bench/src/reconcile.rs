@@ -64,6 +64,7 @@ pub struct ReconcileResult {
 /// Runs the phase: `rounds` limit changes, and as many calls followed to the status.
 pub async fn phase(rounds: usize) -> Result<ReconcileResult> {
     let fleet = Fleet::ISSUE_18;
+    let stack = Stack::start(StackOptions::new(tally_tests::scenarios::default_config())).await;
     let kube = KubeApiServer::start().await?;
     let admin = kube.admin_client().await?;
     install_crds(&admin).await?;
@@ -79,7 +80,6 @@ pub async fn phase(rounds: usize) -> Result<ReconcileResult> {
     let create = apply_fleet(&admin, &fleet, |_| LIMIT_CENTS, 32).await?;
     eprintln!("created {} TeamBudgets in {:.1} s", fleet.teams, create.as_secs_f64());
 
-    let stack = Stack::start(StackOptions::new(tally_tests::scenarios::default_config())).await;
     let mirror = Mirror::start(admin.clone(), stack.extproc.config_path());
     let started = Instant::now();
     let (stop, operator) = start_operator(admin.clone(), &stack.redis.url()).await?;
@@ -310,7 +310,7 @@ async fn limit_round(admin: &Client, stack: &Stack, mirror: &Mirror, fleet: &Fle
         .await?;
     let published = copied.at.context("copied")?;
     let enforced = wait_enforced(stack, &copied.generation, Duration::from_secs(60)).await?;
-    let client = stack.client(Attribution::new(&team, &format!("{team}-tenant-00"), "wf-00"));
+    let client = stack.client(Attribution::new(&team, &fleet.tenant_id(i, 0), "wf-00"));
     let refused = client.converse(SONNET, "hello").await;
     anyhow::ensure!(
         refused.is_err(),
@@ -327,7 +327,7 @@ async fn limit_round(admin: &Client, stack: &Stack, mirror: &Mirror, fleet: &Fle
 /// One call of team `i`, then the time until its TeamBudget's status counts it.
 async fn traffic_round(admin: &Client, stack: &Stack, fleet: &Fleet, i: usize) -> Result<f64> {
     let team = fleet.team_id(i);
-    let client = stack.client(Attribution::new(&team, &format!("{team}-tenant-00"), "wf-00"));
+    let client = stack.client(Attribution::new(&team, &fleet.tenant_id(i, 0), "wf-00"));
     client.converse(SONNET, "hello").await.context("a call within budget")?;
     let settled = Instant::now();
     let api: Api<TeamBudget> = Api::namespaced(admin.clone(), &fleet.namespace(i));

@@ -38,6 +38,22 @@ impl Fleet {
         format!("team-{i:05}")
     }
 
+    /// Tenant `t` of team `i`: a UUID-like id, as customers' ids are. Random-looking on purpose:
+    /// ids are most of a config's bytes and random ones do not compress, so the fleet is as large
+    /// on the wire as a real one (regular ids would gzip 28×).
+    pub fn tenant_id(&self, i: usize, t: usize) -> String {
+        let a = splitmix64((i * 1_000 + t) as u64);
+        let b = splitmix64(a);
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
     pub fn namespace(&self, i: usize) -> String {
         format!("fleet-{:03}", i / self.per_namespace.max(1))
     }
@@ -56,7 +72,7 @@ impl Fleet {
             .map(|w| json!({"id": format!("wf-{w:02}"), "limitUSD": usd(limit_cents / 10)}))
             .collect();
         let tenants: Vec<Value> = (0..self.tenants)
-            .map(|t| json!({"id": format!("{id}-tenant-{t:02}"), "limitUSD": usd(limit_cents / 5)}))
+            .map(|t| json!({"id": self.tenant_id(i, t), "limitUSD": usd(limit_cents / 5)}))
             .collect();
         json!({"team": id, "budget": {"limitUSD": usd(limit_cents), "period": "Monthly"},
                "workflows": workflows, "tenants": tenants})
@@ -82,6 +98,14 @@ impl Fleet {
         tally_api::compiler::compile(&teams, &shipped_catalog()?)
             .map_err(|errors| anyhow::anyhow!("the fleet does not compile: {errors:?}"))
     }
+}
+
+/// A deterministic, well-mixed 64-bit value of `x` (SplitMix64's finalizer).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// `cents` as the decimal USD string the CRDs take.
