@@ -73,7 +73,7 @@ async fn a_stuck_collector_fills_the_queue_and_spans_are_dropped_not_waited_for(
     }
     // One span is in the hanging export, two wait in the queue: the rest were dropped.
     let dropped = span_counter(&stack, "dropped").await;
-    assert!(dropped >= (calls - 3) as f64 - 1.0, "dropped {dropped} of {calls}");
+    assert!(dropped >= (calls - 3) as f64, "dropped {dropped} of {calls}");
     assert_eq!(span_counter(&stack, "exported").await, 0.0);
     assert_eq!(
         stack.extproc.wait_ledger(calls, Duration::from_secs(10)).await.len(),
