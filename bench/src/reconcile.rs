@@ -286,7 +286,12 @@ async fn wait_enforced(stack: &Stack, generation: &str, timeout: Duration) -> Re
     let deadline = Instant::now() + timeout;
     let line = format!("tally_config_info{{generation=\"{generation}\"}} 1");
     loop {
-        if stack.extproc.metrics().await.contains(&line) {
+        // Not `metrics()`, which panics on a slow answer.
+        let url = stack.extproc.metrics_url("/metrics");
+        if tally_tests::fixtures::admin::get(&url)
+            .await
+            .is_ok_and(|(_, body)| body.contains(&line))
+        {
             return Ok(Instant::now());
         }
         anyhow::ensure!(

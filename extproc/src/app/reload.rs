@@ -93,7 +93,13 @@ pub async fn watch_config(
         if last.as_deref() == Some(bytes.as_slice()) {
             continue;
         }
-        let outcome = match read_config(&path) {
+        // Inflating and parsing a large config (10,000 teams: ~13 MB of JSON) takes a while: off
+        // the runtime's workers, so calls and /metrics are served meanwhile.
+        let from = path.clone();
+        let Ok(read) = tokio::task::spawn_blocking(move || read_config(&from)).await else {
+            continue;
+        };
+        let outcome = match read {
             Ok((read, config)) => {
                 tracing::info!(generation = %config.generation, teams = config.teams.len(), "config reloaded");
                 install(&shared, config);

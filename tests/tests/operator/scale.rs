@@ -15,6 +15,7 @@ use kube::api::{Api, DeleteParams};
 use tally_api::crd::TeamBudget;
 use tally_operator::controller::config_map::DeliveryArgs;
 use tally_tests::client::Attribution;
+use tally_tests::fixtures::admin::get as admin_get;
 use tally_tests::fixtures::stack::{Stack, StackOptions};
 use tally_tests::fleet::{Fleet, apply_catalog, apply_fleet};
 
@@ -127,11 +128,12 @@ async fn enforce_from_the_published_files(admin: &Client, stack: &Stack, generat
         "10,000 teams need more than one 768 KiB shard, got {shards}"
     );
     let line = format!("tally_config_info{{generation=\"{generation}\"}} 1");
-    let deadline = Instant::now() + STEP;
-    while !stack.extproc.metrics().await.contains(&line) {
+    let url = stack.extproc.metrics_url("/metrics");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !admin_get(&url).await.is_ok_and(|(_, body)| body.contains(&line)) {
         assert!(
             Instant::now() < deadline,
-            "the ext_proc does not run {generation} after {STEP:?}"
+            "the ext_proc does not run {generation} after 120 s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
