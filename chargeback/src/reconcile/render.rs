@@ -129,12 +129,17 @@ fn text(r: &Reconciliation, md: bool) -> String {
     findings_text(&mut out, &r.findings, md, &title);
     drifts_text(&mut out, &r.drifts, md, &title);
     left_out_text(&mut out, r, md, &title);
+    split_text(&mut out, r, md, &title);
+    out
+}
+
+fn split_text(out: &mut String, r: &Reconciliation, md: bool, title: &dyn Fn(&mut String, &str)) {
     let split = format!(
         "The invoice, split by team: the bill's Bedrock usage cost, {} USD (tokens and other usage), \
          shared per cell in proportion to ledger tokens",
         r.bill.usage_cost()
     );
-    title(&mut out, &split);
+    title(out, &split);
     let mut rows: Vec<Vec<String>> = r
         .shares
         .iter()
@@ -158,13 +163,8 @@ fn text(r: &Reconciliation, md: bool) -> String {
         billed.to_string(),
         charged.to_string(),
     ]);
-    grid(
-        &mut out,
-        &["team", "tenant", "workflow", "billed USD", "charged by Tally USD"],
-        &rows,
-        md,
-    );
-    out
+    let header = ["team", "tenant", "workflow", "billed USD", "charged by Tally USD"];
+    grid(out, &header, &rows, md);
 }
 
 fn findings_text(out: &mut String, findings: &[Finding], md: bool, title: &dyn Fn(&mut String, &str)) {

@@ -216,44 +216,40 @@ fn a_bill_made_from_the_ledger_matches_and_splits_to_the_nano() {
     );
 }
 
-#[test]
-fn injected_differences_are_each_found_with_their_cause() {
+/// The month's ledger, and a bill for it with injected differences: a cut stream billed in full
+/// (day 7), traffic in eu-west-1 that bypassed the gateway (days 10..12) and next to gateway
+/// traffic in us-east-1 (day 20), Haiku (the Marketplace path) at 110 % from day 16, a credit
+/// and tax.
+fn injected() -> (LedgerUsage, Bill) {
     let (catalog, billing) = catalog();
     let mut ledger_calls = the_month();
-    // A cut stream on day 7: the ledger counted 1,000 output tokens, AWS billed 4,000.
     ledger_calls.push(Call {
         outcome: "incomplete",
         ..call(7, "search", SONNET, "us-east-1", [5_000, 1_000, 0, 0])
     });
     let mut bill_calls = the_month();
     bill_calls.push(call(7, "search", SONNET, "us-east-1", [5_000, 4_000, 0, 0]));
-    // Bypass: traffic in eu-west-1 that never went through the gateway, on days 10..12.
     for day in 10..=12 {
         bill_calls.push(call(day, "?", SONNET, "eu-west-1", [1_000_000, 200_000, 0, 0]));
     }
-    // Bypass next to gateway traffic: more input and output on day 20 in us-east-1.
     bill_calls.push(call(20, "?", SONNET, "us-east-1", [700_000, 100_000, 0, 0]));
     let usage = ledger(&ledger_calls, &catalog, &billing);
-    // Price drift: Haiku (the Marketplace path) billed at 110 % from day 16.
     let mut bill = bill_of(&bill_calls, &catalog, &billing, 16, 100);
     let haiku = bill_of(&bill_calls, &catalog, &billing, 16, 110);
-    for (k, c) in haiku.cells.into_iter().filter(|(k, _)| k.region == "us-west-2") {
-        bill.cells.insert(k, c);
-    }
-    bill.excluded.insert(
-        "Credit".into(),
-        Tally {
-            lines: 1,
-            cost: Nanos(-100_000_000_000),
-        },
-    );
-    bill.excluded.insert(
-        "Tax".into(),
-        Tally {
-            lines: 1,
-            cost: Nanos(7_000_000_000),
-        },
-    );
+    bill.cells
+        .extend(haiku.cells.into_iter().filter(|(k, _)| k.region == "us-west-2"));
+    let tally = |cost| Tally {
+        lines: 1,
+        cost: Nanos(cost),
+    };
+    bill.excluded.insert("Credit".into(), tally(-100_000_000_000));
+    bill.excluded.insert("Tax".into(), tally(7_000_000_000));
+    (usage, bill)
+}
+
+#[test]
+fn injected_differences_are_each_found_with_their_cause() {
+    let (usage, bill) = injected();
     let total = bill.usage_cost();
     let r = run(bill, &usage, Tolerance(5_000_000));
     let of = |cause: Cause, region: &str| {
