@@ -13,7 +13,8 @@ use tally_config::tariff::Units;
 
 use super::Row;
 
-/// The columns of schema version 1 a scan projects (the rest stay unread on disk).
+/// The columns of schema version 1 a scan projects (the rest stay unread on disk); the first
+/// three are the ids, which [`super::Projection::WithoutIds`] leaves unread too.
 pub(super) const PROJECTED: [&str; 26] = [
     "stream_id",
     "request_id",
@@ -45,7 +46,10 @@ pub(super) const PROJECTED: [&str; 26] = [
 
 /// One batch's columns, typed.
 pub(super) struct Columns<'b> {
-    text: [&'b StringArray; 11],
+    /// `stream_id`, `request_id`, `charge_id`: absent when the scan does not project them.
+    ids: [Option<&'b StringArray>; 3],
+    /// `team` … `service_tier`.
+    text: [&'b StringArray; 8],
     counts: [&'b Int64Array; 9],
     /// Raw times and nanoseconds per unit (the exporter writes microseconds; a compaction
     /// tool may write another unit).
@@ -73,16 +77,19 @@ fn typed<'b, T: 'static>(batch: &'b RecordBatch, name: &str, want: &str) -> Resu
 }
 
 impl<'b> Columns<'b> {
-    pub(super) fn of(batch: &'b RecordBatch) -> Result<Columns<'b>, String> {
+    /// The typed columns of `batch`; the id columns only `with_ids`.
+    pub(super) fn of(batch: &'b RecordBatch, with_ids: bool) -> Result<Columns<'b>, String> {
         let text = |i: usize| typed::<StringArray>(batch, PROJECTED[i], "Utf8");
         let count = |i: usize| typed::<Int64Array>(batch, PROJECTED[i], "Int64");
         let (times, nanos_per_tick) = times(column(batch, "time")?)?;
         Ok(Columns {
             // stream_id … service_tier, skipping "time" (index 3).
+            ids: if with_ids {
+                [Some(text(0)?), Some(text(1)?), Some(text(2)?)]
+            } else {
+                [None; 3]
+            },
             text: [
-                text(0)?,
-                text(1)?,
-                text(2)?,
                 text(4)?,
                 text(5)?,
                 text(6)?,
@@ -119,6 +126,7 @@ impl<'b> Columns<'b> {
     }
 
     pub(super) fn row(&self, i: usize, time: Timestamp) -> Row<'b> {
+        let id = |k: usize| self.ids[k].map_or("", |a| a.value(i));
         let s = |k: usize| self.text[k].value(i);
         let o = |k: usize| Some(self.text[k]).filter(|a| !a.is_null(i)).map(|a| a.value(i));
         // Counts are written from u64s that fit i64; a null unit count is "not billed by it".
@@ -132,17 +140,17 @@ impl<'b> Columns<'b> {
         };
         Row {
             time,
-            stream_id: s(0),
-            request_id: s(1),
-            charge_id: s(2),
-            team: s(3),
-            tenant: o(4),
-            workflow: o(5),
-            operation: s(6),
-            model_id: s(7),
-            model: s(8),
-            region: s(9),
-            service_tier: o(10),
+            stream_id: id(0),
+            request_id: id(1),
+            charge_id: id(2),
+            team: s(0),
+            tenant: o(1),
+            workflow: o(2),
+            operation: s(3),
+            model_id: s(4),
+            model: s(5),
+            region: s(6),
+            service_tier: o(7),
             input_tokens: n(0),
             output_tokens: n(1),
             cache_read_tokens: n(2),

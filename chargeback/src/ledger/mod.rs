@@ -73,6 +73,17 @@ pub struct Row<'a> {
     pub price_source: &'a str,
 }
 
+/// Which columns a scan decodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Projection {
+    /// Every column of [`Row`].
+    #[default]
+    All,
+    /// All but the three per-call ids (`stream_id`, `request_id`, `charge_id`, then empty):
+    /// the unique strings are most of the decoding, and totals do not need them.
+    WithoutIds,
+}
+
 /// What a scan read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScanStats {
@@ -178,10 +189,22 @@ impl Ledger {
         to: Timestamp,
         visit: &mut dyn FnMut(&Row<'_>),
     ) -> Result<ScanStats, LedgerError> {
+        self.scan_projected(from, to, Projection::All, visit).await
+    }
+
+    /// [`Ledger::scan`] decoding only the columns `projection` names.
+    pub async fn scan_projected(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        projection: Projection,
+        visit: &mut dyn FnMut(&Row<'_>),
+    ) -> Result<ScanStats, LedgerError> {
         let mut stats = ScanStats::default();
+        let range = Range { from, to, projection };
         for folder in day_folders(from, to) {
             for file in self.files_in(&folder).await? {
-                self.scan_file(&file, from, to, visit, &mut stats).await?;
+                self.scan_file(&file, range, visit, &mut stats).await?;
             }
         }
         Ok(stats)
@@ -212,8 +235,7 @@ impl Ledger {
     async fn scan_file(
         &self,
         file: &ObjectMeta,
-        from: Timestamp,
-        to: Timestamp,
+        Range { from, to, projection }: Range,
         visit: &mut dyn FnMut(&Row<'_>),
         stats: &mut ScanStats,
     ) -> Result<(), LedgerError> {
@@ -231,7 +253,9 @@ impl Ledger {
             .await
             .map_err(|e| bad(e.to_string()))?;
         check_version(builder.metadata(), &name)?;
-        let mask = ProjectionMask::columns(builder.parquet_schema(), PROJECTED);
+        let with_ids = projection == Projection::All;
+        let names = PROJECTED.iter().skip(if with_ids { 0 } else { 3 }).copied();
+        let mask = ProjectionMask::columns(builder.parquet_schema(), names);
         let mut batches = builder
             .with_projection(mask)
             .with_batch_size(BATCH_ROWS)
@@ -241,7 +265,7 @@ impl Ledger {
         stats.bytes += file.size;
         while let Some(batch) = batches.next().await {
             let batch = batch.map_err(|e| bad(e.to_string()))?;
-            let columns = Columns::of(&batch).map_err(&bad)?;
+            let columns = Columns::of(&batch, with_ids).map_err(&bad)?;
             for i in 0..batch.num_rows() {
                 let time = columns
                     .time(i)
@@ -261,6 +285,14 @@ impl Ledger {
             p => format!("{p}/{folder}"),
         }
     }
+}
+
+/// What one scan reads: its instants and columns.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    from: Timestamp,
+    to: Timestamp,
+    projection: Projection,
 }
 
 impl std::fmt::Display for Ledger {

@@ -219,3 +219,31 @@ fn day_folders_are_the_utc_days_touched() {
     );
     assert!(day_folders(ts("2026-11-02T00:00:00Z"), ts("2026-11-02T00:00:00Z")).is_empty());
 }
+
+#[tokio::test]
+async fn a_scan_without_ids_reads_the_same_rows_with_empty_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    export(dir.path(), "search", vec![record(2, "search", "2026-11-05T10:00:00Z")]);
+    let ledger = Ledger::open(dir.path().to_str().unwrap()).unwrap();
+    let (from, to) = (ts("2026-11-05T00:00:00Z"), ts("2026-11-06T00:00:00Z"));
+    let mut all = vec![];
+    ledger
+        .scan(from, to, &mut |r| all.push(format!("{r:?}")))
+        .await
+        .unwrap();
+    let mut bare = vec![];
+    let stats = ledger
+        .scan_projected(from, to, Projection::WithoutIds, &mut |r| {
+            assert_eq!((r.stream_id, r.request_id, r.charge_id), ("", "", ""));
+            bare.push(format!("{r:?}"));
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.rows, 1);
+    let without = |s: &str| {
+        s.replace("\"1000-0\"", "\"\"")
+            .replace("\"req-2\"", "\"\"")
+            .replace("\"req-2/1\"", "\"\"")
+    };
+    assert_eq!(bare, all.iter().map(|s| without(s)).collect::<Vec<_>>());
+}

@@ -33,6 +33,16 @@ impl Interner {
     pub fn name(&self, id: u32) -> &str {
         &self.names[id as usize]
     }
+
+    /// [`Interner::id`], trying `last` first: consecutive rows mostly repeat a column's value
+    /// (a file holds one team), and comparing two strings is cheaper than hashing one.
+    fn id_after(&mut self, last: &mut u32, s: &str) -> u32 {
+        if self.names.get(*last as usize).is_some_and(|n| &**n == s) {
+            return *last;
+        }
+        *last = self.id(s);
+        *last
+    }
 }
 
 /// The finest grain the report needs. `tenant`/`workflow` are the interned empty string
@@ -88,6 +98,8 @@ pub struct Aggregator<'c> {
     /// The first instant of each local day of the period, ascending.
     day_starts: Vec<Timestamp>,
     pub routing: Routing<'c>,
+    /// The previous row's ids per string column of [`CellKey`].
+    last: [u32; 6],
 }
 
 impl<'c> Aggregator<'c> {
@@ -102,6 +114,7 @@ impl<'c> Aggregator<'c> {
             cells: HashMap::new(),
             day_starts,
             routing,
+            last: [u32::MAX; 6],
         }
     }
 
@@ -109,14 +122,14 @@ impl<'c> Aggregator<'c> {
     pub fn add(&mut self, row: &Row<'_>) {
         let day = self.day_starts.partition_point(|s| *s <= row.time).saturating_sub(1);
         let model = if row.model.is_empty() { row.model_id } else { row.model };
-        let s = &mut self.strings;
+        let (s, last) = (&mut self.strings, &mut self.last);
         let key = CellKey {
-            team: s.id(row.team),
-            tenant: s.id(row.tenant.unwrap_or("")),
-            workflow: s.id(row.workflow.unwrap_or("")),
-            model: s.id(model),
-            region: s.id(row.region),
-            operation: s.id(row.operation),
+            team: s.id_after(&mut last[0], row.team),
+            tenant: s.id_after(&mut last[1], row.tenant.unwrap_or("")),
+            workflow: s.id_after(&mut last[2], row.workflow.unwrap_or("")),
+            model: s.id_after(&mut last[3], model),
+            region: s.id_after(&mut last[4], row.region),
+            operation: s.id_after(&mut last[5], row.operation),
             day: u16::try_from(day).unwrap_or(u16::MAX),
         };
         let routed = self.routing.cost_on_cheapest(key.team, row.team, row);

@@ -12,7 +12,7 @@ use super::aggregate::Aggregator;
 use super::routing::Routing;
 use super::statement::{self, Options};
 use super::{Dim, Report, html, text};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, Projection};
 use crate::period::{Period, PeriodError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,7 +92,9 @@ pub async fn report(
     now: Timestamp,
 ) -> Result<Report, LedgerError> {
     let mut agg = Aggregator::new(period, Routing::new(config));
-    let scanned = ledger.scan(period.from, period.to, &mut |row| agg.add(row)).await?;
+    let scanned = ledger
+        .scan_projected(period.from, period.to, Projection::WithoutIds, &mut |row| agg.add(row))
+        .await?;
     let opts = Options { period, by, now };
     Ok(statement::build(&agg, &opts, scanned))
 }

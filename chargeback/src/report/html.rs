@@ -102,33 +102,9 @@ fn px_usd(nanos: i128) -> f64 {
     nanos as f64 / 1e9
 }
 
-fn spend_chart(out: &mut String, report: &Report) {
+/// The chart's axes, the top of its scale and the first and last day.
+fn axes(out: &mut String, report: &Report, ymax: f64, x: &dyn Fn(usize) -> f64) {
     let days = report.days.len().max(1);
-    let cumulative: Vec<Vec<i128>> = report
-        .teams
-        .iter()
-        .map(|t| {
-            t.daily
-                .iter()
-                .scan(0i128, |acc, d| Some(*acc + d.0).inspect(|v| *acc = *v))
-                .collect()
-        })
-        .collect();
-    let top = cumulative
-        .iter()
-        .flatten()
-        .copied()
-        .chain(report.teams.iter().filter_map(|t| t.budget.map(|b| b.0)))
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let ymax = px_usd(top) * 1.05;
-    let x = |i: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (days.max(2) - 1) as f64;
-    let y = |usd: f64| TOP + (H - TOP - BOTTOM) * (1.0 - usd / ymax);
-    let _ = write!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\">"
-    );
     let _ = write!(
         out,
         "<line x1=\"{LEFT}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>",
@@ -159,6 +135,36 @@ fn spend_chart(out: &mut String, report: &Report) {
             );
         }
     }
+}
+
+fn spend_chart(out: &mut String, report: &Report) {
+    let days = report.days.len().max(1);
+    let cumulative: Vec<Vec<i128>> = report
+        .teams
+        .iter()
+        .map(|t| {
+            t.daily
+                .iter()
+                .scan(0i128, |acc, d| Some(*acc + d.0).inspect(|v| *acc = *v))
+                .collect()
+        })
+        .collect();
+    let top = cumulative
+        .iter()
+        .flatten()
+        .copied()
+        .chain(report.teams.iter().filter_map(|t| t.budget.map(|b| b.0)))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let ymax = px_usd(top) * 1.05;
+    let x = |i: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (days.max(2) - 1) as f64;
+    let y = |usd: f64| TOP + (H - TOP - BOTTOM) * (1.0 - usd / ymax);
+    let _ = write!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\">"
+    );
+    axes(out, report, ymax, &x);
     for (n, (team, points)) in report.teams.iter().zip(&cumulative).enumerate() {
         let colour = TEAM_COLOURS[n % TEAM_COLOURS.len()];
         let path: Vec<String> = points
