@@ -86,6 +86,9 @@ async fn drain<E: SpanExporter>(
     stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(settings.max_export_batch_size);
+    // Made once: a fresh waiter per received span would cost the data path's thread for nothing.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         let deadline = tokio::time::sleep(settings.schedule_delay);
         tokio::pin!(deadline);
@@ -101,7 +104,7 @@ async fn drain<E: SpanExporter>(
                     None => break true,
                 },
                 _ = &mut deadline => break false,
-                _ = stop.cancelled() => break true,
+                _ = &mut stopped => break true,
             }
         };
         if stopping {
