@@ -280,6 +280,33 @@ pub static COLUMNS: &[Column] = &[
     col!("x_CostNanos", Integer, Custom, false, V1_0, &[], |r, _| Cell::Int(i64::try_from(r.billed_nanos).unwrap_or(i64::MAX))),
 ];
 
+/// Columns FOCUS 1.2 requires on every Usage row that is not a correction, beyond the ones that
+/// never allow nulls ("… MUST NOT be null when ChargeCategory is "Usage" or "Purchase" and
+/// ChargeClass is not "Correction"").
+pub const NOT_NULL_ON_USAGE: &[&str] = &[
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedUnitPrice",
+    "ListUnitPrice",
+    "PricingCategory",
+    "PricingQuantity",
+    "PricingUnit",
+    "SkuId",
+    "SkuPriceId",
+];
+
+/// (a, b): b is null exactly when a is (FOCUS 1.2's "b MUST be null when a is null" and "b MUST
+/// NOT be null when a is not null"; `SkuMeter` says SHOULD NOT, which this export keeps).
+pub const NULL_TOGETHER: &[(&str, &str)] = &[
+    ("ConsumedQuantity", "ConsumedUnit"),
+    ("PricingQuantity", "PricingUnit"),
+    ("RegionId", "RegionName"),
+    ("SkuId", "SkuMeter"),
+    ("SubAccountId", "SubAccountType"),
+    ("BillingAccountId", "BillingAccountType"),
+    ("CapacityReservationId", "CapacityReservationStatus"),
+];
+
 /// The columns of `version`, in order.
 pub fn of(version: FocusVersion) -> impl Iterator<Item = &'static Column> {
     COLUMNS

@@ -332,6 +332,14 @@ fn assert_follows_the_table(file: &Path, version: FocusVersion) {
             let iso = v.len() == 20 && v.as_bytes()[10] == b'T' && v.ends_with('Z');
             assert!(col.ty != Type::DateTime || iso, "{at}: YYYY-MM-DDTHH:mm:ssZ");
         }
+        for c in columns::NOT_NULL_ON_USAGE {
+            assert_ne!(row[*c], "", "row {i}: {c} on a Usage row");
+        }
+        for (a, b) in columns::NULL_TOGETHER {
+            if let (Some(a_), Some(b_)) = (row[*a].as_str(), row[*b].as_str()) {
+                assert_eq!(a_.is_empty(), b_.is_empty(), "row {i}: {b} is null exactly when {a} is");
+            }
+        }
         let says = |c: &str, v: &str| assert_eq!(row[c], v, "row {i} {c}");
         says("ChargeCategory", "Usage");
         says("ChargeClass", "");
