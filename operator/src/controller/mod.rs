@@ -41,7 +41,7 @@ mod run;
 mod scopes;
 mod team_status;
 mod trigger;
-pub(crate) mod watch;
+mod watch;
 
 pub use args::{OperatorArgs, parse_duration};
 pub use clients::FIELD_MANAGER;

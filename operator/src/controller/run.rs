@@ -16,6 +16,7 @@ use super::error::{Error, Result};
 use super::leader::LeaderElector;
 use super::reconciler::Reconciler;
 use super::telemetry::{self, Metrics, Probe};
+use super::watch::Watches;
 use crate::webhook::Webhook;
 
 /// Runs the operator from the environment: in-cluster or kubeconfig credentials, `--metrics-listen`
@@ -97,6 +98,7 @@ pub async fn run(
     let elector = LeaderElector::new(client.clone(), settings.lease.clone(), reachable);
     let elector = Background::spawn(|stopped| elector.run(leader_tx, stopped));
     let webhook = webhook_listener.map(|listener| {
+        let (caches, fill) = Watches::start_caches(&client, &settings.watch_namespaces);
         let webhook = Webhook {
             args: args.webhook.clone(),
             listener,
@@ -104,6 +106,8 @@ pub async fn run(
             namespace: settings.namespace.clone(),
             watch_namespaces: settings.watch_namespaces.clone(),
             leader: leader_rx.clone(),
+            cluster: Arc::new(caches),
+            fill,
         };
         Background::spawn(|stopped| webhook.run(stopped))
     });

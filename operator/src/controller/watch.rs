@@ -1,7 +1,7 @@
 //! What the leader watches: a reflector per watched TeamBudget namespace (one for all namespaces
 //! without `--watch-namespaces`) and one for ModelPricings. Their caches are what each pass
-//! reads; their events become the [`Signal`]s the trigger waits on. The admission webhook keeps
-//! its own on every replica (`crate::webhook`), read the same way.
+//! reads; their events become the [`Signal`]s the trigger waits on. The admission webhook reads
+//! a set of its own on every replica (`run` starts them for it).
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -14,7 +14,7 @@ use tally_api::crd::{ModelPricing, TeamBudget};
 use super::trigger::{Signal, signals};
 
 /// The reflector caches of one leadership term.
-pub(crate) struct Watches {
+pub(super) struct Watches {
     teams: Vec<Store<TeamBudget>>,
     pricings: Store<ModelPricing>,
 }
@@ -38,7 +38,7 @@ impl Watches {
 
     /// The caches alone, for a reader that needs no signals: the stream only fills them (poll it
     /// in a task for as long as they are read).
-    pub(crate) fn start_caches(client: &Client, namespaces: &[String]) -> (Self, BoxStream<'static, ()>) {
+    pub(super) fn start_caches(client: &Client, namespaces: &[String]) -> (Self, BoxStream<'static, ()>) {
         let (watches, streams) = Self::start(client, namespaces);
         (watches, futures::stream::select_all(streams).map(|_| ()).boxed())
     }
@@ -53,27 +53,6 @@ impl Watches {
             .collect();
         teams.sort_by_key(TeamBudget::key);
         teams
-    }
-
-    /// Every watched TeamBudget and every ModelPricing as the caches share them, unordered:
-    /// for a reader that looks at a few of many.
-    pub(crate) fn shared_teams(&self) -> Vec<std::sync::Arc<TeamBudget>> {
-        self.teams.iter().flat_map(Store::state).collect()
-    }
-
-    pub(crate) fn shared_pricings(&self) -> Vec<std::sync::Arc<ModelPricing>> {
-        self.pricings.state()
-    }
-
-    /// Whether every cache has listed once, waiting at most `patience` for it.
-    pub(crate) async fn synced(&self, patience: std::time::Duration) -> bool {
-        let all = async {
-            for store in &self.teams {
-                store.wait_until_ready().await.ok()?;
-            }
-            self.pricings.wait_until_ready().await.ok()
-        };
-        matches!(tokio::time::timeout(patience, all).await, Ok(Some(())))
     }
 
     /// Every ModelPricing.
@@ -96,4 +75,25 @@ where
             .reflect(writer),
     ));
     store
+}
+
+/// The admission webhook reads the same caches, shared rather than copied: it looks at a few of many.
+impl crate::webhook::Cluster for Watches {
+    async fn synced(&self, patience: std::time::Duration) -> bool {
+        let all = async {
+            for store in &self.teams {
+                store.wait_until_ready().await.ok()?;
+            }
+            self.pricings.wait_until_ready().await.ok()
+        };
+        matches!(tokio::time::timeout(patience, all).await, Ok(Some(())))
+    }
+
+    fn teams(&self) -> Vec<std::sync::Arc<TeamBudget>> {
+        self.teams.iter().flat_map(Store::state).collect()
+    }
+
+    fn pricings(&self) -> Vec<std::sync::Arc<ModelPricing>> {
+        self.pricings.state()
+    }
 }

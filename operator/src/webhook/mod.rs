@@ -2,8 +2,9 @@
 //! `kubectl apply` time, from the compiler `tally render` and the reconciler use.
 //!
 //! Every replica serves it (the API server may call any of them through the Service), judging a
-//! candidate against its own watch caches of the cluster's TeamBudgets and ModelPricings
-//! ([`Watches`], the reconciler's kind, kept on every replica). The decision is pure
+//! candidate against watch caches of the cluster's TeamBudgets and ModelPricings kept on every
+//! replica (a [`Cluster`]: the controller's reflector caches, handed in by `controller::run`, so
+//! this module never imports the controller). The decision is pure
 //! ([`review`]); [`server`] carries requests to it over HTTPS; [`certs`] makes and checks the
 //! TLS material; [`secret`] keeps it in a Secret (self-managed) or reads it from a directory
 //! (cert-manager), and lets only the leader write the configuration's `caBundle`.
@@ -28,9 +29,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use kube::Client;
 use kube::api::Api;
+use tally_api::crd::{ModelPricing, TeamBudget};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -40,7 +43,15 @@ use self::certs::CertBundle;
 use self::review::Snapshot;
 use self::secret::Source;
 use self::server::Judge;
-use crate::controller::watch::Watches;
+
+/// The cluster's objects as a cache holds them: what a candidate is judged against.
+pub trait Cluster: Send + Sync + 'static {
+    /// Whether the cache has listed once, waiting at most `patience` for it.
+    fn synced(&self, patience: Duration) -> impl Future<Output = bool> + Send;
+    /// Every TeamBudget of the watched namespaces.
+    fn teams(&self) -> Vec<Arc<TeamBudget>>;
+    fn pricings(&self) -> Vec<Arc<ModelPricing>>;
+}
 
 /// How often the certificate is re-read (a renewed cert-manager Secret, another replica's
 /// renewal) and, on the leader, the `caBundle` re-checked.
@@ -49,7 +60,7 @@ const REFRESH: Duration = Duration::from_secs(30);
 const RETRY: Duration = Duration::from_secs(5);
 
 /// Everything the webhook needs from the operator.
-pub struct Webhook {
+pub struct Webhook<C> {
     pub args: WebhookArgs,
     pub listener: TcpListener,
     pub client: Client,
@@ -58,9 +69,12 @@ pub struct Webhook {
     pub watch_namespaces: Vec<String>,
     /// `true` while this replica leads.
     pub leader: watch::Receiver<bool>,
+    /// The caches, and the stream that fills them (polled for as long as the webhook serves).
+    pub cluster: Arc<C>,
+    pub fill: BoxStream<'static, ()>,
 }
 
-impl Webhook {
+impl<C: Cluster> Webhook<C> {
     /// Serves until `stopped` resolves: first the certificate (retrying until it can be read or
     /// made), then `/validate`, with the caches filling and the material refreshed beside it.
     pub async fn run(self, stopped: impl Future<Output = ()>) {
@@ -78,15 +92,14 @@ impl Webhook {
             first = first_material(&source) => first,
         };
         let tls = Arc::new(ArcSwap::new(tls));
-        let (watches, fill) = Watches::start_caches(&self.client, &self.watch_namespaces);
         let judge = Judge {
-            watches: Arc::new(watches),
+            cluster: self.cluster,
             watch_namespaces: self.watch_namespaces,
         };
         tracing::info!(listen = ?self.listener.local_addr().ok(), "admission webhook serving");
         tokio::select! {
             _ = &mut stopped => {}
-            _ = fill.for_each(|()| async {}) => tracing::error!("webhook caches stopped"),
+            _ = self.fill.for_each(|()| async {}) => tracing::error!("webhook caches stopped"),
             _ = server::serve(self.listener, tls.clone(), judge) => {}
             _ = maintain(&source, &tls, bundle, ca_target, self.leader) => {}
         }
@@ -160,10 +173,10 @@ async fn maintain(
 }
 
 /// What the caches hold now, as the pure review reads it.
-fn snapshot(judge: &Judge, synced: bool) -> Snapshot {
+fn snapshot<C: Cluster>(judge: &Judge<C>, synced: bool) -> Snapshot {
     Snapshot {
-        teams: judge.watches.shared_teams(),
-        pricings: judge.watches.shared_pricings(),
+        teams: judge.cluster.teams(),
+        pricings: judge.cluster.pricings(),
         synced,
         watch_namespaces: judge.watch_namespaces.clone(),
     }

@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::Cluster;
 use super::review::review;
-use crate::controller::watch::Watches;
 
 /// A client has this long to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,16 +28,26 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const SYNC_PATIENCE: Duration = Duration::from_secs(2);
 
 /// What a request is judged against.
-#[derive(Clone)]
-pub struct Judge {
-    pub watches: Arc<Watches>,
+pub struct Judge<C> {
+    pub cluster: Arc<C>,
     /// Namespaces whose TeamBudgets the operator compiles; empty: all.
     pub watch_namespaces: Vec<String>,
 }
 
+impl<C> Clone for Judge<C> {
+    fn clone(&self) -> Self {
+        Judge {
+            cluster: self.cluster.clone(),
+            watch_namespaces: self.watch_namespaces.clone(),
+        }
+    }
+}
+
 /// Serves `/validate` on `listener`; runs until dropped, which drops every open connection.
-pub async fn serve(listener: TcpListener, tls: Arc<ArcSwap<ServerConfig>>, judge: Judge) {
-    let router = axum::Router::new().route("/validate", post(validate)).with_state(judge);
+pub async fn serve<C: Cluster>(listener: TcpListener, tls: Arc<ArcSwap<ServerConfig>>, judge: Judge<C>) {
+    let router = axum::Router::new()
+        .route("/validate", post(validate::<C>))
+        .with_state(judge);
     let mut connections = JoinSet::new();
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -67,15 +77,15 @@ pub async fn serve(listener: TcpListener, tls: Arc<ArcSwap<ServerConfig>>, judge
     }
 }
 
-async fn validate(
-    State(judge): State<Judge>,
+async fn validate<C: Cluster>(
+    State(judge): State<Judge<C>>,
     Json(body): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
     let request: AdmissionRequest<DynamicObject> = match body.try_into() {
         Ok(request) => request,
         Err(_) => return Json(AdmissionResponse::invalid("an AdmissionReview without a request").into_review()),
     };
-    let synced = judge.watches.synced(SYNC_PATIENCE).await;
+    let synced = judge.cluster.synced(SYNC_PATIENCE).await;
     let fallback = AdmissionResponse::from(&request);
     let judged = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
