@@ -10,7 +10,7 @@ use tally_config::compiled::CompiledConfig;
 use tally_config::pricing::PriceBook;
 
 use super::{Builder, Context, FileFormat, FocusError, FocusVersion, Grain, Written, write};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Projection};
 use crate::period::Period;
 
 /// The flags `--format focus` adds to `tally report`.
@@ -82,7 +82,11 @@ pub async fn export(
         billing_account: args.billing_account.clone(),
     };
     let mut builder = Builder::new(&ctx);
-    let scanned = ledger.scan(period.from, period.to, &mut |row| builder.add(row)).await?;
+    let scanned = ledger
+        .scan_projected(period.from, period.to, Projection::WithoutIds, &mut |row| {
+            builder.add(row)
+        })
+        .await?;
     let set = builder.finish();
     let written = write(&set, args.version, args.files, dir)?;
     Ok(Summary {
