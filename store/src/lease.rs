@@ -148,6 +148,11 @@ struct Slot {
     typical: Nanos,
     /// A refill is on its way; no second one is started.
     refilling: bool,
+    /// Replies applied so far: an upkeep reply saying the lease is gone resets the book only
+    /// if no other reply came between its request and it (replies arrive in any order).
+    epoch: u64,
+    /// The epoch when the last upkeep request was made.
+    upkeep_epoch: u64,
     /// The upkeep round of the last claim: a lease no call used for [`STALE_ROUNDS`] (its
     /// team went quiet, or its period ended) returns its idle headroom.
     claimed_round: u64,
@@ -237,18 +242,29 @@ impl Book {
         if short { Claim::Short(asks) } else { Claim::Admitted }
     }
 
-    /// Applies what Redis granted for `asks` (from a claim, a refill or upkeep).
+    /// Applies what Redis granted for `asks` (from a claim or a refill).
     pub fn granted(&mut self, asks: &[LeaseAsk], grants: &[Granted]) {
+        self.apply(asks, grants, false);
+    }
+
+    /// Applies the reply to [`Book::upkeep`]'s asks. A lease it found gone expired in Redis
+    /// (its holder was cut off for a TTL): the book drops what it believed held — unless
+    /// another reply was applied meanwhile, which may be the grant that created it anew.
+    pub fn upkept(&mut self, asks: &[LeaseAsk], grants: &[Granted]) {
+        self.apply(asks, grants, true);
+    }
+
+    fn apply(&mut self, asks: &[LeaseAsk], grants: &[Granted], upkeep: bool) {
         for (ask, g) in asks.iter().zip(grants) {
             let Some(slot) = self.slots.get_mut(&ask.key) else {
                 continue;
             };
-            // A lease found gone expired in Redis: the book drops what it believed held.
-            if g.fresh {
+            if upkeep && g.fresh && slot.epoch == slot.upkeep_epoch {
                 slot.granted = Nanos::ZERO;
             }
             slot.granted = Nanos(slot.granted.0.saturating_add(g.delta.0).max(0));
             slot.used = g.used;
+            slot.epoch += 1;
         }
     }
 
@@ -323,6 +339,9 @@ impl Book {
         self.slots
             .retain(|_, s| s.granted.0 > 0 || s.inflight.0 > 0 || s.refilling);
         self.round += 1;
+        for slot in self.slots.values_mut() {
+            slot.upkeep_epoch = slot.epoch;
+        }
         let (sizing, round) = (self.sizing, self.round);
         self.by_team(|key, slot| slot.upkeep(key, &sizing, round - slot.claimed_round > STALE_ROUNDS))
     }

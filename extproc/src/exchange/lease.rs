@@ -4,6 +4,7 @@
 //! shutdown. The arithmetic is [`tally_store::lease`]'s; this module only carries its asks to
 //! the store and the answers back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use crate::policy::Plan;
 
 use super::hold::Hold;
 use super::shared::Shared;
+
+/// Tells apart the holders of services run in one process (tests run several).
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// This replica's leases.
 pub struct Leases {
@@ -40,7 +44,12 @@ impl Leases {
     pub fn new(ttl: Duration) -> Leases {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "tally-extproc".into());
         Leases {
-            holder: format!("{host}-{}-{}", std::process::id(), Timestamp::now().as_millisecond()),
+            holder: format!(
+                "{host}-{}-{}-{}",
+                std::process::id(),
+                Timestamp::now().as_millisecond(),
+                SEQUENCE.fetch_add(1, Ordering::Relaxed)
+            ),
             ttl,
             book: Mutex::new(Book::new(Sizing::default())),
         }
@@ -56,17 +65,25 @@ impl Leases {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sends `parts`; applies a grant to the book as [`Book::upkept`] if `upkeep`, else as
+    /// [`Book::granted`].
     async fn send(
         &self,
         shared: &Shared,
         parts: &LeaseRequestParts,
         tentative: bool,
+        upkeep: bool,
     ) -> Result<LeaseOutcome, StoreError> {
         let now = Timestamp::now().as_millisecond();
         let request = parts.clone().request(&self.holder, now, self.ttl, tentative);
         let outcome = shared.store.lease(&request).await;
         if let Ok(LeaseOutcome::Granted(grants)) = &outcome {
-            self.book().granted(&parts.asks, grants);
+            let mut book = self.book();
+            if upkeep {
+                book.upkept(&parts.asks, grants);
+            } else {
+                book.granted(&parts.asks, grants);
+            }
         }
         outcome
     }
@@ -141,7 +158,7 @@ async fn admit(
             team_counter,
             asks,
         };
-        match leases.send(shared, &parts, r.tentative).await {
+        match leases.send(shared, &parts, r.tentative, false).await {
             Ok(LeaseOutcome::Granted(_)) => {}
             Ok(LeaseOutcome::Refused { index, remaining }) => {
                 leases.book().withdraw(&charges, r.amount);
@@ -188,7 +205,7 @@ fn refill(shared: &Arc<Shared>, charges: &[Leased]) {
     let shared = shared.clone();
     tokio::spawn(async move {
         let Some(leases) = shared.leases.as_ref() else { return };
-        if let Err(e) = leases.send(&shared, &parts, false).await {
+        if let Err(e) = leases.send(&shared, &parts, false, false).await {
             tracing::debug!(error = %e, team = %parts.team, "lease refill failed; the next call asks again");
         }
         leases.book().refilled(&parts.asks);
@@ -241,7 +258,7 @@ pub async fn upkeep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let rounds = leases.book().upkeep();
         for parts in rounds {
-            if let Err(e) = leases.send(&shared, &parts, false).await {
+            if let Err(e) = leases.send(&shared, &parts, false, true).await {
                 tracing::warn!(error = %e, team = %parts.team, "keeping budget leases alive failed; retried next round");
             }
         }
@@ -253,7 +270,7 @@ pub async fn return_all(shared: &Shared) {
     let Some(leases) = shared.leases.as_ref() else { return };
     let all = leases.book().return_all();
     for parts in all {
-        match leases.send(shared, &parts, false).await {
+        match leases.send(shared, &parts, false, true).await {
             Ok(_) => tracing::info!(team = %parts.team, "budget leases returned"),
             Err(e) => tracing::warn!(error = %e, team = %parts.team, "returning budget leases failed; they expire"),
         }

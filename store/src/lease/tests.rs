@@ -165,7 +165,7 @@ fn near_the_limit_leases_shrink_to_each_calls_shortfall_and_the_rest_is_returned
 }
 
 #[test]
-fn a_lease_found_expired_resets_what_the_book_believes_held() {
+fn a_lease_upkeep_finds_expired_resets_what_the_book_believes_held() {
     let mut book = Book::new(Sizing::default());
     let w = Nanos(1_000_000);
     let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), w) else {
@@ -173,19 +173,44 @@ fn a_lease_found_expired_resets_what_the_book_believes_held() {
     };
     book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
     book.settle([COUNTER], w, w);
-    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), Nanos(100_000_000)) else {
-        panic!()
+    let gone = |delta| Granted {
+        delta: Nanos(delta),
+        used: Nanos::ZERO,
+        fresh: true,
     };
-    book.granted(
-        &asks,
-        &[Granted {
-            delta: Nanos(100_000_000),
-            used: Nanos(100_000_000),
-            fresh: true,
-        }],
-    );
-    // Only the new grant is held; the call in flight takes all of it.
+    let upkeep = book.upkeep().remove(0);
+    // A claim's grant applied between the upkeep's request and its reply may have created
+    // the lease anew: the book keeps it.
+    book.granted(&asks[..1], &[gone(0)]);
+    book.upkept(&upkeep.asks, &[gone(0)]);
+    assert_eq!(book.idle(COUNTER), Nanos(64_000_000));
+    // Nothing between them: the lease expired, nothing is held.
+    let upkeep = book.upkeep().remove(0);
+    book.upkept(&upkeep.asks, &[gone(0)]);
     assert_eq!(book.idle(COUNTER), Nanos::ZERO);
+}
+
+#[test]
+fn claim_replies_in_any_order_add_up_to_what_redis_granted() {
+    let mut book = Book::new(Sizing::default());
+    let w = Nanos(40_000_000);
+    let claims: Vec<_> = (0..3)
+        .map(|_| match book.claim(TEAM, COUNTER, &team(usd(1)), w) {
+            Claim::Short(asks) => asks,
+            Claim::Admitted => panic!("nothing held yet"),
+        })
+        .collect();
+    // Redis ran them in order (the first created the lease); their replies come back reversed.
+    for (i, asks) in claims.iter().enumerate().rev() {
+        let grant = Granted {
+            delta: asks[0].need,
+            used: Nanos((i as i64 + 1) * w.0),
+            fresh: i == 0,
+        };
+        book.granted(asks, &[grant]);
+    }
+    book.settle([COUNTER], w, Nanos::ZERO);
+    assert_eq!(book.idle(COUNTER), w, "every grant counted");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod budgets;
 mod holds;
+mod leases;
 mod modes;
 mod outages;
 mod pricing;
