@@ -223,17 +223,18 @@ async fn generated_credentials_survive_upgrades_and_certificates_renew_before_ex
 async fn the_webhook_installs_fails_open_and_upgrades_keep_the_operators_ca_bundle() {
     let cluster = Cluster::start().await;
     cluster.helm("install", &["webhook.enabled=true"]);
-    let policy = cluster.kubectl(
-        &[
+    let webhook_field = |path: &str| {
+        let jsonpath = format!("jsonpath={{.webhooks[0].{path}}}");
+        let get = [
             "get",
             "validatingwebhookconfiguration",
             "tally-webhook",
             "-o",
-            "jsonpath={.webhooks[0].failurePolicy}",
-        ],
-        "reading the webhook configuration",
-    );
-    assert_eq!(policy, "Ignore");
+            &jsonpath,
+        ];
+        cluster.kubectl(&get, "reading the webhook configuration")
+    };
+    assert_eq!(webhook_field("failurePolicy"), "Ignore");
     let manifest = cluster.dir.path().join("team.yaml");
     std::fs::write(
         &manifest,
@@ -261,15 +262,9 @@ async fn the_webhook_installs_fails_open_and_upgrades_keep_the_operators_ca_bund
         "setting the caBundle",
     );
     cluster.helm("upgrade", &["webhook.enabled=true"]);
-    let kept = cluster.kubectl(
-        &[
-            "get",
-            "validatingwebhookconfiguration",
-            "tally-webhook",
-            "-o",
-            "jsonpath={.webhooks[0].clientConfig.caBundle}",
-        ],
-        "reading the caBundle",
+    assert_eq!(
+        webhook_field("clientConfig.caBundle"),
+        ca,
+        "helm upgrade must not reset the caBundle the operator owns"
     );
-    assert_eq!(kept, ca, "helm upgrade must not reset the caBundle the operator owns");
 }

@@ -160,4 +160,16 @@ mod tests {
         assert_eq!(bundle_of(&secret), Some(bundle));
         assert_eq!(bundle_of(&Secret::default()), None);
     }
+
+    #[tokio::test]
+    async fn a_mounted_pair_is_read_from_its_directory_and_a_missing_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = certs::generate(&["w.ns.svc".to_string()], jiff::Timestamp::now(), None).unwrap();
+        std::fs::write(dir.path().join(CERT_KEY), &bundle.cert).unwrap();
+        let missing = Source::Dir(dir.path().to_path_buf()).load().await.unwrap_err();
+        assert!(missing.contains("tls.key"), "{missing}");
+        std::fs::write(dir.path().join(KEY_KEY), &bundle.key).unwrap();
+        let read = Source::Dir(dir.path().to_path_buf()).load().await.unwrap();
+        assert_eq!((read.cert, read.key, read.ca), (bundle.cert, bundle.key, String::new()));
+    }
 }
