@@ -3,8 +3,9 @@
 //! Design: reflector-based, one whole-config reconcile. The config is small and every object can
 //! change every team's view (a tenant or alias moving between objects), so any change to a
 //! `TeamBudget` or `ModelPricing` recompiles everything with the compiler `tally render` uses
-//! ([`tally_api::compiler::compile_lenient`]), publishes the result to one ConfigMap (only when its
-//! content hash changes, see [`config_map`]) and sets each object's `Ready` condition. A second
+//! ([`tally_api::compiler::compile_lenient`]), publishes the result as gzip shard ConfigMaps and a
+//! manifest naming them (only when its content hash changes, see [`config_map`]) and sets each
+//! object's `Ready` condition. A second
 //! pass, on every change and every `--status-interval`, reads each team's counters from Redis and
 //! writes its status and events ([`status`]). Both passes run only on the replica holding the
 //! leader Lease ([`leader`]).
