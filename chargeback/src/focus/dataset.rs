@@ -106,6 +106,56 @@ struct Sums {
     unpriced: u64,
 }
 
+/// A multiply-rotate hasher for the integer group keys (SipHash's flooding defence buys nothing
+/// for a ledger's own keys, and hashing is most of the time per row).
+#[derive(Default, Clone, Copy)]
+struct Mixer(u64);
+
+impl std::hash::Hasher for Mixer {
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|b| self.write_u64(u64::from(*b)));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_i128(&mut self, n: i128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Mix = std::hash::BuildHasherDefault<Mixer>;
+
 /// Strings ↔ small ids, so group keys are plain integers.
 #[derive(Default)]
 struct Interner {
@@ -124,8 +174,14 @@ impl Interner {
         id
     }
 
-    fn opt(&mut self, s: Option<&str>) -> u32 {
-        s.map_or(NONE, |s| self.id(s))
+    /// `s`'s id (NONE for none), trying `last` — the same field of the previous row — before
+    /// hashing: a ledger file holds one team's calls, so most fields repeat row after row.
+    fn near(&mut self, s: Option<&str>, last: &mut u32) -> u32 {
+        let Some(s) = s else { return NONE };
+        if *last == NONE || *self.names[*last as usize] != *s {
+            *last = self.id(s);
+        }
+        *last
     }
 
     fn name(&self, id: u32) -> &str {
@@ -141,9 +197,11 @@ impl Interner {
 pub struct Builder<'a> {
     ctx: &'a Context<'a>,
     strings: Interner,
-    entries: HashMap<(u32, u32), Option<Arc<PriceEntry>>>,
-    groups: HashMap<Key, Sums>,
+    entries: HashMap<(u32, u32), Option<Arc<PriceEntry>>, Mix>,
+    groups: HashMap<Key, Sums, Mix>,
     lines: Vec<Line>,
+    /// The previous row's ids, field by field (see [`Interner::near`]).
+    last: [u32; 7],
     /// The last charge period seen: calls arrive mostly in time order.
     period: (Timestamp, Timestamp),
 }
@@ -153,16 +211,24 @@ impl<'a> Builder<'a> {
         Builder {
             ctx,
             strings: Interner::default(),
-            entries: HashMap::new(),
-            groups: HashMap::new(),
+            entries: HashMap::default(),
+            groups: HashMap::default(),
             lines: Vec::with_capacity(Class::ALL.len()),
+            last: [NONE; 7],
             period: (Timestamp::MAX, Timestamp::MAX),
         }
     }
 
     pub fn add(&mut self, call: &Row<'_>) {
-        let model_id = self.strings.id(call.model_id);
-        let region = self.strings.id(call.region);
+        let [team, tenant, workflow, model_id, model, region, tier] = &mut self.last;
+        let strings = &mut self.strings;
+        let model_id = strings.near(Some(call.model_id), model_id);
+        let region = strings.near(Some(call.region), region);
+        let team = strings.near(Some(call.team), team);
+        let tenant = strings.near(call.tenant, tenant);
+        let workflow = strings.near(call.workflow, workflow);
+        let model = strings.near(Some(call.model), model);
+        let tier = strings.near(call.service_tier, tier);
         let book = self.ctx.catalog;
         let entry = self
             .entries
@@ -176,13 +242,13 @@ impl<'a> Builder<'a> {
         let start = self.charge_period(call.time).0;
         let base = Key {
             start,
-            team: self.strings.id(call.team),
-            tenant: self.strings.opt(call.tenant),
-            workflow: self.strings.opt(call.workflow),
+            team,
+            tenant,
+            workflow,
             model_id,
-            model: self.strings.id(call.model),
+            model,
             region,
-            tier: self.strings.opt(call.service_tier),
+            tier,
             class: Class::Input,
             unit_price: 0,
             long_context: false,
