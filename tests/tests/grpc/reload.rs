@@ -73,7 +73,9 @@ async fn a_sharded_config_is_swapped_in_only_once_its_set_is_complete() {
     std::fs::write(file(0), b"an older generation's bytes").unwrap();
     std::fs::write(svc.config_path(), encoded.manifest_json()).unwrap();
     let refused = wait_until(Duration::from_secs(5), || async {
-        svc.metrics().await.contains("tally_config_reloads_total{outcome=\"incomplete\"}")
+        svc.metrics()
+            .await
+            .contains("tally_config_reloads_total{outcome=\"incomplete\"}")
     })
     .await;
     assert!(refused, "the incomplete set is noticed");
@@ -89,7 +91,9 @@ async fn a_sharded_config_is_swapped_in_only_once_its_set_is_complete() {
 
     std::fs::write(file(0), &encoded.shards[0]).unwrap();
     let swapped = wait_until(Duration::from_secs(5), || async {
-        svc.metrics().await.contains("tally_config_info{generation=\"sharded\"} 1")
+        svc.metrics()
+            .await
+            .contains("tally_config_info{generation=\"sharded\"} 1")
     })
     .await;
     assert!(swapped, "the complete set is swapped in");
