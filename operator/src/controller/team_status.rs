@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use kube::api::Api;
@@ -31,6 +32,9 @@ struct Read {
 #[derive(Default)]
 pub(super) struct TeamStatuses {
     written: HashMap<String, TeamBudgetStatus>,
+    /// Where the next pass starts (an index into the teams, by uid order): a pass stopped
+    /// early resumes there, so no team waits behind a stream of config changes.
+    next: usize,
 }
 
 fn uid(tb: &TeamBudget) -> String {
@@ -46,6 +50,7 @@ impl TeamStatuses {
     /// Reads each team's counters, patches its status when it changed, publishes due events.
     /// `enforced` is the last config pass's verdict per object (`ObjectRef` display); an object
     /// it has not seen yet (its config pass failed) keeps its status until the next pass.
+    /// Stops after the team in hand once `stop` is set; the next pass starts where it stopped.
     pub async fn pass(
         &mut self,
         settings: &Settings,
@@ -53,13 +58,23 @@ impl TeamStatuses {
         counters: &mut CounterReader,
         enforced: &HashMap<String, Enforced>,
         teams: &[TeamBudget],
+        stop: &AtomicBool,
     ) {
         let started = Instant::now();
         let mut ok = true;
         let now = jiff::Timestamp::now();
         let present: BTreeSet<String> = teams.iter().map(uid).collect();
         self.written.retain(|k, _| present.contains(k));
-        for cached in teams {
+        let mut order: Vec<&TeamBudget> = teams.iter().collect();
+        order.sort_by_cached_key(|tb| uid(tb));
+        let start = self.next.min(order.len());
+        order.rotate_left(start);
+        for (done, cached) in order.into_iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                self.next = (start + done) % teams.len().max(1);
+                clients.metrics.observe("status", started.elapsed(), ok);
+                return;
+            }
             let tb = self.freshest(cached);
             let Some(enforced) = enforced.get(&ObjectRef::team_budget(&tb).to_string()) else {
                 continue;
@@ -77,6 +92,7 @@ impl TeamStatuses {
             };
             ok &= self.update(settings, clients, &tb, enforced, read, now).await;
         }
+        self.next = 0;
         clients.metrics.observe("status", started.elapsed(), ok);
     }
 

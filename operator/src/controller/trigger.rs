@@ -117,6 +117,26 @@ impl Trigger {
         }
     }
 
+    /// Waits for the next change (and schedules its pass as [`Trigger::due`] would); `false`
+    /// once every stream has ended. Lets a long status pass give way to a config change.
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            match self.signals.next().await {
+                None => return false,
+                Some(Signal::Synced(i)) => {
+                    self.synced.insert(i);
+                    self.change();
+                    return true;
+                }
+                Some(Signal::Changed) => {
+                    self.change();
+                    return true;
+                }
+                Some(Signal::Quiet) => {}
+            }
+        }
+    }
+
     /// A change schedules a pass unless one is already scheduled (which then covers it).
     fn change(&mut self) {
         self.next_pass.get_or_insert_with(|| Instant::now() + SETTLE);
@@ -213,6 +233,19 @@ mod tests {
         assert!(trigger.due().await);
         assert_eq!(first.elapsed(), SETTLE, "a later change does not postpone the pass");
         assert!(!passes_within(&mut trigger, SETTLE * 5).await, "one pass for the burst");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_seen_during_a_status_pass_still_gets_its_pass() {
+        let (mut trigger, sender, _) = listed_trigger().await;
+        sender.unbounded_send(Signal::Quiet).unwrap();
+        sender.unbounded_send(Signal::Changed).unwrap();
+        let seen = Instant::now();
+        assert!(trigger.changed().await, "the change, past the quiet signal");
+        assert!(trigger.due().await);
+        assert_eq!(seen.elapsed(), SETTLE, "its pass comes as if due() had seen it");
+        drop(sender);
+        assert!(!trigger.changed().await, "no streams, no changes");
     }
 
     #[tokio::test(start_paused = true)]

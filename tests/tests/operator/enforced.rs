@@ -57,9 +57,15 @@ async fn status_describes_the_enforced_budget() -> Result<()> {
     Ok(())
 }
 
-/// Defect 1: limit 1.00 is below the workflow's 2.00, so 5.00 stays in force.
+/// Defect 1: a spec with limit 1.00 is rejected (its timezone is unknown), so 5.00 stays in
+/// force. (The defect's own example, a limit below a workflow's, no longer gets past the CRD's
+/// CEL rule; the operator must still describe what it enforces when any rejected spec is stored,
+/// e.g. from before the CRD had that rule.)
 async fn a_rejected_limit_is_not_what_status_shows(api: &Api<TeamBudget>, admin: &Client) -> Result<()> {
-    apply_team_budget(api, "web", web("1")).await?;
+    let mut rejected = web("1");
+    rejected["budget"]["timezone"] = json!("Nowhere/Land");
+    rejected["workflows"][0]["limitUSD"] = json!("1");
+    apply_team_budget(api, "web", rejected).await?;
     let tb = wait_for_team_budget(api, "web", "web Ready=False", STEP, |tb| {
         condition(tb, "Ready").is_some_and(|c| c.0 == "False")
     })

@@ -16,6 +16,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use tally_api::crd::{ModelPricing, TeamBudget};
+use tally_config::money::Nanos;
 use tally_tests::fixtures::redis::RedisServer;
 use tally_tests::kube_apiserver::KubeApiServer;
 
@@ -25,8 +26,8 @@ use crate::cluster::{
 };
 use crate::counters::{set_team, this_month};
 use crate::observe::{
-    STEP, condition, events_of, eventually, http_get, published, team_names, wait_for_config, wait_for_leader,
-    wait_for_spend, wait_for_team_budget,
+    STEP, condition, events_of, eventually, http_get, overrun_events, published, team_names, wait_for_config,
+    wait_for_leader, wait_for_spend, wait_for_team_budget,
 };
 use crate::replica::{Replica, start_replica};
 use crate::{NS, USD};
@@ -191,6 +192,15 @@ async fn live_status_and_threshold_events_from_the_counters(w: &World) -> Result
         events,
         BTreeMap::from([("ThresholdCrossed/50".into(), 1), ("ThresholdCrossed/80".into(), 1)])
     );
+    // 87.00 committed of 100: a warning before the money runs out iff the status's forecast
+    // (which depends on how much of the month has gone) is over the limit.
+    let forecast = Nanos::parse_usd(s.forecast_usd.as_deref().expect("a forecast"))?;
+    let want = usize::from(forecast > Nanos(100 * USD));
+    eventually("the projected-overrun warning, if due", STEP, || async {
+        let n = overrun_events(&w.admin, "search", "search").await?;
+        Ok((n == want).then_some(()))
+    })
+    .await;
     Ok(())
 }
 
@@ -205,6 +215,10 @@ async fn exhaustion_flips_the_condition_and_raises_each_event_once(w: &World) ->
     let tb = w.search.get("search").await?;
     assert_eq!(tb.status.as_ref().unwrap().remaining_usd.as_deref(), Some("-2.00"));
     let events = events_of(&w.admin, "search", "search").await?;
+    assert!(
+        overrun_events(&w.admin, "search", "search").await? <= 1,
+        "once per period and limit, never after exhaustion"
+    );
     assert_eq!(
         events,
         BTreeMap::from([

@@ -179,6 +179,12 @@ async fn the_webhook_refuses_every_problem_at_once_with_a_certificate_it_made() 
         Ok(teams.patch("sales", &params, &Patch::Apply(&sales)).await.ok())
     })
     .await;
+    // The webhook judges against the operator's watch caches: wait until they hold `sales`
+    // (its Ready condition is written from them), or the conflicts below are not there yet.
+    wait_for_team_budget(&teams, "sales", "sales Ready", STEP, |tb| {
+        condition(tb, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
 
     // One object, four problems, all in one refusal, as kubectl shows it.
     let bad = team_budget(
