@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::policy::Plan;
 
+use super::call::Call;
 use super::hold::Hold;
 use super::shared::Shared;
 
@@ -106,27 +107,41 @@ fn leased(plan: &Plan) -> Option<Vec<Leased>> {
     Some(out)
 }
 
-/// Reserves `r` against this replica's leases when they apply, else per call (kept alive by
-/// a [`Hold`]).
-pub async fn reserve(
-    shared: &Arc<Shared>,
-    plan: Option<&Plan>,
-    r: &ReserveRequest,
-) -> (Result<ReserveOutcome, StoreError>, (Option<Hold>, Option<Ticket>)) {
-    if let Some(plan) = plan
-        && let Some((outcome, ticket)) = admit(shared, plan, r).await
-    {
-        return (outcome, (None, ticket));
-    }
-    let outcome = shared.store.reserve(r).await;
-    let hold = Hold::after(&outcome, shared, r);
-    (outcome, (hold, None))
+/// What holds a call's worst case until it settles: a per-call reservation (its refresh
+/// task) or a claim on this replica's leases. Dropping it stops the refreshes or frees the claim.
+#[derive(Default)]
+pub enum Held {
+    #[default]
+    Nothing,
+    Reservation(Hold),
+    Lease(Ticket),
 }
 
-/// Settles `s`, against the leases `ticket` claimed if any; each counter's used after it, as
-/// [`Shared::settle_or_spool`] gives them.
-pub async fn settle(shared: &Shared, ticket: Option<Ticket>, s: &Settlement) -> Option<Vec<Nanos>> {
-    let Some(ticket) = ticket else {
+/// Reserves `r` against this replica's leases when they apply to the call's plan, else per
+/// call; what holds it goes to `held`.
+pub async fn reserve(
+    shared: &Arc<Shared>,
+    call: Option<&Call>,
+    r: &ReserveRequest,
+    held: &mut Held,
+) -> Result<ReserveOutcome, StoreError> {
+    if let Some(plan) = call.and_then(|c| c.plan.as_ref())
+        && let Some((outcome, ticket)) = admit(shared, plan, r).await
+    {
+        *held = ticket.map_or(Held::Nothing, Held::Lease);
+        return outcome;
+    }
+    let outcome = shared.store.reserve(r).await;
+    *held = Hold::after(&outcome, shared, r).map_or(Held::Nothing, Held::Reservation);
+    outcome
+}
+
+/// Settles `s`, against the leases the call claimed if it did; each counter's used after it,
+/// as [`Shared::settle_or_spool`] gives them.
+pub async fn settle(shared: &Shared, held: Held, s: &Settlement) -> Option<Vec<Nanos>> {
+    let Held::Lease(ticket) = held else {
+        // A reservation's refresh stops before it is settled.
+        drop(held);
         return shared.settle_or_spool(s).await;
     };
     let mut used = shared.settle_leased_or_spool(s, ticket.holder()).await;

@@ -67,9 +67,8 @@ pub struct Exchange {
     call: Option<Call>,
     /// The charge and outcome once settled, for the response's metadata.
     settled: Option<(Nanos, Outcome)>,
-    /// Keeps the call's reservation alive until it settles (or its claim on leases).
-    hold: Option<hold::Hold>,
-    lease: Option<lease::Ticket>,
+    /// Keeps the call's reservation (or its claim on leases) until it settles.
+    hold: lease::Held,
 }
 
 impl Exchange {
@@ -82,8 +81,7 @@ impl Exchange {
             time: Timestamp::now(),
             call: None,
             settled: None,
-            hold: None,
-            lease: None,
+            hold: lease::Held::Nothing,
         }
     }
 
@@ -325,9 +323,7 @@ impl Exchange {
         if reserve.amount == Nanos::ZERO {
             return Some(Reply::proceed(vec![], mode, self.attribution_metadata()));
         }
-        let (outcome, held) =
-            lease::reserve(&self.shared, self.call.as_ref().and_then(|c| c.plan.as_ref()), &reserve).await;
-        (self.hold, self.lease) = held;
+        let outcome = lease::reserve(&self.shared, self.call.as_ref(), &reserve, &mut self.hold).await;
         observe::reservation(&self.shared.metrics, tentative, admission::result_label(&outcome));
         if let Err(e) = &outcome {
             observe::store_error(&self.shared.metrics, "reserve");
@@ -468,12 +464,11 @@ impl Exchange {
             Phase::Admitted => {}
         }
         call.phase = Phase::Finished;
-        self.hold = None;
         let call = self.call.as_ref().expect("finishing a call");
         let charge = settlement::charge(call, outcome);
         let plan = self.plan_of(call);
         let s = settlement::finished(call, &plan, outcome, &charge, self.time, self.started);
-        let used = lease::settle(&self.shared, self.lease.take(), &s).await;
+        let used = lease::settle(&self.shared, std::mem::take(&mut self.hold), &s).await;
         let team_used = used.as_ref().and_then(|u| u.first());
         let team_remaining = plan.team_limit().zip(team_used).map(|(l, &u)| l.saturating_sub(u));
         self.settled = Some((charge.cost, outcome));
