@@ -141,6 +141,24 @@ fn kubectl_apply(kube: &KubeApiServer, manifest: &Value) -> Result<(bool, String
     Ok((out.status.success(), text))
 }
 
+/// A valid object passes (retried while the API server picks up the new caBundle), and the
+/// operator's watch caches, which the webhook judges against, hold it: its Ready condition is
+/// written from them (the conflicts the next object has with it are there).
+async fn a_valid_object_passes(admin: &Client) -> Api<TeamBudget> {
+    let sales = team_budget("sales", "sales", json!({"team": "sales", "tenants": [{"id": "acme"}]}));
+    let teams: Api<TeamBudget> = Api::namespaced(admin.clone(), "sales");
+    eventually("a valid TeamBudget admitted", STEP, || async {
+        let params = PatchParams::apply("tally-test");
+        Ok(teams.patch("sales", &params, &Patch::Apply(&sales)).await.ok())
+    })
+    .await;
+    wait_for_team_budget(&teams, "sales", "sales Ready", STEP, |tb| {
+        condition(tb, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    teams
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_refuses_every_problem_at_once_with_a_certificate_it_made() -> Result<()> {
     let (kube, admin) = apiserver_with_crds().await?;
@@ -171,20 +189,7 @@ async fn the_webhook_refuses_every_problem_at_once_with_a_certificate_it_made() 
     let secret = secrets.get("tally-webhook-tls").await?;
     assert_eq!(Some(&ca), secret.data.as_ref().and_then(|d| d.get("ca.crt")));
 
-    // A valid object passes (retried while the API server picks up the new caBundle).
-    let sales = team_budget("sales", "sales", json!({"team": "sales", "tenants": [{"id": "acme"}]}));
-    let teams: Api<TeamBudget> = Api::namespaced(admin.clone(), "sales");
-    eventually("a valid TeamBudget admitted", STEP, || async {
-        let params = PatchParams::apply("tally-test");
-        Ok(teams.patch("sales", &params, &Patch::Apply(&sales)).await.ok())
-    })
-    .await;
-    // The webhook judges against the operator's watch caches: wait until they hold `sales`
-    // (its Ready condition is written from them), or the conflicts below are not there yet.
-    wait_for_team_budget(&teams, "sales", "sales Ready", STEP, |tb| {
-        condition(tb, "Ready").is_some_and(|c| c.0 == "True")
-    })
-    .await;
+    let teams = a_valid_object_passes(&admin).await;
 
     // One object, four problems, all in one refusal, as kubectl shows it.
     let bad = team_budget(
