@@ -152,7 +152,11 @@ fn main() -> Result<()> {
             } else if args.phase == Phase::Tracing {
                 write_beside(&args.out, "tracing.json", &trace_cost::phase(&args).await?)
             } else if args.phase == Phase::Reconcile {
-                write_beside(&args.out, "reconcile.json", &reconcile::phase(if args.quick { 1 } else { 3 }).await?)
+                write_beside(
+                    &args.out,
+                    "reconcile.json",
+                    &reconcile::phase(if args.quick { 1 } else { 3 }).await?,
+                )
             } else if args.phase == Phase::Usability {
                 write_beside(&args.out, "usability.json", &usability::phase().await?)
             } else {

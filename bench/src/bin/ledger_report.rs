@@ -249,7 +249,9 @@ fn call(rng: &mut Rng, book: &PriceBook, team: usize, start: i64, n: u64) -> Ent
         (Some(e), false) => tariff::cost(e, None, &usage, &Units::default()).0,
         _ => 0,
     };
-    let tenant = team.is_multiple_of(3).then(|| TENANTS[rng.below(3) as usize].to_string());
+    let tenant = team
+        .is_multiple_of(3)
+        .then(|| TENANTS[rng.below(3) as usize].to_string());
     let team_name = if team == TEAMS - 1 {
         "unknown".to_string()
     } else {
