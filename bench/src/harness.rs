@@ -54,7 +54,7 @@ pub async fn run(args: Args) -> Result<()> {
 
     let client = load::client();
     let backends = Backends::start(dir.path())?;
-    let (config, call_cost_usd) = config_with_strict_team(args.k)?;
+    let (config, call_cost_usd) = config_with_strict_teams(mix::OVERHEAD_TEAMS, args.k, &[STRICT_TEAM])?;
     let gateways = Gateways::start(dir.path(), &args, &config, &backends)?;
     let paths = gateways.paths(&backends);
     let overhead_mix = mix::overhead_mix(mix::OVERHEAD_TEAMS);
@@ -82,10 +82,11 @@ pub async fn run(args: Args) -> Result<()> {
     write_results(&args.out, results, started)
 }
 
-/// The overhead config plus the strict team, whose budget is exactly `k` calls of the
-/// strictness shape priced from the shipped catalog; and that call's cost in USD.
-fn config_with_strict_team(k: u64) -> Result<(CompiledConfig, f64)> {
-    let mut config = mix::config(mix::OVERHEAD_TEAMS, Nanos::parse_usd("1000000")?)?;
+/// `teams` teams with 1,000,000 USD each plus the `strict` teams, whose budgets are exactly
+/// `k` calls of the strictness shape priced from the shipped catalog; and that call's cost
+/// in USD.
+pub fn config_with_strict_teams(teams: usize, k: u64, strict: &[&str]) -> Result<(CompiledConfig, f64)> {
+    let mut config = mix::config(teams, Nanos::parse_usd("1000000")?)?;
     let book = PriceBook::new(&config.catalog);
     let prices = book
         .lookup(mix::HAIKU, "us-east-1")
@@ -100,7 +101,9 @@ fn config_with_strict_team(k: u64) -> Result<(CompiledConfig, f64)> {
         },
         &prices,
     );
-    config.teams.push(mix::team(STRICT_TEAM, Nanos(call_cost.0 * k as i64)));
+    for team in strict {
+        config.teams.push(mix::team(team, Nanos(call_cost.0 * k as i64)));
+    }
     config.teams.sort_by(|a, b| a.team.cmp(&b.team));
     Ok((config, call_cost.0 as f64 / 1e9))
 }
@@ -122,7 +125,7 @@ impl Gateways {
             "tally-extproc-redis",
             config,
             Some(backends.redis_port),
-            &args.extproc_arg,
+            &args.extproc_args(),
         )?;
         let ext_mem = procs::start_extproc(dir, "tally-extproc-memory", config, None, &args.extproc_args())?;
         let (null_ext, null_port) = procs::start_null_extproc(args.extproc_workers)?;
@@ -177,7 +180,7 @@ impl Gateways {
 }
 
 /// Every path answers each of `shapes` with a 200 before anything is timed.
-async fn probe(client: &HttpClient, paths: &[Path<'_>], shapes: &[Shape]) -> Result<()> {
+pub async fn probe(client: &HttpClient, paths: &[Path<'_>], shapes: &[Shape]) -> Result<()> {
     for p in paths {
         for shape in shapes {
             let (status, body) = load::send_full(client, &p.base(), shape)

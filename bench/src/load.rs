@@ -76,6 +76,12 @@ impl Outcome {
     pub fn sustained(&self) -> bool {
         self.errors == 0 && self.dropped == 0 && self.achieved_rps >= 0.95 * self.target_rps && self.p99_ms < 50.0
     }
+
+    /// Kept up by issue #19's looser criterion: ≥ 99 % of the scheduled requests answered 2xx
+    /// and ≥ 95 % of the target rate achieved, whatever the latency.
+    pub fn keeps_up(&self) -> bool {
+        self.ok as f64 >= 0.99 * self.scheduled as f64 && self.achieved_rps >= 0.95 * self.target_rps
+    }
 }
 
 /// What the answered requests of a run came to.

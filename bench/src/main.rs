@@ -7,16 +7,19 @@
 #![forbid(unsafe_code)]
 
 mod harness;
+mod hotpath;
 mod litellm;
 mod load;
 mod mix;
 mod overhead;
 mod peers;
 mod procs;
+mod profile;
 mod reconcile;
 mod scale;
 mod soak;
 mod strictness;
+mod targets;
 mod trace_cost;
 mod usability;
 
@@ -49,6 +52,11 @@ pub enum Phase {
     /// Not part of `all`: the data path with a span per call exported to Jaeger vs tracing off,
     /// in alternating rounds (results in `tracing.json` beside `--out`).
     Tracing,
+    /// Not part of `all`: issue #19's table — Converse over 10 teams through every path
+    /// (direct, Envoy, null ext_proc, Tally on Redis with and without leases, in memory) at
+    /// 500 and 1,000 req/s, the 1k/2k/3k/5k steps, LiteLLM, strictness with 3 replicas, a
+    /// CPU profile of the ext_proc, and each target met or missed (`hotpath.json` beside `--out`).
+    Hotpath,
 }
 
 #[derive(Debug, Parser)]
@@ -157,6 +165,8 @@ fn main() -> Result<()> {
                     "reconcile.json",
                     &reconcile::phase(if args.quick { 1 } else { 3 }).await?,
                 )
+            } else if args.phase == Phase::Hotpath {
+                write_beside(&args.out, "hotpath.json", &hotpath::phase(&args).await?)
             } else if args.phase == Phase::Usability {
                 write_beside(&args.out, "usability.json", &usability::phase().await?)
             } else {

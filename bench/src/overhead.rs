@@ -93,7 +93,7 @@ pub fn added(run: &Run, baseline: &Run) -> Added {
     }
 }
 
-/// Steps the rate up until the path stops keeping up; the last rate it sustained.
+/// Steps the rate up until a step fails `passes`; the last rate that passed.
 #[derive(Debug, Clone, Serialize)]
 pub struct MaxThroughput {
     pub path: String,
@@ -107,6 +107,7 @@ pub async fn max_throughput(
     mix: &[Shape],
     rates: &[f64],
     step: Duration,
+    passes: fn(&Outcome) -> bool,
 ) -> MaxThroughput {
     let mut best = 0.0;
     let mut steps = Vec::new();
@@ -118,7 +119,7 @@ pub async fn max_throughput(
             max_in_flight: 2000,
         };
         let run = measure(client, path, mix, spec).await;
-        let ok = run.outcome.sustained();
+        let ok = passes(&run.outcome);
         eprintln!(
             "  {:<22} {rate:>6} req/s → {:>7.0} req/s achieved, p99 {:>8.2} ms, errors {}, dropped {}{}",
             path.name,
@@ -243,7 +244,7 @@ async fn ladder(args: &Args, paths: &[Path<'_>], mix: &[Shape]) -> Vec<MaxThroug
         // the next path's first step (seen as p99 ≈ 200 ms, the loopback minimum RTO).
         tokio::time::sleep(Duration::from_secs(5)).await;
         let fresh = load::client();
-        maxes.push(max_throughput(&fresh, p, mix, &ladder, step).await);
+        maxes.push(max_throughput(&fresh, p, mix, &ladder, step, Outcome::sustained).await);
     }
     println!("\nMaximum sustained throughput (req/s, {} s steps)", step.as_secs());
     for m in &maxes {

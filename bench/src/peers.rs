@@ -42,7 +42,7 @@ pub async fn phase(
     let tally = strictness::run(
         "tally (envoy+ext_proc+redis)",
         client,
-        &tally_path.base(),
+        &[tally_path.base()],
         &tally_strict,
         trial,
     )
@@ -78,7 +78,7 @@ pub async fn phase(
 
     let budget_shape = litellm::chat(&peer.master_key, litellm::BUDGET_MODEL, STRICT_WORDS, STRICT_MAX_TOKENS);
     let gateway = "litellm (deployment max_budget, redis)";
-    strict_rows.push(strictness::run(gateway, client, &litellm_path.base(), &budget_shape, trial).await);
+    strict_rows.push(strictness::run(gateway, client, &[litellm_path.base()], &budget_shape, trial).await);
     strictness::print(&strict_rows);
 
     json!({
@@ -181,7 +181,7 @@ async fn litellm_ladder(args: &Args, client: &HttpClient, litellm: &Path<'_>, ch
         vec![10.0, 25.0, 50.0, 75.0, 100.0, 125.0, 150.0, 200.0]
     };
     let step = Duration::from_secs(if args.quick { 3 } else { 5 });
-    let max = overhead::max_throughput(client, litellm, chat, &ladder, step).await;
+    let max = overhead::max_throughput(client, litellm, chat, &ladder, step, load::Outcome::sustained).await;
     println!("LiteLLM maximum sustained throughput: {} req/s", max.sustained_rps);
     max
 }

@@ -181,10 +181,18 @@ impl Backends {
 
 /// `null-extproc` (release): the ext_proc that answers every message at once (the mechanism's floor).
 pub fn start_null_extproc(workers: usize) -> Result<(OwnedProcess, u16)> {
+    start_null_extproc_mode(workers, None)
+}
+
+/// [`start_null_extproc`] asking for both bodies too (`Some("bodies")`): the messages
+/// Tally's calls take, with nothing behind them.
+pub fn start_null_extproc_mode(workers: usize, mode: Option<&str>) -> Result<(OwnedProcess, u16)> {
     let port = free_port();
     let mut cmd = Command::new(release_binary("null-extproc")?);
     cmd.arg(format!("127.0.0.1:{port}")).arg(workers.to_string());
-    let p = spawn_ready("null-extproc", cmd, Duration::from_secs(10), "listening", accepts(port))?;
+    cmd.args(mode);
+    let name = mode.map_or("null-extproc".to_string(), |m| format!("null-extproc-{m}"));
+    let p = spawn_ready(&name, cmd, Duration::from_secs(10), "listening", accepts(port))?;
     Ok((p, port))
 }
 

@@ -55,16 +55,18 @@ fn sim_calls(sim_port: u16) -> u64 {
         .map_or(0, |m| m.values().filter_map(|n| n.as_u64()).sum())
 }
 
-pub async fn run(gateway: &str, client: &HttpClient, base: &str, shape: &Shape, trial: Trial) -> Strictness {
+/// The trial through `bases` — one gateway, or replicas sharing one store: the burst's
+/// calls go to them in turn, the one-at-a-time calls after it too.
+pub async fn run(gateway: &str, client: &HttpClient, bases: &[String], shape: &Shape, trial: Trial) -> Strictness {
     let Trial { k, cost_usd, sim_port } = trial;
     let budget = k as f64 * cost_usd;
     let sim_before = sim_calls(sim_port);
     let concurrent = 10 * k;
-    let burst =
-        futures::future::join_all((0..concurrent).map(|_| async {
-            tokio::time::timeout(Duration::from_secs(60), load::send_full(client, base, shape)).await
-        }))
-        .await;
+    let base = |i: u64| bases[i as usize % bases.len()].as_str();
+    let burst = futures::future::join_all((0..concurrent).map(|i| async move {
+        tokio::time::timeout(Duration::from_secs(60), load::send_full(client, base(i), shape)).await
+    }))
+    .await;
     let mut refusal_status = None;
     let (mut admitted, mut refused) = (0, 0);
     for r in &burst {
@@ -82,7 +84,7 @@ pub async fn run(gateway: &str, client: &HttpClient, base: &str, shape: &Shape, 
     let mut sequential = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while sequential < 10 * k && Instant::now() < deadline {
-        match load::send_full(client, base, shape).await {
+        match load::send_full(client, base(sequential), shape).await {
             Ok((s, _)) if (200..300).contains(&s) => sequential += 1,
             Ok((s, _)) => {
                 refusal_status.get_or_insert(s);

@@ -20,7 +20,8 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-struct Null;
+/// The processing mode it asks for at the request headers.
+struct Null(ProcessingMode);
 
 /// Request headers and response headers, no bodies: the same phases Tally's fastest calls use.
 const HEADERS_ONLY: ProcessingMode = ProcessingMode {
@@ -32,7 +33,16 @@ const HEADERS_ONLY: ProcessingMode = ProcessingMode {
     response_trailer_mode: HeaderSendMode::Skip as i32,
 };
 
-fn answer(msg: ProcessingRequest) -> ProcessingResponse {
+/// Both bodies buffered as well (`null-extproc <addr> <workers> bodies`): the four messages
+/// Tally's Converse calls take with `--request-body always` — Envoy's cost of the messages
+/// themselves, with no decision behind them.
+const WITH_BODIES: ProcessingMode = ProcessingMode {
+    request_body_mode: BodySendMode::Buffered as i32,
+    response_body_mode: BodySendMode::Buffered as i32,
+    ..HEADERS_ONLY
+};
+
+fn answer(msg: ProcessingRequest, mode: ProcessingMode) -> ProcessingResponse {
     let headers = || HeadersResponse {
         response: Some(CommonResponse::default()),
     };
@@ -40,7 +50,7 @@ fn answer(msg: ProcessingRequest) -> ProcessingResponse {
         response: Some(CommonResponse::default()),
     };
     let (response, mode_override) = match msg.request {
-        Some(Req::RequestHeaders(_)) => (Resp::RequestHeaders(headers()), Some(HEADERS_ONLY)),
+        Some(Req::RequestHeaders(_)) => (Resp::RequestHeaders(headers()), Some(mode)),
         Some(Req::ResponseHeaders(_)) => (Resp::ResponseHeaders(headers()), None),
         Some(Req::RequestBody(_)) => (Resp::RequestBody(body()), None),
         Some(Req::ResponseBody(_)) => (Resp::ResponseBody(body()), None),
@@ -62,19 +72,25 @@ impl ExternalProcessor for Null {
 
     async fn process(&self, request: Request<Streaming<ProcessingRequest>>) -> Result<Response<Answers>, Status> {
         // Envoy ends every stream with a reset: an inbound error is the end, not a failure.
+        let mode = self.0;
         let answers = request
             .into_inner()
             .take_while(|m| futures::future::ready(m.is_ok()))
-            .map(|m| Ok(answer(m.expect("errors end the stream above"))));
+            .map(move |m| Ok(answer(m.expect("errors end the stream above"), mode)));
         Ok(Response::new(Box::pin(answers)))
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    let usage = || anyhow::anyhow!("usage: null-extproc <listen address> <worker threads>");
+    let usage = || anyhow::anyhow!("usage: null-extproc <listen address> <worker threads> [bodies]");
     let mut argv = std::env::args().skip(1);
     let addr: SocketAddr = argv.next().ok_or_else(usage)?.parse()?;
     let workers: usize = argv.next().ok_or_else(usage)?.parse()?;
+    let mode = match argv.next().as_deref() {
+        None => HEADERS_ONLY,
+        Some("bodies") => WITH_BODIES,
+        Some(_) => return Err(usage()),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
         .enable_all()
@@ -82,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(ExternalProcessorServer::new(Null))
+            .add_service(ExternalProcessorServer::new(Null(mode)))
             .serve(addr)
             .await
     })?;
