@@ -30,15 +30,18 @@ pub async fn ext_proc_at(
         return json!({"error": format!("no running process serves {path_name}")});
     };
     let data = args.out.with_file_name("hotpath-perf.data");
+    if let Some(dir) = data.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let seconds = args.run_seconds().as_secs();
     let recorder = Command::new("perf")
         .args(["record", "-F", FREQUENCY, "-p", &pid.to_string(), "-o"])
         .arg(&data)
         .args(["--", "sleep", &seconds.to_string()])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn();
-    let mut recorder = match recorder {
+    let recorder = match recorder {
         Ok(r) => r,
         Err(e) => return json!({"error": format!("perf record could not start ({e}); install linux-perf to profile")}),
     };
@@ -49,8 +52,10 @@ pub async fn ext_proc_at(
         crate::hotpath::spec(RATE, args.run_seconds()),
     )
     .await;
-    if let Err(e) = recorder.wait() {
-        return json!({"error": format!("perf record: {e}")});
+    match recorder.wait_with_output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return json!({"error": format!("perf record: {}", String::from_utf8_lossy(&o.stderr))}),
+        Err(e) => return json!({"error": format!("perf record: {e}")}),
     }
     let report = Command::new("perf")
         .args([

@@ -11,7 +11,9 @@
 //! The invariant this book keeps: **what Redis holds for a lease is never less than
 //! [`Book`] believes it holds** (`granted`). Grants add the same amount to both; a
 //! settlement takes its cost from the book at once and from Redis when the settlement
-//! lands (later if it was spooled); a lease found gone (it expired) resets the book to
+//! lands (later if it was spooled); a return (a negative `want`) is taken from the book
+//! when it is asked for, before Redis gives anything back, so no claim can be admitted
+//! against headroom on its way out; a lease found gone (it expired) resets the book to
 //! what was granted anew. Any drift is towards holding more in Redis than the book uses,
 //! never less.
 
@@ -262,7 +264,10 @@ impl Book {
             if upkeep && g.fresh && slot.epoch == slot.upkeep_epoch {
                 slot.granted = Nanos::ZERO;
             }
-            slot.granted = Nanos(slot.granted.0.saturating_add(g.delta.0).max(0));
+            // A return was taken from the book when it was asked for ([`Book::debit`]);
+            // Redis giving back less than asked only leaves it holding more.
+            let delta = if ask.want.0 < 0 { 0 } else { g.delta.0 };
+            slot.granted = Nanos(slot.granted.0.saturating_add(delta).max(0));
             slot.used = g.used;
             slot.epoch += 1;
         }
@@ -343,7 +348,51 @@ impl Book {
             slot.upkeep_epoch = slot.epoch;
         }
         let (sizing, round) = (self.sizing, self.round);
-        self.by_team(|key, slot| slot.upkeep(key, &sizing, round - slot.claimed_round > STALE_ROUNDS))
+        let parts = self.by_team(|key, slot| slot.upkeep(key, &sizing, round - slot.claimed_round > STALE_ROUNDS));
+        self.debit(&parts);
+        parts
+    }
+
+    /// After a settlement on `keys`: the idle headroom of those leases whose target is
+    /// nothing (their budget is near its limit, so each call leases only its own worst
+    /// case) goes back now rather than at the next upkeep — there, another replica's call
+    /// may need it. `None` when there is nothing to give back.
+    pub fn give_back<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>) -> Option<LeaseRequestParts> {
+        let sizing = self.sizing;
+        let mut parts: Option<LeaseRequestParts> = None;
+        for key in keys {
+            let Some(slot) = self.slots.get(key) else { continue };
+            let idle = slot.idle();
+            if idle.0 <= 0 || !slot.target(&sizing).is_zero() {
+                continue;
+            }
+            parts
+                .get_or_insert_with(|| LeaseRequestParts {
+                    team: slot.team.clone(),
+                    team_counter: slot.team_counter.clone(),
+                    asks: vec![],
+                })
+                .asks
+                .push(LeaseAsk {
+                    key: key.to_string(),
+                    limit: Some(slot.limit),
+                    need: Nanos::ZERO,
+                    want: Nanos(-idle.0),
+                });
+        }
+        if let Some(p) = &parts {
+            self.debit(std::slice::from_ref(p));
+        }
+        parts
+    }
+
+    /// Takes every return among `parts` (negative `want`) from the book now.
+    fn debit(&mut self, parts: &[LeaseRequestParts]) {
+        for ask in parts.iter().flat_map(|p| &p.asks).filter(|a| a.want.0 < 0) {
+            if let Some(slot) = self.slots.get_mut(&ask.key) {
+                slot.granted = Nanos(slot.granted.0.saturating_add(ask.want.0).max(0));
+            }
+        }
     }
 
     /// Everything held, to return (at shutdown, with nothing in flight). Each ask returns all

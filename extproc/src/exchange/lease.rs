@@ -145,8 +145,26 @@ pub async fn settle(shared: &Shared, held: Held, s: &Settlement) -> Option<Vec<N
         return shared.settle_or_spool(s).await;
     };
     let mut used = shared.settle_leased_or_spool(s, ticket.holder()).await;
-    ticket.settled(s.cost, &s.counters, used.as_mut());
+    let owner = ticket.shared.clone();
+    let keys = ticket.settled(s.cost, &s.counters, used.as_mut());
+    give_back(&owner, &keys);
     used
+}
+
+/// Returns, in the background, the headroom a settlement left idle on leases whose budget
+/// is near its limit (see [`Book::give_back`]).
+fn give_back(shared: &Arc<Shared>, keys: &[String]) {
+    let Some(leases) = shared.leases.as_ref() else { return };
+    let Some(parts) = leases.book().give_back(keys.iter().map(String::as_str)) else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let Some(leases) = shared.leases.as_ref() else { return };
+        if let Err(e) = leases.send(&shared, &parts, false, false).await {
+            tracing::debug!(error = %e, team = %parts.team, "returning idle lease headroom failed; upkeep returns it");
+        }
+    });
 }
 
 /// Admits `r` against this replica's leases: `None` when leases are off or the plan is not
@@ -231,18 +249,21 @@ impl Ticket {
     /// The call settled for `cost` against the leases; `used` (the settlement's counters'
     /// spent + reserved, `counters` order) loses this replica's idle headroom, which without
     /// leases would not be held, so `x-tally-budget-remaining-usd` reads as before.
-    pub fn settled(mut self, cost: Nanos, counters: &[String], used: Option<&mut Vec<Nanos>>) {
+    /// Returns the leases' keys.
+    pub fn settled(mut self, cost: Nanos, counters: &[String], used: Option<&mut Vec<Nanos>>) -> Vec<String> {
         self.settled = true;
+        let keys = std::mem::take(&mut self.keys);
         let Some(leases) = self.shared.leases.as_ref() else {
-            return;
+            return keys;
         };
         let mut book = leases.book();
-        book.settle(self.keys.iter().map(String::as_str), self.amount, cost);
+        book.settle(keys.iter().map(String::as_str), self.amount, cost);
         if let Some(used) = used {
             for (u, key) in used.iter_mut().zip(counters) {
                 *u = u.saturating_sub(book.idle(key));
             }
         }
+        keys
     }
 
     /// The holder whose leases the settlement takes the cost from.

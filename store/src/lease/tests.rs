@@ -249,3 +249,61 @@ fn a_lease_no_call_uses_gives_its_idle_headroom_back() {
     // The call in flight stays covered: only the idle part goes back.
     assert_eq!(book.upkeep()[0].asks[0].want, Nanos(-64_000_000));
 }
+
+#[test]
+fn headroom_on_its_way_back_cannot_admit_a_call() {
+    let mut book = Book::new(Sizing::default());
+    let w = Nanos(1_000_000);
+    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), w) else {
+        panic!()
+    };
+    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    for _ in 0..STALE_ROUNDS {
+        book.upkeep();
+    }
+    // The stale lease's idle 64 calls go back; before Redis has answered, a call arrives.
+    let back = book.upkeep().remove(0);
+    assert_eq!(back.asks[0].want, Nanos(-64_000_000));
+    assert!(
+        matches!(book.claim(TEAM, COUNTER, &team(usd(100)), w), Claim::Short(_)),
+        "the returned headroom is not the book's any more"
+    );
+    // Redis's answer does not take it from the book a second time.
+    book.upkept(
+        &back.asks,
+        &[Granted {
+            delta: Nanos(-64_000_000),
+            used: w,
+            fresh: false,
+        }],
+    );
+    book.settle([COUNTER], w, w);
+    assert_eq!(book.idle(COUNTER), Nanos::ZERO);
+}
+
+#[test]
+fn near_the_limit_a_settled_calls_unused_worst_case_goes_back_at_once() {
+    let mut book = Book::new(Sizing::default());
+    let w = Nanos(1_000_000);
+    // A budget of 10 worst cases: a 16th is under two, so each call leases its own.
+    let limit = Nanos(10 * w.0);
+    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(limit), w) else {
+        panic!()
+    };
+    assert_eq!(asks[0].want, w, "its own worst case, nothing on top");
+    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    book.settle([COUNTER], w, Nanos(300_000));
+    let back = book.give_back([COUNTER]).expect("700,000 idle near the limit");
+    assert_eq!(back.asks[0].want, Nanos(-700_000));
+    assert_eq!(book.idle(COUNTER), Nanos::ZERO, "taken from the book when asked");
+    assert_eq!(book.give_back([COUNTER]), None, "nothing left to give");
+
+    // Far from the limit the lease keeps its headroom for the next calls.
+    let mut roomy = Book::new(Sizing::default());
+    let Claim::Short(asks) = roomy.claim(TEAM, COUNTER, &team(usd(100)), w) else {
+        panic!()
+    };
+    roomy.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    roomy.settle([COUNTER], w, Nanos(300_000));
+    assert_eq!(roomy.give_back([COUNTER]), None);
+}

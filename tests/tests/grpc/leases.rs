@@ -1,7 +1,8 @@
 //! Budget leases (`--budget-leases on`, issue #19) keep the no-overspend property across
 //! replicas: three `tally-extproc` processes sharing one Redis admit exactly the calls a
 //! budget covers; most calls no longer run a Redis script to be admitted; a SIGKILLed
-//! replica's leases come back after their TTL, and a stopped one returns them at once.
+//! replica's leases come back after their TTL, and a stopped one returns them at once;
+//! near the limit a settled call's unused worst case is at once free for another replica.
 
 use std::time::Duration;
 
@@ -224,4 +225,54 @@ async fn a_stopped_replica_returns_its_leases() {
     assert_eq!(leases_held(&redis).await, vec![], "leases left behind at shutdown");
     assert_eq!(counter(&redis, TEAM, "reserved").await, 0);
     assert_eq!(counter(&redis, TEAM, "spent").await, SETTLED);
+}
+
+/// Near the limit each call leases only its own worst case, and what a settled call did not
+/// use goes back to Redis at once — not at the next upkeep (10 s with a 30 s TTL) — so
+/// another replica can admit a call on it straight away: budget usability as with per-call
+/// reservations.
+#[tokio::test]
+async fn near_the_limit_what_a_call_did_not_use_is_at_once_another_replicas() {
+    let redis = RedisServer::start(false).await;
+    // Two calls in flight plus one settled call's cost (WORST is a little above the real
+    // worst case): a third call fits only once the first one's unused worst case is back.
+    let limit = Nanos(2 * WORST + SETTLED);
+    let opts = || {
+        let mut o = options(&redis, limit, true);
+        o.extra_args = ["--budget-leases", "on", "--budget-lease-ttl-seconds", "30"]
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        o
+    };
+    let (a, b) = tokio::join!(ExtProc::start(opts()), ExtProc::start(opts()));
+    let (ca, cb) = tokio::join!(
+        ExtProcClient::connect(a.grpc_port()),
+        ExtProcClient::connect(b.grpc_port())
+    );
+    let mut first = ca.open().await;
+    assert!(admit(&mut first, "first").await);
+    let mut second = cb.open().await;
+    assert!(admit(&mut second, "second").await);
+    settle(first).await;
+    // Only the second call's lease is left, holding its worst case.
+    let back = wait_until(Duration::from_secs(3), || async {
+        let held = leases_held(&redis).await;
+        held.len() == 1 && counter(&redis, TEAM, "reserved").await == held[0].1
+    })
+    .await;
+    assert!(
+        back,
+        "the first call's unused worst case is still held: reserved {} by leases {:?}",
+        counter(&redis, TEAM, "reserved").await,
+        leases_held(&redis).await
+    );
+    let mut third = cb.open().await;
+    assert!(
+        admit(&mut third, "third").await,
+        "the other replica could not use the returned headroom"
+    );
+    settle(second).await;
+    settle(third).await;
+    assert_eq!(counter(&redis, TEAM, "spent").await, 3 * SETTLED);
 }
