@@ -39,6 +39,7 @@ pub const NULL: &str = "envoy+null-extproc";
 pub const NULL_BODIES: &str = "envoy+null-extproc(bodies)";
 pub const REDIS: &str = "envoy+tally(redis)";
 pub const LEASED: &str = "envoy+tally(redis,leases)";
+pub const ONE_THREAD: &str = "envoy+tally(redis,current-thread)";
 pub const MEMORY: &str = "envoy+tally(memory)";
 pub const LITELLM: &str = "litellm";
 
@@ -106,11 +107,13 @@ fn rounds(args: &Args) -> usize {
 struct Stack {
     ext_redis: ExtProcProc,
     ext_leased: ExtProcProc,
+    ext_one_thread: ExtProcProc,
     ext_mem: ExtProcProc,
     null_ext: OwnedProcess,
     null_bodies: OwnedProcess,
-    /// Plain, null ext_proc, null ext_proc with bodies, Redis, Redis with leases, memory.
-    envoys: [(OwnedProcess, u16); 6],
+    /// Plain, null ext_proc, null ext_proc with bodies, Redis, Redis with leases, Redis on a
+    /// current-thread runtime, memory.
+    envoys: [(OwnedProcess, u16); 7],
 }
 
 impl Stack {
@@ -123,6 +126,9 @@ impl Stack {
         let redis = Some(backends.redis_port);
         let ext_redis = procs::start_extproc(dir, "tally-extproc-redis", config, redis, &with_leases(false))?;
         let ext_leased = procs::start_extproc(dir, "tally-extproc-leased", config, redis, &with_leases(true))?;
+        let mut one_thread = with_leases(false);
+        one_thread.push("--runtime=current-thread".into());
+        let ext_one_thread = procs::start_extproc(dir, "tally-extproc-current-thread", config, redis, &one_thread)?;
         let ext_mem = procs::start_extproc(dir, "tally-extproc-memory", config, None, &args.extproc_args())?;
         let (null_ext, null_port) = procs::start_null_extproc(args.extproc_workers)?;
         let (null_bodies, bodies_port) = procs::start_null_extproc_mode(args.extproc_workers, Some("bodies"))?;
@@ -135,11 +141,13 @@ impl Stack {
             envoy("envoy-null-bodies", Some(bodies_port))?,
             envoy("envoy-tally-redis", Some(ext_redis.grpc_port))?,
             envoy("envoy-tally-leased", Some(ext_leased.grpc_port))?,
+            envoy("envoy-tally-current-thread", Some(ext_one_thread.grpc_port))?,
             envoy("envoy-tally-memory", Some(ext_mem.grpc_port))?,
         ];
         Ok(Stack {
             ext_redis,
             ext_leased,
+            ext_one_thread,
             ext_mem,
             null_ext,
             null_bodies,
@@ -148,7 +156,7 @@ impl Stack {
     }
 
     fn paths<'a>(&'a self, b: &'a Backends) -> Vec<Path<'a>> {
-        let [plain, null, bodies, redis, leased, mem] = &self.envoys;
+        let [plain, null, bodies, redis, leased, one_thread, mem] = &self.envoys;
         let path = |name, port, procs| Path { name, port, procs };
         vec![
             path(DIRECT, b.sim_port, vec![&b.sim]),
@@ -160,6 +168,11 @@ impl Stack {
                 LEASED,
                 leased.1,
                 vec![&leased.0, &self.ext_leased.proc, &b.redis, &b.sim],
+            ),
+            path(
+                ONE_THREAD,
+                one_thread.1,
+                vec![&one_thread.0, &self.ext_one_thread.proc, &b.redis, &b.sim],
             ),
             path(MEMORY, mem.1, vec![&mem.0, &self.ext_mem.proc, &b.sim]),
         ]

@@ -75,22 +75,42 @@ pub async fn ext_proc_at(
         Ok(o) => return json!({"error": format!("perf report: {}", String::from_utf8_lossy(&o.stderr))}),
         Err(e) => return json!({"error": format!("perf report: {e}")}),
     };
+    // The whole of the samples by binary: the kernel, libc, the ext_proc itself.
+    let by_dso = Command::new("perf")
+        .args(["report", "--stdio", "--no-children", "--sort", "dso", "-i"])
+        .arg(&data)
+        .output()
+        .map(|o| flat_profile(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_default();
     let _ = std::fs::remove_file(&data);
+    let text: String = text.lines().map(|l| tidy(l) + "\n").collect();
     let out = args.out.with_file_name("hotpath-profile.txt");
     if let Err(e) = std::fs::write(&out, &text) {
         eprintln!("could not write {}: {e}", out.display());
     }
     let symbols = flat_profile(&text);
     let crates = by_crate(&symbols);
-    print(path_name, &crates);
+    print(path_name, &crates, &by_dso);
     json!({
         "path": path_name,
         "rate": RATE,
         "seconds": seconds,
         "report": out.display().to_string(),
-        "top_symbols": symbols.iter().take(40).map(|(p, s)| json!({"percent": p, "symbol": s})).collect::<Vec<_>>(),
+        "top_symbols": symbols.iter().take(60).map(|(p, s)| json!({"percent": p, "symbol": s})).collect::<Vec<_>>(),
         "by_crate_percent": crates,
+        "by_binary_percent": by_dso.iter().map(|(p, d)| (d.clone(), *p)).collect::<BTreeMap<_, _>>(),
     })
+}
+
+/// A report line without perf's padding and its empty IPC columns (`-      -`).
+fn tidy(line: &str) -> String {
+    let line = line.trim_end();
+    line.strip_suffix('-')
+        .map(str::trim_end)
+        .and_then(|l| l.strip_suffix('-'))
+        .unwrap_or(line)
+        .trim_end()
+        .to_string()
 }
 
 /// `(percent, symbol)` of each line of a `perf report --stdio --sort symbol` flat profile;
@@ -100,6 +120,7 @@ pub fn flat_profile(report: &str) -> Vec<(f64, String)> {
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| {
+            let l = tidy(l);
             let (percent, rest) = l.trim_start().split_once('%')?;
             let percent: f64 = percent.trim().parse().ok()?;
             Some((percent, rest.trim().to_string()))
@@ -128,10 +149,14 @@ pub fn by_crate(symbols: &[(f64, String)]) -> BTreeMap<String, f64> {
     out
 }
 
-fn print(path: &str, crates: &BTreeMap<String, f64>) {
+fn print(path: &str, crates: &BTreeMap<String, f64>, by_dso: &[(f64, String)]) {
+    println!("\nThe ext_proc's CPU by binary ({path}, {RATE} req/s)");
+    for (percent, dso) in by_dso {
+        println!("  {percent:>6.2} %  {dso}");
+    }
     let mut rows: Vec<_> = crates.iter().collect();
     rows.sort_by(|a, b| b.1.total_cmp(a.1));
-    println!("\nWhere the ext_proc's CPU goes ({path}, {RATE} req/s; perf samples ≥ 0.3 % by symbol, summed by crate)");
+    println!("By crate, of the symbols perf report lists");
     for (krate, percent) in rows {
         println!("  {percent:>6.2} %  {krate}");
     }
@@ -140,6 +165,15 @@ fn print(path: &str, crates: &BTreeMap<String, f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perfs_padding_and_empty_ipc_columns_are_dropped() {
+        assert_eq!(
+            tidy("    1.00%  [.] malloc            -      -      "),
+            "    1.00%  [.] malloc"
+        );
+        assert_eq!(tidy("    1.00%  [k] a-b   "), "    1.00%  [k] a-b");
+    }
 
     #[test]
     fn a_flat_profile_is_read_and_summed_by_crate() {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::hotpath::{ENVOY, LEASED, MEMORY, NULL, NULL_BODIES, RATES, REDIS};
+use crate::hotpath::{ENVOY, LEASED, MEMORY, NULL, NULL_BODIES, ONE_THREAD, RATES, REDIS};
 use crate::load::Outcome;
 use crate::overhead::{MaxThroughput, Run};
 use crate::strictness::Strictness;
@@ -93,7 +93,7 @@ fn sustained(ladders: &[MaxThroughput], path: &str) -> f64 {
 pub fn evaluate(runs: &[Run], ladders: &[MaxThroughput], strict: &[Strictness]) -> Vec<Verdict> {
     let low = RATES[0];
     let mut out = Vec::new();
-    for path in [REDIS, LEASED] {
+    for path in [REDIS, LEASED, ONE_THREAD] {
         let added = |q: fn(&Outcome) -> f64| per_round(runs, path, ENVOY, low, |r, b| q(&r.outcome) - q(&b.outcome));
         let ratio = |q: fn(&Outcome) -> f64| per_round(runs, path, NULL, low, |r, b| q(&r.outcome) / q(&b.outcome));
         out.push(verdict(
@@ -196,14 +196,14 @@ pub struct Step {
 /// Tally on Redis (its decisions, pricing and store) at each rate: where the added latency
 /// and CPU come from.
 pub fn decompose(runs: &[Run]) -> Vec<Step> {
-    let chain = [ENVOY, NULL, NULL_BODIES, REDIS, LEASED];
+    let chain = [ENVOY, NULL, NULL_BODIES, REDIS, LEASED, ONE_THREAD];
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let mut out = Vec::new();
     for rate in RATES {
         for pair in chain.windows(2) {
             let (from, to) = (pair[0], pair[1]);
-            // Leases are compared with per-call reservations, not with the null ext_proc.
-            let from = if to == LEASED { REDIS } else { from };
+            // Leases and the current-thread runtime are variants of the Redis path.
+            let from = if to == LEASED || to == ONE_THREAD { REDIS } else { from };
             out.push(Step {
                 rate,
                 from: from.into(),

@@ -15,11 +15,28 @@ struct Cli {
     /// ext_proc shares few cores with Envoy (fewer cross-thread wake-ups); add replicas to scale.
     #[arg(long, env = "TALLY_WORKER_THREADS", default_value_t = 0)]
     worker_threads: usize,
+    /// The async runtime: `multi-thread` (`--worker-threads` workers) or `current-thread`
+    /// (one thread runs everything, with no wake-ups between threads; `--worker-threads` is ignored).
+    #[arg(long, env = "TALLY_RUNTIME", value_enum, default_value = "multi-thread")]
+    runtime: Flavor,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Flavor {
+    MultiThread,
+    CurrentThread,
 }
 
 fn main() -> anyhow::Result<()> {
-    let Cli { args, worker_threads } = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    let Cli {
+        args,
+        worker_threads,
+        runtime,
+    } = Cli::parse();
+    let mut runtime = match runtime {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
     if worker_threads > 0 {
         runtime.worker_threads(worker_threads);
     }
