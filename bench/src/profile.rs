@@ -34,54 +34,23 @@ pub async fn ext_proc_at(
         let _ = std::fs::create_dir_all(dir);
     }
     let seconds = args.run_seconds().as_secs();
-    let recorder = Command::new("perf")
-        .args(["record", "-F", FREQUENCY, "-p", &pid.to_string(), "-o"])
-        .arg(&data)
-        .args(["--", "sleep", &seconds.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let recorder = match recorder {
+    let recorder = match record(pid, &data, seconds) {
         Ok(r) => r,
         Err(e) => return json!({"error": format!("perf record could not start ({e}); install linux-perf to profile")}),
     };
-    load::run(
-        client,
-        &path.base(),
-        mix,
-        crate::hotpath::spec(RATE, args.run_seconds()),
-    )
-    .await;
+    let load = crate::hotpath::spec(RATE, args.run_seconds());
+    load::run(client, &path.base(), mix, load).await;
     match recorder.wait_with_output() {
         Ok(o) if o.status.success() => {}
         Ok(o) => return json!({"error": format!("perf record: {}", String::from_utf8_lossy(&o.stderr))}),
         Err(e) => return json!({"error": format!("perf record: {e}")}),
     }
-    let report = Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--no-children",
-            "--sort",
-            "symbol",
-            "--percent-limit",
-            "0.3",
-            "-i",
-        ])
-        .arg(&data)
-        .output();
-    let text = match report {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => return json!({"error": format!("perf report: {}", String::from_utf8_lossy(&o.stderr))}),
-        Err(e) => return json!({"error": format!("perf report: {e}")}),
+    let text = match report(&data, "symbol") {
+        Ok(t) => t,
+        Err(e) => return json!({ "error": e }),
     };
     // The whole of the samples by binary: the kernel, libc, the ext_proc itself.
-    let by_dso = Command::new("perf")
-        .args(["report", "--stdio", "--no-children", "--sort", "dso", "-i"])
-        .arg(&data)
-        .output()
-        .map(|o| flat_profile(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or_default();
+    let by_dso = report(&data, "dso").map(|t| flat_profile(&t)).unwrap_or_default();
     let _ = std::fs::remove_file(&data);
     let text: String = text.lines().map(|l| tidy(l) + "\n").collect();
     let out = args.out.with_file_name("hotpath-profile.txt");
@@ -100,6 +69,40 @@ pub async fn ext_proc_at(
         "by_crate_percent": crates,
         "by_binary_percent": by_dso.iter().map(|(p, d)| (d.clone(), *p)).collect::<BTreeMap<_, _>>(),
     })
+}
+
+/// `perf record` sampling `pid` into `data` for `seconds`.
+fn record(pid: u32, data: &std::path::Path, seconds: u64) -> std::io::Result<std::process::Child> {
+    Command::new("perf")
+        .args(["record", "-F", FREQUENCY, "-p", &pid.to_string(), "-o"])
+        .arg(data)
+        .args(["--", "sleep", &seconds.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+}
+
+/// `perf report`'s flat profile of `data` by `sort` (`symbol`, `dso`), every entry listed.
+fn report(data: &std::path::Path, sort: &str) -> Result<String, String> {
+    let args = [
+        "report",
+        "--stdio",
+        "--no-children",
+        "--sort",
+        sort,
+        "--percent-limit",
+        "0",
+        "-i",
+    ];
+    let o = Command::new("perf")
+        .args(args)
+        .arg(data)
+        .output()
+        .map_err(|e| format!("perf report: {e}"))?;
+    if !o.status.success() {
+        return Err(format!("perf report: {}", String::from_utf8_lossy(&o.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// A report line without perf's padding and its empty IPC columns (`-      -`).

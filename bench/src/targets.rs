@@ -96,30 +96,15 @@ pub fn evaluate(runs: &[Run], ladders: &[MaxThroughput], strict: &[Strictness]) 
     for path in [REDIS, LEASED, ONE_THREAD] {
         let added = |q: fn(&Outcome) -> f64| per_round(runs, path, ENVOY, low, |r, b| q(&r.outcome) - q(&b.outcome));
         let ratio = |q: fn(&Outcome) -> f64| per_round(runs, path, NULL, low, |r, b| q(&r.outcome) / q(&b.outcome));
-        out.push(verdict(
-            "p50 added over Envoy at 500 req/s ≤ 0.3 ms".into(),
-            path,
-            added(|o| o.p50_ms),
-            |v| v <= 0.3,
-        ));
-        out.push(verdict(
-            "p99 added over Envoy at 500 req/s ≤ 1 ms".into(),
-            path,
-            added(|o| o.p99_ms),
-            |v| v <= 1.0,
-        ));
-        out.push(verdict(
-            "p50 ≤ 1.2× the null ext_proc's at 500 req/s".into(),
-            path,
-            ratio(|o| o.p50_ms),
-            |v| v <= 1.2,
-        ));
-        out.push(verdict(
-            "p99 ≤ 1.2× the null ext_proc's at 500 req/s".into(),
-            path,
-            ratio(|o| o.p99_ms),
-            |v| v <= 1.2,
-        ));
+        let latency = [
+            ("p50 added over Envoy at 500 req/s ≤ 0.3 ms", added(|o| o.p50_ms), 0.3),
+            ("p99 added over Envoy at 500 req/s ≤ 1 ms", added(|o| o.p99_ms), 1.0),
+            ("p50 ≤ 1.2× the null ext_proc's at 500 req/s", ratio(|o| o.p50_ms), 1.2),
+            ("p99 ≤ 1.2× the null ext_proc's at 500 req/s", ratio(|o| o.p99_ms), 1.2),
+        ];
+        for (target, measured, max) in latency {
+            out.push(verdict(target.into(), path, measured, |v| v <= max));
+        }
         for rate in RATES {
             let cpu = per_round(runs, path, NULL, rate, |r, b| gateway_cpu(r) / gateway_cpu(b));
             let target = format!("CPU per call, gateway processes, ≤ 1.3× the null ext_proc path's at {rate} req/s");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tally_config::money::Nanos;
-use tally_store::lease::{Book, Claim, LeaseOutcome, LeaseRequestParts, Leased, Sizing};
+use tally_store::lease::{Book, Claim, LeaseAsk, LeaseOutcome, LeaseRequestParts, Leased, Sizing};
 use tally_store::{ReserveOutcome, ReserveRequest, Settlement, StoreError};
 use tokio::sync::watch;
 
@@ -158,12 +158,28 @@ fn give_back(shared: &Arc<Shared>, keys: &[String]) {
     let Some(parts) = leases.book().give_back(keys.iter().map(String::as_str)) else {
         return;
     };
+    in_background(
+        shared,
+        parts,
+        "returning idle lease headroom failed; upkeep returns it",
+        |_, _| {},
+    );
+}
+
+/// Sends `parts` off the request path; `done` updates the book once it is answered or failed.
+fn in_background(
+    shared: &Arc<Shared>,
+    parts: LeaseRequestParts,
+    failed: &'static str,
+    done: fn(&mut Book, &[LeaseAsk]),
+) {
     let shared = shared.clone();
     tokio::spawn(async move {
         let Some(leases) = shared.leases.as_ref() else { return };
         if let Err(e) = leases.send(&shared, &parts, false, false).await {
-            tracing::debug!(error = %e, team = %parts.team, "returning idle lease headroom failed; upkeep returns it");
+            tracing::debug!(error = %e, team = %parts.team, "{failed}");
         }
+        done(&mut leases.book(), &parts.asks);
     });
 }
 
@@ -235,14 +251,12 @@ fn refill(shared: &Arc<Shared>, charges: &[Leased]) {
     let Some(parts) = leases.book().refill(charges) else {
         return;
     };
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let Some(leases) = shared.leases.as_ref() else { return };
-        if let Err(e) = leases.send(&shared, &parts, false, false).await {
-            tracing::debug!(error = %e, team = %parts.team, "lease refill failed; the next call asks again");
-        }
-        leases.book().refilled(&parts.asks);
-    });
+    in_background(
+        shared,
+        parts,
+        "lease refill failed; the next call asks again",
+        Book::refilled,
+    );
 }
 
 impl Ticket {
