@@ -244,6 +244,15 @@ async fn catalogs_are_judged_together(admin: &Client) -> Result<()> {
     pricings
         .patch("base", &params, &Patch::Apply(catalog("base", "anthropic.claude-x")))
         .await?;
+    // The webhook judges against the operator's watch caches, which see "base" a moment after
+    // the apply (the chart's webhook is a convenience with `failurePolicy: Ignore`; the
+    // reconciler's conditions catch what passes meanwhile): wait until the reconciler, reading
+    // the same caches, has compiled it.
+    eventually("the base catalog in the operator's caches", STEP, || async {
+        let base = pricings.get("base").await?;
+        Ok(base.status.and_then(|s| s.models).filter(|&m| m > 0))
+    })
+    .await;
     let clash = pricings
         .patch("override", &params, &Patch::Apply(catalog("override", "amazon.nova-y")))
         .await;
