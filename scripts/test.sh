@@ -12,18 +12,21 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing test tools (cached)"
+step "installing test tools (cached); the servers built from Go modules build in the background"
+# On a cold machine kube-apiserver + etcd, versitygw, Jaeger and actionlint are ~20 minutes of Go
+# builds and module downloads: they overlap the Rust work below and are waited for before the
+# suites that start them. Warm, each only checks its cached binary.
+go_tools_log="$(mktemp -t tally-go-tools.XXXXXX)"
+(scripts/tools/kube.sh && scripts/tools/versitygw.sh && scripts/tools/jaeger.sh && scripts/tools/actionlint.sh) \
+  >"$go_tools_log" 2>&1 &
+go_tools=$!
 scripts/tools/python.sh
 scripts/tools/redis.sh
 scripts/tools/chromium.sh
 scripts/tools/helm.sh
-scripts/tools/kube.sh
-scripts/tools/versitygw.sh
-scripts/tools/jaeger.sh
 scripts/tools/cargo-tools.sh
 scripts/tools/fuzz.sh
 scripts/tools/images.sh
-scripts/tools/actionlint.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -46,6 +49,15 @@ cargo build --workspace --bins --locked
 
 step "building container images (scripts/images.sh: static musl binaries, buildah)"
 scripts/images.sh
+
+step "waiting for the Go-built test servers (kube-apiserver, etcd, versitygw, jaeger, actionlint)"
+if ! wait "$go_tools"; then
+  cat "$go_tools_log" >&2
+  echo "building the Go test servers failed (log above)" >&2
+  exit 1
+fi
+cat "$go_tools_log"
+rm -f "$go_tools_log"
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2
