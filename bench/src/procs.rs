@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use tally_config::compiled::CompiledConfig;
 use tally_tests::fixtures::envoy::{self, EnvoyOptions, chart_values, render_from_chart};
 use tally_tests::fixtures::extproc::{ExtProcOptions, ListenAddrs, prepare_dir};
-use tally_tests::fixtures::process::{OwnedProcess, free_port};
+use tally_tests::fixtures::process::{OwnedProcess, free_port, status_kib};
 use tally_tests::fixtures::redis::server_command;
 use tally_tests::fixtures::tools;
 
@@ -67,15 +67,7 @@ pub fn self_cpu_seconds() -> f64 {
 
 /// `VmRSS` of `/proc/<pid>/status`, KiB (0 when the process is gone).
 pub fn rss_kib_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:")
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
+    status_kib(pid, "VmRSS").unwrap_or(0)
 }
 
 /// A blocking `GET` on loopback: `(status, body)`, `None` when nothing answers.

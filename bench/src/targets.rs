@@ -42,6 +42,23 @@ fn verdict(target: String, path: &str, measured: Vec<f64>, ok: impl Fn(f64) -> b
     }
 }
 
+/// What a target's value must be.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    AtMost(f64),
+    AtLeast(f64),
+}
+use Bound::{AtLeast, AtMost};
+
+impl Bound {
+    fn holds(self, v: f64) -> bool {
+        match self {
+            AtMost(max) => v <= max,
+            AtLeast(min) => v >= min,
+        }
+    }
+}
+
 /// The runs of `path` at `rate`, one per round, in round order.
 fn cell<'a>(runs: &'a [Run], path: &str, rate: f64) -> Vec<&'a Run> {
     runs.iter()
@@ -89,72 +106,90 @@ fn sustained(ladders: &[MaxThroughput], path: &str) -> f64 {
     ladders.iter().find(|m| m.path == path).map_or(0.0, |m| m.sustained_rps)
 }
 
+/// The targets of one Tally path: each with its per-round values and the bound they must keep.
+fn targets_of(runs: &[Run], ladders: &[MaxThroughput], path: &str) -> Vec<(String, Vec<f64>, Bound)> {
+    let low = RATES[0];
+    let added = |q: fn(&Outcome) -> f64| per_round(runs, path, ENVOY, low, |r, b| q(&r.outcome) - q(&b.outcome));
+    let ratio = |q: fn(&Outcome) -> f64| per_round(runs, path, NULL, low, |r, b| q(&r.outcome) / q(&b.outcome));
+    let per_process =
+        |rate, prefix| -> Vec<f64> { cell(runs, path, rate).iter().map(|r| process_cpu(r, prefix)).collect() };
+    let share_of = |baseline| vec![sustained(ladders, path) / sustained(ladders, baseline).max(1.0)];
+    let mut targets = vec![
+        (
+            "p50 added over Envoy at 500 req/s ≤ 0.3 ms".to_string(),
+            added(|o| o.p50_ms),
+            AtMost(0.3),
+        ),
+        (
+            "p99 added over Envoy at 500 req/s ≤ 1 ms".into(),
+            added(|o| o.p99_ms),
+            AtMost(1.0),
+        ),
+        (
+            "p50 ≤ 1.2× the null ext_proc's at 500 req/s".into(),
+            ratio(|o| o.p50_ms),
+            AtMost(1.2),
+        ),
+        (
+            "p99 ≤ 1.2× the null ext_proc's at 500 req/s".into(),
+            ratio(|o| o.p99_ms),
+            AtMost(1.2),
+        ),
+    ];
+    for rate in RATES {
+        let cpu = per_round(runs, path, NULL, rate, |r, b| gateway_cpu(r) / gateway_cpu(b));
+        targets.extend([
+            (
+                format!("CPU per call, gateway processes, ≤ 1.3× the null ext_proc path's at {rate} req/s"),
+                cpu,
+                AtMost(1.3),
+            ),
+            (
+                format!("ext_proc CPU ≤ 0.1 ms per call at {rate} req/s"),
+                per_process(rate, "tally-extproc"),
+                AtMost(0.1),
+            ),
+            (
+                format!("Redis CPU ≤ 0.03 ms per call at {rate} req/s"),
+                per_process(rate, "redis"),
+                AtMost(0.03),
+            ),
+        ]);
+    }
+    let p50 = per_round(runs, path, MEMORY, low, |r, b| r.outcome.p50_ms / b.outcome.p50_ms);
+    let cpu = per_round(runs, path, MEMORY, low, |r, b| gateway_cpu(r) / gateway_cpu(b));
+    targets.extend([
+        (
+            "sustained rate ≥ 70 % of plain Envoy's".into(),
+            share_of(ENVOY),
+            AtLeast(0.7),
+        ),
+        (
+            "p50 within 10 % of the memory store's at 500 req/s".into(),
+            p50,
+            AtMost(1.1),
+        ),
+        (
+            "CPU per call within 10 % of the memory store's at 500 req/s".into(),
+            cpu,
+            AtMost(1.1),
+        ),
+        (
+            "sustained rate within 10 % of the memory store's".into(),
+            share_of(MEMORY),
+            AtLeast(0.9),
+        ),
+    ]);
+    targets
+}
+
 /// Every target of the issue for the Redis path with and without leases.
 pub fn evaluate(runs: &[Run], ladders: &[MaxThroughput], strict: &[Strictness]) -> Vec<Verdict> {
-    let low = RATES[0];
     let mut out = Vec::new();
     for path in [REDIS, LEASED, ONE_THREAD] {
-        let added = |q: fn(&Outcome) -> f64| per_round(runs, path, ENVOY, low, |r, b| q(&r.outcome) - q(&b.outcome));
-        let ratio = |q: fn(&Outcome) -> f64| per_round(runs, path, NULL, low, |r, b| q(&r.outcome) / q(&b.outcome));
-        let latency = [
-            ("p50 added over Envoy at 500 req/s ≤ 0.3 ms", added(|o| o.p50_ms), 0.3),
-            ("p99 added over Envoy at 500 req/s ≤ 1 ms", added(|o| o.p99_ms), 1.0),
-            ("p50 ≤ 1.2× the null ext_proc's at 500 req/s", ratio(|o| o.p50_ms), 1.2),
-            ("p99 ≤ 1.2× the null ext_proc's at 500 req/s", ratio(|o| o.p99_ms), 1.2),
-        ];
-        for (target, measured, max) in latency {
-            out.push(verdict(target.into(), path, measured, |v| v <= max));
+        for (target, measured, bound) in targets_of(runs, ladders, path) {
+            out.push(verdict(target, path, measured, |v| bound.holds(v)));
         }
-        for rate in RATES {
-            let cpu = per_round(runs, path, NULL, rate, |r, b| gateway_cpu(r) / gateway_cpu(b));
-            let target = format!("CPU per call, gateway processes, ≤ 1.3× the null ext_proc path's at {rate} req/s");
-            out.push(verdict(target, path, cpu, |v| v <= 1.3));
-            let ext: Vec<f64> = cell(runs, path, rate)
-                .iter()
-                .map(|r| process_cpu(r, "tally-extproc"))
-                .collect();
-            out.push(verdict(
-                format!("ext_proc CPU ≤ 0.1 ms per call at {rate} req/s"),
-                path,
-                ext,
-                |v| v <= 0.1,
-            ));
-            let redis: Vec<f64> = cell(runs, path, rate).iter().map(|r| process_cpu(r, "redis")).collect();
-            out.push(verdict(
-                format!("Redis CPU ≤ 0.03 ms per call at {rate} req/s"),
-                path,
-                redis,
-                |v| v <= 0.03,
-            ));
-        }
-        let share = sustained(ladders, path) / sustained(ladders, ENVOY).max(1.0);
-        out.push(verdict(
-            "sustained rate ≥ 70 % of plain Envoy's".into(),
-            path,
-            vec![share],
-            |v| v >= 0.7,
-        ));
-        let p50 = per_round(runs, path, MEMORY, low, |r, b| r.outcome.p50_ms / b.outcome.p50_ms);
-        out.push(verdict(
-            "p50 within 10 % of the memory store's at 500 req/s".into(),
-            path,
-            p50,
-            |v| v <= 1.1,
-        ));
-        let cpu = per_round(runs, path, MEMORY, low, |r, b| gateway_cpu(r) / gateway_cpu(b));
-        out.push(verdict(
-            "CPU per call within 10 % of the memory store's at 500 req/s".into(),
-            path,
-            cpu,
-            |v| v <= 1.1,
-        ));
-        let rate = sustained(ladders, path) / sustained(ladders, MEMORY).max(1.0);
-        out.push(verdict(
-            "sustained rate within 10 % of the memory store's".into(),
-            path,
-            vec![rate],
-            |v| v >= 0.9,
-        ));
     }
     for s in strict {
         out.push(verdict(

@@ -79,21 +79,16 @@ async fn run_all(dir: &Path, rows: u64) -> Result<()> {
     if !cur.exists() {
         write_bill(dir, &cur).await?;
     }
-    let mut results = vec![];
-    for what in ["scan", "reconcile"] {
-        let out = Command::new(&me)
+    let results = tally_bench::measure_in_children(&["scan", "reconcile"], |what| {
+        let mut child = Command::new(&me);
+        child
             .args(["--measure", what, "--rows", &rows.to_string(), "--dir"])
-            .arg(dir)
-            .output()?;
-        anyhow::ensure!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
-        let line: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        println!("{line}");
-        results.push(line);
-    }
+            .arg(dir);
+        child
+    })?;
     let ratio = results[1]["seconds"].as_f64().unwrap_or(0.0) / results[0]["seconds"].as_f64().unwrap_or(1.0);
     let summary = json!({"rows": rows, "measurements": results, "reconcile_over_scan": ratio});
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/ledger-reconcile.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&summary)? + "\n")?;
+    let out = tally_bench::write_result("ledger-reconcile.json", &summary)?;
     println!("reconcile / scan: {ratio:.2}; written to {}", out.display());
     Ok(())
 }
@@ -139,7 +134,7 @@ async fn measure(dir: &Path, what: &str) -> Result<()> {
     };
     let seconds = start.elapsed().as_secs_f64();
     let line = json!({"what": what, "rows": rows, "cells": cells, "seconds": seconds,
-        "peak_rss_mib": peak_rss_kib() / 1024, "rows_per_second": rows as f64 / seconds});
+        "peak_rss_mib": tally_bench::peak_rss_kib() / 1024, "rows_per_second": rows as f64 / seconds});
     println!("{line}");
     Ok(())
 }
@@ -191,14 +186,4 @@ fn catalog() -> Result<(Catalog, Billing)> {
         config.catalog,
         tally_api::compiler::billing::compile_billing(&manifests.pricings),
     ))
-}
-
-/// `VmHWM` of this process (Linux), KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -96,22 +96,17 @@ fn run_all(dir: &Path, rows: u64) -> Result<()> {
         std::fs::write(&marker, rows.to_string())?;
     }
     let me = std::env::current_exe()?;
-    let mut results = vec![];
-    for what in ["scan", "scan-all", "report"] {
-        let out = Command::new(&me)
+    let results = tally_bench::measure_in_children(&["scan", "scan-all", "report"], |what| {
+        let mut child = Command::new(&me);
+        child
             .args(["measure", what, "--rows", &rows.to_string(), "--dir"])
-            .arg(dir)
-            .output()?;
-        anyhow::ensure!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
-        let line: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        println!("{line}");
-        results.push(line);
-    }
+            .arg(dir);
+        child
+    })?;
     let seconds = |i: usize| results[i]["seconds"].as_f64().unwrap_or(f64::NAN);
     let ratio = seconds(2) / seconds(0);
     let summary = json!({"rows": rows, "measurements": results, "report_over_scan": ratio});
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/ledger-report.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&summary)? + "\n")?;
+    let out = tally_bench::write_result("ledger-report.json", &summary)?;
     println!("report / scan: {ratio:.2}; written to {}", out.display());
     Ok(())
 }
@@ -150,20 +145,10 @@ async fn measure(dir: &Path, what: What) -> Result<()> {
         .map(|v| v.get_name().to_string())
         .unwrap_or_default();
     let line = json!({"what": name, "rows": rows, "files": files,
-        "bytes": bytes, "seconds": seconds, "peak_rss_mib": peak_rss_kib() / 1024,
+        "bytes": bytes, "seconds": seconds, "peak_rss_mib": tally_bench::peak_rss_kib() / 1024,
         "rows_per_second": rows as f64 / seconds});
     println!("{line}");
     Ok(())
-}
-
-/// `VmHWM` of this process (Linux), KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The shipped catalog, compiled as `tally report` compiles it.

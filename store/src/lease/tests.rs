@@ -25,6 +25,17 @@ fn grant_all(asks: &[LeaseAsk], used: Nanos) -> Vec<Granted> {
         .collect()
 }
 
+/// A book whose first call (worst case `w`, under `limit`) was granted all it asked, and
+/// that call's asks.
+fn granted_first_call(limit: Nanos, w: Nanos) -> (Book, Vec<LeaseAsk>) {
+    let mut book = Book::new(Sizing::default());
+    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(limit), w) else {
+        panic!("an empty book holds nothing")
+    };
+    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    (book, asks)
+}
+
 #[test]
 fn a_lease_is_a_slice_of_what_remains_capped_and_nothing_near_the_limit() {
     let s = Sizing::default();
@@ -122,12 +133,8 @@ fn a_call_needs_room_on_every_counter_it_charges() {
 
 #[test]
 fn settling_moves_the_cost_out_of_the_lease_and_frees_the_rest_of_the_worst_case() {
-    let mut book = Book::new(Sizing::default());
     let w = Nanos(1_000_000);
-    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), w) else {
-        panic!()
-    };
-    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    let (mut book, _) = granted_first_call(usd(100), w);
     let before = book.idle(COUNTER);
     book.settle([COUNTER], w, Nanos(400_000));
     // granted fell by the cost, in flight by the worst case: 600,000 more idle.
@@ -166,12 +173,8 @@ fn near_the_limit_leases_shrink_to_each_calls_shortfall_and_the_rest_is_returned
 
 #[test]
 fn a_lease_upkeep_finds_expired_resets_what_the_book_believes_held() {
-    let mut book = Book::new(Sizing::default());
     let w = Nanos(1_000_000);
-    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), w) else {
-        panic!()
-    };
-    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    let (mut book, asks) = granted_first_call(usd(100), w);
     book.settle([COUNTER], w, w);
     let gone = |delta| Granted {
         delta: Nanos(delta),
@@ -215,12 +218,8 @@ fn claim_replies_in_any_order_add_up_to_what_redis_granted() {
 
 #[test]
 fn refills_start_below_half_the_target_once_and_returns_cover_everything() {
-    let mut book = Book::new(Sizing::default());
     let w = Nanos(1_000_000);
-    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), w) else {
-        panic!()
-    };
-    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    let (mut book, _) = granted_first_call(usd(100), w);
     assert_eq!(book.refill(&team(usd(100))), None, "full");
     for _ in 0..40 {
         book.claim(TEAM, COUNTER, &team(usd(100)), w);
@@ -237,12 +236,8 @@ fn refills_start_below_half_the_target_once_and_returns_cover_everything() {
 
 #[test]
 fn a_lease_no_call_uses_gives_its_idle_headroom_back() {
-    let mut book = Book::new(Sizing::default());
     let w = Nanos(1_000_000);
-    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), w) else {
-        panic!()
-    };
-    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    let (mut book, _) = granted_first_call(usd(100), w);
     for _ in 0..STALE_ROUNDS {
         assert_eq!(book.upkeep()[0].asks[0].want, Nanos::ZERO, "kept alive");
     }
@@ -252,12 +247,8 @@ fn a_lease_no_call_uses_gives_its_idle_headroom_back() {
 
 #[test]
 fn headroom_on_its_way_back_cannot_admit_a_call() {
-    let mut book = Book::new(Sizing::default());
     let w = Nanos(1_000_000);
-    let Claim::Short(asks) = book.claim(TEAM, COUNTER, &team(usd(100)), w) else {
-        panic!()
-    };
-    book.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    let (mut book, _) = granted_first_call(usd(100), w);
     for _ in 0..STALE_ROUNDS {
         book.upkeep();
     }
@@ -299,11 +290,7 @@ fn near_the_limit_a_settled_calls_unused_worst_case_goes_back_at_once() {
     assert_eq!(book.give_back([COUNTER]), None, "nothing left to give");
 
     // Far from the limit the lease keeps its headroom for the next calls.
-    let mut roomy = Book::new(Sizing::default());
-    let Claim::Short(asks) = roomy.claim(TEAM, COUNTER, &team(usd(100)), w) else {
-        panic!()
-    };
-    roomy.granted(&asks, &grant_all(&asks, Nanos::ZERO));
+    let (mut roomy, _) = granted_first_call(usd(100), w);
     roomy.settle([COUNTER], w, Nanos(300_000));
     assert_eq!(roomy.give_back([COUNTER]), None);
 }

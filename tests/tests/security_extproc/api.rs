@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 use tally_tests::expect::monthly_counter_key;
-use tally_tests::fixtures::admin;
 use tally_tests::fixtures::extproc::{API_TOKEN, ExtProc, ExtProcOptions};
 use tally_tests::fixtures::redis::RedisServer;
+use tally_tests::fixtures::{admin, process};
 
 use crate::config;
 
@@ -46,12 +46,7 @@ async fn seed_ledger(redis: &RedisServer, n: usize) {
 
 /// `VmHWM` (peak resident set) of a process, KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc status")
+    process::status_kib(pid, "VmHWM").expect("VmHWM in /proc status")
 }
 
 async fn api_get(ext: &ExtProc, path: &str) -> (u16, String) {
