@@ -21,7 +21,7 @@ use tally_tests::fleet::{Fleet, apply_catalog, apply_fleet};
 
 use crate::NS;
 use crate::cluster::{apiserver_with_crds, create_namespaces, install_operator_rbac};
-use crate::observe::{STEP, condition, events_of, wait_for_config, wait_for_team_budget};
+use crate::observe::{STEP, condition, events_of, eventually, wait_for_config, wait_for_team_budget};
 use crate::replica::{start_replica_delivering, start_replica_with};
 
 /// Every team's limit: 1,000 USD (workflows 100, tenants 200); the last team's is 1 USD.
@@ -172,7 +172,13 @@ async fn a_config_over_the_limit_keeps_the_last_one_and_says_why() -> Result<()>
     assert_eq!(status, "False");
     assert!(message.contains("over the limit of 8192 bytes"), "{message}");
     assert!(message.contains("the previous config stays in force"), "{message}");
-    let events = events_of(&admin, &fleet.namespace(299), &fleet.team_id(299)).await?;
+    // The Event is posted after the condition is written: wait for it, then count.
+    let (ns, name) = (fleet.namespace(299), fleet.team_id(299));
+    let events = eventually("the ConfigTooLarge Event", STEP, || async {
+        let events = events_of(&admin, &ns, &name).await?;
+        Ok(events.contains_key("ConfigTooLarge").then_some(events))
+    })
+    .await;
     assert_eq!(events.get("ConfigTooLarge"), Some(&1), "{events:?}");
     // The last config that fit (the first 3 teams, or a few more the watch delivered before the
     // limit was reached) stays in force.
