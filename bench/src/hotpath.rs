@@ -32,6 +32,7 @@ const LADDER: [f64; 4] = [1000.0, 2000.0, 3000.0, 5000.0];
 /// The strict teams of the three-replica trials (leases on, leases off).
 const STRICT_LEASED: &str = "strict-leased";
 const STRICT_PER_CALL: &str = "strict-per-call";
+const STRICT_BEHIND: &str = "strict-behind";
 
 pub const DIRECT: &str = "direct";
 pub const ENVOY: &str = "envoy";
@@ -41,6 +42,8 @@ pub const REDIS: &str = "envoy+tally(redis)";
 pub const LEASED: &str = "envoy+tally(redis,leases)";
 pub const ONE_THREAD: &str = "envoy+tally(redis,current-thread)";
 pub const MEMORY: &str = "envoy+tally(memory)";
+pub const BEHIND: &str = "envoy+tally(redis,write-behind)";
+pub const LEASED_BEHIND: &str = "envoy+tally(redis,leases,write-behind)";
 pub const LITELLM: &str = "litellm";
 
 /// The Converse call of the table, one per team.
@@ -54,7 +57,8 @@ pub async fn phase(args: &Args) -> Result<Value> {
     let dir = tempfile::Builder::new().prefix("tally-hotpath-").tempdir()?;
     let client = load::client();
     let backends = Backends::start(dir.path())?;
-    let (config, call_cost_usd) = harness::config_with_strict_teams(TEAMS, args.k, &[STRICT_LEASED, STRICT_PER_CALL])?;
+    let (config, call_cost_usd) =
+        harness::config_with_strict_teams(TEAMS, args.k, &[STRICT_LEASED, STRICT_PER_CALL, STRICT_BEHIND])?;
     let stack = Stack::start(dir.path(), args, &config, &backends)?;
     let paths = stack.paths(&backends);
     let mix = converse_mix();
@@ -65,7 +69,7 @@ pub async fn phase(args: &Args) -> Result<Value> {
         rounds(args)
     );
     let runs = fixed_rates(args, &client, &paths, &mix).await;
-    let profile = profile::ext_proc_at(&client, &paths, REDIS, &stack.ext_redis.proc, &mix, args).await;
+    let profile = profile::ext_proc_at(&client, &paths, REDIS, &stack.ext_proc(REDIS).proc, &mix, args).await;
     let ladders = ladders(args, &paths[1..], &mix).await;
     let peer = litellm_rows(args, &client, dir.path(), &backends).await;
     drop(paths);
@@ -102,81 +106,103 @@ fn rounds(args: &Args) -> usize {
     if args.quick { 1 } else { 2 }
 }
 
-/// Every gateway of the table with its processes: one ext_proc per store setting, one Envoy
+/// Tally's variants in the table: path name, store, and their flags beyond the bench's own.
+const TALLY_VARIANTS: [(&str, bool, &[&str]); 6] = [
+    (REDIS, true, &["--budget-leases=off"]),
+    (LEASED, true, &["--budget-leases=on"]),
+    (ONE_THREAD, true, &["--budget-leases=off", "--runtime=current-thread"]),
+    (BEHIND, true, &["--budget-leases=off", SETTLE_BEHIND]),
+    (LEASED_BEHIND, true, &["--budget-leases=on", SETTLE_BEHIND]),
+    (MEMORY, false, &[]),
+];
+
+/// The write-behind window of the `write-behind` paths.
+const SETTLE_BEHIND: &str = "--settle-behind-ms=5";
+
+/// Every gateway of the table with its processes: one ext_proc per Tally variant, one Envoy
 /// (`--concurrency 1`) per path.
 struct Stack {
-    ext_redis: ExtProcProc,
-    ext_leased: ExtProcProc,
-    ext_one_thread: ExtProcProc,
-    ext_mem: ExtProcProc,
+    /// One per [`TALLY_VARIANTS`], in order.
+    tally: Vec<ExtProcProc>,
     null_ext: OwnedProcess,
     null_bodies: OwnedProcess,
-    /// Plain, null ext_proc, null ext_proc with bodies, Redis, Redis with leases, Redis on a
-    /// current-thread runtime, memory.
-    envoys: [(OwnedProcess, u16); 7],
+    /// Plain, null ext_proc, null ext_proc with bodies, then one per Tally variant.
+    envoys: Vec<(OwnedProcess, u16)>,
 }
 
 impl Stack {
     fn start(dir: &FsPath, args: &Args, config: &CompiledConfig, backends: &Backends) -> Result<Stack> {
-        let with_leases = |on: bool| {
+        let mut tally = Vec::new();
+        for (name, redis, flags) in TALLY_VARIANTS {
             let mut a = args.extproc_args();
-            a.push(format!("--budget-leases={}", if on { "on" } else { "off" }));
-            a
-        };
-        let redis = Some(backends.redis_port);
-        let ext_redis = procs::start_extproc(dir, "tally-extproc-redis", config, redis, &with_leases(false))?;
-        let ext_leased = procs::start_extproc(dir, "tally-extproc-leased", config, redis, &with_leases(true))?;
-        let mut one_thread = with_leases(false);
-        one_thread.push("--runtime=current-thread".into());
-        let ext_one_thread = procs::start_extproc(dir, "tally-extproc-current-thread", config, redis, &one_thread)?;
-        let ext_mem = procs::start_extproc(dir, "tally-extproc-memory", config, None, &args.extproc_args())?;
+            a.extend(flags.iter().map(|f| f.to_string()));
+            let redis = redis.then_some(backends.redis_port);
+            let name = format!("tally-extproc-{}", variant_name(name));
+            tally.push(procs::start_extproc(dir, &name, config, redis, &a)?);
+        }
         let (null_ext, null_port) = procs::start_null_extproc(args.extproc_workers)?;
         let (null_bodies, bodies_port) = procs::start_null_extproc_mode(args.extproc_workers, Some("bodies"))?;
         let envoy = |name: &str, ext_proc_port: Option<u16>| {
             procs::start_envoy(dir, name, backends.sim_port, ext_proc_port).map(|(p, port, _)| (p, port))
         };
-        let envoys = [
+        let mut envoys = vec![
             envoy("envoy-plain", None)?,
             envoy("envoy-null-extproc", Some(null_port))?,
             envoy("envoy-null-bodies", Some(bodies_port))?,
-            envoy("envoy-tally-redis", Some(ext_redis.grpc_port))?,
-            envoy("envoy-tally-leased", Some(ext_leased.grpc_port))?,
-            envoy("envoy-tally-current-thread", Some(ext_one_thread.grpc_port))?,
-            envoy("envoy-tally-memory", Some(ext_mem.grpc_port))?,
         ];
+        for ((name, ..), ext) in TALLY_VARIANTS.iter().zip(&tally) {
+            envoys.push(envoy(
+                &format!("envoy-tally-{}", variant_name(name)),
+                Some(ext.grpc_port),
+            )?);
+        }
         Ok(Stack {
-            ext_redis,
-            ext_leased,
-            ext_one_thread,
-            ext_mem,
+            tally,
             null_ext,
             null_bodies,
             envoys,
         })
     }
 
+    /// The ext_proc of the Tally variant `name`.
+    fn ext_proc(&self, name: &str) -> &ExtProcProc {
+        let i = TALLY_VARIANTS
+            .iter()
+            .position(|v| v.0 == name)
+            .expect("a Tally variant");
+        &self.tally[i]
+    }
+
     fn paths<'a>(&'a self, b: &'a Backends) -> Vec<Path<'a>> {
-        let [plain, null, bodies, redis, leased, one_thread, mem] = &self.envoys;
         let path = |name, port, procs| Path { name, port, procs };
-        vec![
+        let (plain, null, bodies) = (&self.envoys[0], &self.envoys[1], &self.envoys[2]);
+        let mut out = vec![
             path(DIRECT, b.sim_port, vec![&b.sim]),
             path(ENVOY, plain.1, vec![&plain.0, &b.sim]),
             path(NULL, null.1, vec![&null.0, &self.null_ext, &b.sim]),
             path(NULL_BODIES, bodies.1, vec![&bodies.0, &self.null_bodies, &b.sim]),
-            path(REDIS, redis.1, vec![&redis.0, &self.ext_redis.proc, &b.redis, &b.sim]),
-            path(
-                LEASED,
-                leased.1,
-                vec![&leased.0, &self.ext_leased.proc, &b.redis, &b.sim],
-            ),
-            path(
-                ONE_THREAD,
-                one_thread.1,
-                vec![&one_thread.0, &self.ext_one_thread.proc, &b.redis, &b.sim],
-            ),
-            path(MEMORY, mem.1, vec![&mem.0, &self.ext_mem.proc, &b.sim]),
-        ]
+        ];
+        for (((name, redis, _), ext), envoy) in TALLY_VARIANTS.iter().zip(&self.tally).zip(&self.envoys[3..]) {
+            let mut procs = vec![&envoy.0, &ext.proc];
+            if *redis {
+                procs.push(&b.redis);
+            }
+            procs.push(&b.sim);
+            out.push(path(*name, envoy.1, procs));
+        }
+        out
     }
+}
+
+/// `envoy+tally(redis,leases)` → `redis-leases`: the variant in its processes' names
+/// (`tally-extproc-redis-leases`, `envoy-tally-redis-leases`).
+fn variant_name(path: &str) -> String {
+    let inner = path.trim_start_matches("envoy+tally").replace(['(', ')'], " ");
+    inner
+        .split([' ', ','])
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Every path at each of [`RATES`], in rounds; odd rounds take the paths in reverse so no
@@ -261,7 +287,7 @@ async fn litellm_rows(args: &Args, client: &HttpClient, dir: &FsPath, backends: 
 }
 
 /// The strictness trial through three `tally-extproc` replicas (each behind its own Envoy)
-/// sharing the Redis, with leases on and then off.
+/// sharing the Redis: leases on, leases off, leases on with write-behind settlement.
 async fn replicas_strictness(
     args: &Args,
     client: &HttpClient,
@@ -271,12 +297,21 @@ async fn replicas_strictness(
     trial: Trial,
 ) -> Result<Vec<Strictness>> {
     let mut rows = Vec::new();
-    for (leases, team) in [("on", STRICT_LEASED), ("off", STRICT_PER_CALL)] {
+    let variants: [(&str, &str, &[&str]); 3] = [
+        ("leases on", STRICT_LEASED, &["--budget-leases=on"]),
+        ("leases off", STRICT_PER_CALL, &["--budget-leases=off"]),
+        (
+            "leases on, write-behind",
+            STRICT_BEHIND,
+            &["--budget-leases=on", SETTLE_BEHIND],
+        ),
+    ];
+    for (variant, team, flags) in variants {
         let mut procs = Vec::new();
         let mut bases = Vec::new();
         for i in 0..3 {
             let mut a = args.extproc_args();
-            a.push(format!("--budget-leases={leases}"));
+            a.extend(flags.iter().map(|f| f.to_string()));
             let name = format!("tally-extproc-{team}-{i}");
             let ext = procs::start_extproc(dir, &name, config, Some(backends.redis_port), &a)?;
             let (envoy, port, _) = procs::start_envoy(
@@ -289,7 +324,7 @@ async fn replicas_strictness(
             procs.push((ext, envoy));
         }
         let shape = mix::converse(team, mix::HAIKU, STRICT_WORDS, STRICT_MAX_TOKENS);
-        let gateway = format!("tally, 3 replicas, one redis, leases {leases}");
+        let gateway = format!("tally, 3 replicas, one redis, {variant}");
         rows.push(strictness::run(&gateway, client, &bases, &shape, trial).await);
     }
     Ok(rows)

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::hotpath::{ENVOY, LEASED, MEMORY, NULL, NULL_BODIES, ONE_THREAD, RATES, REDIS};
+use crate::hotpath::{BEHIND, ENVOY, LEASED, LEASED_BEHIND, MEMORY, NULL, NULL_BODIES, ONE_THREAD, RATES, REDIS};
 use crate::load::Outcome;
 use crate::overhead::{MaxThroughput, Run};
 use crate::strictness::Strictness;
@@ -183,10 +183,13 @@ fn targets_of(runs: &[Run], ladders: &[MaxThroughput], path: &str) -> Vec<(Strin
     targets
 }
 
-/// Every target of the issue for the Redis path with and without leases.
+/// Tally on Redis and its variants (leases, one runtime thread, write-behind settlement).
+const REDIS_PATHS: [&str; 5] = [REDIS, LEASED, ONE_THREAD, BEHIND, LEASED_BEHIND];
+
+/// Every target of the issue for the Redis path and each of its variants.
 pub fn evaluate(runs: &[Run], ladders: &[MaxThroughput], strict: &[Strictness]) -> Vec<Verdict> {
     let mut out = Vec::new();
-    for path in [REDIS, LEASED, ONE_THREAD] {
+    for path in REDIS_PATHS {
         for (target, measured, bound) in targets_of(runs, ladders, path) {
             out.push(verdict(target, path, measured, |v| bound.holds(v)));
         }
@@ -213,17 +216,19 @@ pub struct Step {
 }
 
 /// Envoy → null ext_proc (the call-out) → null with both bodies (two more messages) →
-/// Tally on Redis (its decisions, pricing and store) at each rate: where the added latency
-/// and CPU come from.
+/// Tally on Redis (its decisions, pricing and store), then each variant of the Redis path
+/// against it, at each rate: where the added latency and CPU come from.
 pub fn decompose(runs: &[Run]) -> Vec<Step> {
-    let chain = [ENVOY, NULL, NULL_BODIES, REDIS, LEASED, ONE_THREAD];
+    let chain = [ENVOY, NULL, NULL_BODIES, REDIS];
+    let steps = chain
+        .windows(2)
+        .map(|p| (p[0], p[1]))
+        .chain(REDIS_PATHS[1..].iter().map(|&variant| (REDIS, variant)));
+    let steps: Vec<(&str, &str)> = steps.collect();
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let mut out = Vec::new();
     for rate in RATES {
-        for pair in chain.windows(2) {
-            let (from, to) = (pair[0], pair[1]);
-            // Leases and the current-thread runtime are variants of the Redis path.
-            let from = if to == LEASED || to == ONE_THREAD { REDIS } else { from };
+        for &(from, to) in &steps {
             out.push(Step {
                 rate,
                 from: from.into(),

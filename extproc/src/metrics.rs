@@ -94,6 +94,7 @@ pub struct Metrics {
     pub reservations: Family<ReservationLabels, Counter>,
     pub store_errors: Family<OpLabels, Counter>,
     pub spool_depth: Gauge,
+    pub settle_queue_depth: Gauge,
     pub spool_replayed: Counter,
     pub spool_quarantined: Counter,
     pub spool_refused: Counter,
@@ -127,6 +128,7 @@ impl Metrics {
             reservations: Family::<ReservationLabels, Counter>::default(),
             store_errors: Family::<OpLabels, Counter>::default(),
             spool_depth: Gauge::default(),
+            settle_queue_depth: Gauge::default(),
             spool_replayed: Counter::default(),
             spool_quarantined: Counter::default(),
             spool_refused: Counter::default(),
@@ -221,6 +223,11 @@ impl Metrics {
             "spool_depth",
             "Settlements waiting on disk for the store to come back",
             self.spool_depth.clone(),
+        );
+        r.register(
+            "settle_queue_depth",
+            "Settlements of finished calls queued in memory for write-behind settlement (--settle-behind-ms)",
+            self.settle_queue_depth.clone(),
         );
         r.register(
             "spool_replayed",

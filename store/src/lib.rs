@@ -96,6 +96,23 @@ pub struct Settlement {
     pub record: LedgerRecord,
 }
 
+/// One settlement of a batch ([`Store::settle_batch`]): a call that held its own
+/// reservation, or (`lease_holder`) one admitted against that replica's leases.
+#[derive(Debug, Clone, Copy)]
+pub struct Batched<'a> {
+    pub settlement: &'a Settlement,
+    pub lease_holder: Option<&'a str>,
+}
+
+impl<'a> Batched<'a> {
+    pub fn new(settlement: &'a Settlement, lease_holder: Option<&'a str>) -> Self {
+        Batched {
+            settlement,
+            lease_holder,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettleOutcome {
     /// `used`: each of the settlement's counters' spent + reserved right after it, in
@@ -235,6 +252,25 @@ impl Store {
         match self {
             Store::Redis(r) => within_deadline("settle", r.settle_leased(s, ledger_max_len, holder)).await,
             Store::Memory(m) => Ok(m.settle(s, ledger_max_len)),
+        }
+    }
+
+    /// Settles every item of `batch` in one round trip, within [`DEADLINE`] for the whole
+    /// batch: one result per item, in order, each as [`Store::settle`] (or
+    /// [`Store::settle_leased`]) would give it — applied whole or not at all, once per charge id.
+    pub async fn settle_batch(&self, batch: &[Batched<'_>], ledger_max_len: u64) -> Vec<Result<SettleOutcome>> {
+        match self {
+            Store::Redis(r) => match tokio::time::timeout(DEADLINE, r.settle_batch(batch, ledger_max_len)).await {
+                Ok(replies) => replies,
+                Err(_) => batch
+                    .iter()
+                    .map(|_| Err(StoreError::Timeout { op: "settle" }))
+                    .collect(),
+            },
+            Store::Memory(m) => batch
+                .iter()
+                .map(|b| Ok(m.settle(b.settlement, ledger_max_len)))
+                .collect(),
         }
     }
 

@@ -11,7 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::{Script, Value};
 
-use crate::{Counters, LedgerEntry, ReserveOutcome, ReserveRequest, Result, SettleOutcome, Settlement, StoreError};
+use crate::{Counters, LedgerEntry, ReserveOutcome, ReserveRequest, Result, Settlement, StoreError};
 use tally_config::keys;
 use tally_config::money::Nanos;
 
@@ -146,6 +146,7 @@ return 0
 mod connection;
 mod lease;
 mod ledger_trim;
+mod settle;
 pub use connection::Connection;
 use ledger_trim::TRIM_LEDGER_FN;
 
@@ -299,49 +300,6 @@ impl RedisStore {
         inv.key(keys::reservations(team)).arg(charge_id).arg(expiry_ms);
         let held: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(held > 0)
-    }
-
-    pub async fn settle(&self, s: &Settlement, ledger_max_len: u64) -> Result<SettleOutcome> {
-        self.settle_with(&self.settle, s, ledger_max_len, None).await
-    }
-
-    /// SETTLE as `script` has it; `lease_holder` (ARGV 10) for the leased variant.
-    async fn settle_with(
-        &self,
-        script: &Script,
-        s: &Settlement,
-        ledger_max_len: u64,
-        lease_holder: Option<&str>,
-    ) -> Result<SettleOutcome> {
-        let record = serde_json::to_string(&s.record).map_err(|e| StoreError::Protocol(e.to_string()))?;
-        let mut inv = script.prepare_invoke();
-        inv.key(keys::reservations(&s.team))
-            .key(keys::reservation_data(&s.team))
-            .key(keys::settled(&s.team, settlement_minute(s)))
-            .key(keys::ledger(&s.team));
-        for k in &s.counters {
-            inv.key(k);
-        }
-        inv.arg(&s.charge_id)
-            .arg(s.cost.0)
-            .arg(if s.count_request { "1" } else { "0" })
-            .arg(self.settled_ttl.as_secs().max(1))
-            .arg(ledger_max_len)
-            .arg(record)
-            .arg(s.team_limit.map_or(-1, |l| l.0))
-            .arg(s.model_spend_field().unwrap_or_default())
-            .arg(if s.is_denial() { "1" } else { "0" });
-        if let Some(holder) = lease_holder {
-            inv.arg(holder);
-        }
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(SettleOutcome::Settled {
-                used: reply[1..].iter().map(|v| parse_nanos(Some(v))).collect::<Result<_>>()?,
-            }),
-            Some("dup") => Ok(SettleOutcome::AlreadySettled),
-            _ => Err(protocol(&reply)),
-        }
     }
 
     /// `XRANGE` from just after `after` (exclusive start, Redis ≥ 6.2): at most `limit` entries.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use tally_store::args::RedisArgs;
 
 use super::tls::TlsArgs;
+use crate::exchange::behind::WriteBehind;
 use crate::exchange::lease::Leases;
 use crate::exchange::{FailMode, RequestBody};
 
@@ -104,6 +105,15 @@ pub struct Args {
     /// headroom comes back after this), seconds; renewed every third of it.
     #[arg(long, env = "TALLY_BUDGET_LEASE_TTL_SECONDS", default_value_t = 30)]
     pub budget_lease_ttl_seconds: u64,
+    /// Write-behind settlement (issue #19), milliseconds: `0` settles each finished call
+    /// before its response goes on (the cost headers read Redis's answer); `N` > 0 queues it
+    /// and sends the queue in pipelined batches at most `N` ms later (sooner at 1,024 queued),
+    /// so no response waits on Redis. The call's worst case stays held until its batch is
+    /// applied (budgets stay strict); live counters lag by up to `N` ms plus a round trip;
+    /// `x-tally-budget-remaining-usd` is estimated from the last answer this replica saw; a
+    /// SIGKILL loses the queued charges (at most `N` ms of calls), a stop flushes them.
+    #[arg(long, env = "TALLY_SETTLE_BEHIND_MS", default_value_t = 0)]
+    pub settle_behind_ms: u64,
     /// How often the config file is checked for changes, milliseconds.
     #[arg(long, env = "TALLY_CONFIG_POLL_MS", default_value_t = 1000)]
     pub config_poll_ms: u64,
@@ -129,6 +139,11 @@ impl Args {
                 self.budget_lease_ttl_seconds.max(1),
             ))),
         }
+    }
+
+    /// The write-behind settlement queue, if `--settle-behind-ms` is above zero.
+    pub fn write_behind(&self) -> Option<WriteBehind> {
+        (self.settle_behind_ms > 0).then(|| WriteBehind::new(std::time::Duration::from_millis(self.settle_behind_ms)))
     }
 
     /// `--metrics-listen`, else the old `--admin-listen`, else the default.

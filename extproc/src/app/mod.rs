@@ -122,7 +122,9 @@ pub async fn build(args: &Args) -> anyhow::Result<(Arc<Shared>, Option<Vec<u8>>)
     let mut shared = Shared::new(Policy::new(CompiledConfig::empty()), store, spool, opts);
     shared.traces = crate::trace::Traces::from_env(&shared.metrics.traces)?;
     shared.leases = args.leases();
+    shared.write_behind = args.write_behind();
     let shared = Arc::new(shared);
+    crate::exchange::behind::start(&shared);
     reload::install(&shared, config);
     if let Some(s) = &shared.spool {
         shared.metrics.spool_depth.set(s.depth() as i64);
@@ -264,6 +266,7 @@ async fn drain(shared: &Shared) {
             "exchanges still settling at exit; their reservations expire after the reservation TTL"
         );
     }
+    crate::exchange::behind::flush(shared).await;
     crate::exchange::lease::return_all(shared).await;
     // Last chance for spooled charges before exit; what remains stays on disk for the next start.
     if let Err(e) = shared.replay_spool().await {

@@ -146,9 +146,53 @@ pub async fn settle(shared: &Shared, held: Held, s: &Settlement) -> Option<Vec<N
     };
     let mut used = shared.settle_leased_or_spool(s, ticket.holder()).await;
     let owner = ticket.shared.clone();
-    let keys = ticket.settled(s.cost, &s.counters, used.as_mut());
+    let keys = ticket.settled(s.cost);
+    if let Some(used) = used.as_mut() {
+        without_idle(&owner, &s.counters, used);
+    }
     give_back(&owner, &keys);
     used
+}
+
+/// Queues `s` for write-behind settlement (`--settle-behind-ms`), or settles it now when that
+/// is off (or its queue closed). A leased call leaves this replica's lease book at once; its
+/// cost leaves the lease in Redis when its batch is applied — a return of idle headroom
+/// meanwhile is computed without it, so Redis never holds less than the book.
+pub async fn queue(shared: &Arc<Shared>, held: Held, s: Settlement) {
+    let holder = match held {
+        Held::Lease(ticket) => {
+            let holder = ticket.holder().to_string();
+            let owner = ticket.shared.clone();
+            let keys = ticket.settled(s.cost);
+            give_back(&owner, &keys);
+            Some(holder)
+        }
+        other => {
+            drop(other);
+            None
+        }
+    };
+    let queued = match shared.write_behind.as_ref() {
+        Some(wb) => wb.enqueue(shared, Box::new(s), holder.clone()),
+        None => Err(Box::new(s)),
+    };
+    if let Err(s) = queued {
+        match holder {
+            Some(h) => shared.settle_leased_or_spool(&s, &h).await,
+            None => shared.settle_or_spool(&s).await,
+        };
+    }
+}
+
+/// `used` (a settlement's counters' spent + reserved, `counters` order) less this replica's
+/// idle lease headroom, which without leases would not be held: so
+/// `x-tally-budget-remaining-usd` reads as it would without leases.
+pub fn without_idle(shared: &Shared, counters: &[String], used: &mut [Nanos]) {
+    let Some(leases) = shared.leases.as_ref() else { return };
+    let book = leases.book();
+    for (u, key) in used.iter_mut().zip(counters) {
+        *u = u.saturating_sub(book.idle(key));
+    }
 }
 
 /// Returns, in the background, the headroom a settlement left idle on leases whose budget
@@ -260,22 +304,12 @@ fn refill(shared: &Arc<Shared>, charges: &[Leased]) {
 }
 
 impl Ticket {
-    /// The call settled for `cost` against the leases; `used` (the settlement's counters'
-    /// spent + reserved, `counters` order) loses this replica's idle headroom, which without
-    /// leases would not be held, so `x-tally-budget-remaining-usd` reads as before.
-    /// Returns the leases' keys.
-    pub fn settled(mut self, cost: Nanos, counters: &[String], used: Option<&mut Vec<Nanos>>) -> Vec<String> {
+    /// The call settled for `cost` against the leases. Returns the leases' keys.
+    pub fn settled(mut self, cost: Nanos) -> Vec<String> {
         self.settled = true;
         let keys = std::mem::take(&mut self.keys);
-        let Some(leases) = self.shared.leases.as_ref() else {
-            return keys;
-        };
-        let mut book = leases.book();
-        book.settle(keys.iter().map(String::as_str), self.amount, cost);
-        if let Some(used) = used {
-            for (u, key) in used.iter_mut().zip(counters) {
-                *u = u.saturating_sub(book.idle(key));
-            }
+        if let Some(leases) = self.shared.leases.as_ref() {
+            leases.book().settle(keys.iter().map(String::as_str), self.amount, cost);
         }
         keys
     }

@@ -13,6 +13,7 @@
 //! headers; a stream cut short is settled by [`Exchange::abandon`].
 
 pub mod admission;
+pub mod behind;
 pub mod call;
 pub mod facts;
 pub mod hold;
@@ -468,7 +469,7 @@ impl Exchange {
         let charge = settlement::charge(call, outcome);
         let plan = self.plan_of(call);
         let s = settlement::finished(call, &plan, outcome, &charge, self.time, self.started);
-        let used = lease::settle(&self.shared, std::mem::take(&mut self.hold), &s).await;
+        let used = behind::settle_or_estimate(&self.shared, &mut self.hold, &s, self.started, call.worst_case).await;
         let team_used = used.as_ref().and_then(|u| u.first());
         let team_remaining = plan.team_limit().zip(team_used).map(|(l, &u)| l.saturating_sub(u));
         self.settled = Some((charge.cost, outcome));
@@ -476,10 +477,9 @@ impl Exchange {
         self.shared
             .traces
             .record(&s.record, team_remaining, &call.facts.trace, self.started);
-        let mut headers = vec![("x-tally-cost-usd".to_string(), charge.cost.to_string())];
-        if let Some((remaining, scope)) = used.as_deref().and_then(|u| plan.tightest(u)) {
-            headers.push(("x-tally-budget-remaining-usd".to_string(), remaining.to_string()));
-            headers.push(("x-tally-budget-scope".to_string(), scope.to_string()));
+        let headers = settlement::cost_headers(charge.cost, used.as_deref(), &plan);
+        if self.shared.write_behind.is_some() {
+            lease::queue(&self.shared, std::mem::take(&mut self.hold), s).await;
         }
         headers
     }
@@ -491,10 +491,10 @@ impl Exchange {
         let call = self.call.as_ref().expect("refusing a call");
         let plan = self.plan_of(call);
         let s = settlement::refused(call, &plan, outcome, message, self.time, self.started);
-        self.shared.settle_or_spool(&s).await;
         observe::refused(&self.shared.metrics, &s.record.team, outcome);
         self.shared
             .traces
             .record(&s.record, None, &call.facts.trace, self.started);
+        lease::queue(&self.shared, lease::Held::Nothing, s).await;
     }
 }

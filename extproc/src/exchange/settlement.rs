@@ -105,6 +105,17 @@ pub fn finished(
     }
 }
 
+/// The headers a finished call's response carries: its cost, and what remains of its tightest
+/// budget given each counter's `used` after it (when known).
+pub fn cost_headers(cost: Nanos, used: Option<&[Nanos]>, plan: &Plan) -> Vec<(String, String)> {
+    let mut headers = vec![("x-tally-cost-usd".to_string(), cost.to_string())];
+    if let Some((remaining, scope)) = used.and_then(|u| plan.tightest(u)) {
+        headers.push(("x-tally-budget-remaining-usd".to_string(), remaining.to_string()));
+        headers.push(("x-tally-budget-scope".to_string(), scope.to_string()));
+    }
+    headers
+}
+
 /// The record of a refused call: zero cost, not counted as a request. A budget refusal was
 /// already counted (`blocked`) by the reservation that refused it; an allowlist or identity
 /// denial is counted on the team counter (`denied`) by this settlement.

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::trace::Traces;
 
+use super::behind::WriteBehind;
 use super::lease::Leases;
 use super::observe;
 use super::options::Options;
@@ -28,6 +29,8 @@ pub struct Shared {
     pub exchanges: tokio_util::task::TaskTracker,
     /// This replica's budget leases (`--budget-leases on`): set before the state is shared.
     pub leases: Option<Leases>,
+    /// The write-behind settlement queue (`--settle-behind-ms` > 0): set before the state is shared.
+    pub write_behind: Option<WriteBehind>,
 }
 
 impl Shared {
@@ -42,6 +45,7 @@ impl Shared {
             traces: Traces::off(),
             exchanges: tokio_util::task::TaskTracker::new(),
             leases: None,
+            write_behind: None,
         }
     }
 
@@ -61,7 +65,13 @@ impl Shared {
         self.settled_or_spool(s, settled)
     }
 
-    fn settled_or_spool(&self, s: &Settlement, settled: Result<SettleOutcome, StoreError>) -> Option<Vec<Nanos>> {
+    /// The store's answer to settling `s`: each counter's used after it, or nothing (the
+    /// settlement was spooled, or had been applied before).
+    pub(super) fn settled_or_spool(
+        &self,
+        s: &Settlement,
+        settled: Result<SettleOutcome, StoreError>,
+    ) -> Option<Vec<Nanos>> {
         match settled {
             Ok(SettleOutcome::Settled { used }) => return Some(used),
             Ok(SettleOutcome::AlreadySettled) => return None,

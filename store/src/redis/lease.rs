@@ -11,8 +11,8 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::{RELEASE_FN, RedisStore, SETTLE, TRIM_LEDGER_FN, parse_nanos, protocol};
+use crate::Result;
 use crate::lease::{Granted, LeaseOutcome, LeaseRequest};
-use crate::{Result, SettleOutcome, Settlement};
 use tally_config::keys;
 
 /// KEYS: resv zset, resv data, team counter, counter 1..n.
@@ -89,7 +89,7 @@ end
 "#;
 
 static LEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{RELEASE_FN}{LEASE}")));
-static SETTLE_LEASED: LazyLock<Script> =
+pub(super) static SETTLE_LEASED: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{RELEASE_FN}{TRIM_LEDGER_FN}{UNHOLD_LEASES}{SETTLE}")));
 
 impl RedisStore {
@@ -137,11 +137,5 @@ impl RedisStore {
             }
             _ => Err(protocol(&reply)),
         }
-    }
-
-    /// SETTLE for a call admitted against `holder`'s leases: the same record, counters and
-    /// idempotence, the cost taken out of the leases instead of a reservation.
-    pub async fn settle_leased(&self, s: &Settlement, ledger_max_len: u64, holder: &str) -> Result<SettleOutcome> {
-        self.settle_with(&SETTLE_LEASED, s, ledger_max_len, Some(holder)).await
     }
 }

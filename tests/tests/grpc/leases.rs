@@ -3,6 +3,8 @@
 //! budget covers; most calls no longer run a Redis script to be admitted; a SIGKILLed
 //! replica's leases come back after their TTL, and a stopped one returns them at once;
 //! near the limit a settled call's unused worst case is at once free for another replica.
+//! With write-behind settlement (`--settle-behind-ms`) the same three replicas hold the
+//! same line.
 
 use std::time::Duration;
 
@@ -93,11 +95,30 @@ async fn script_runs(redis: &RedisServer) -> u64 {
 
 #[tokio::test]
 async fn three_replicas_with_leases_admit_exactly_the_calls_a_budget_covers() {
+    three_replicas_admit_exactly_the_calls_a_budget_covers(&LEASES).await;
+}
+
+/// Write-behind settlement (`--settle-behind-ms`) holds the same line, with leases and without.
+#[tokio::test]
+async fn three_replicas_writing_settlements_behind_admit_exactly_the_calls_a_budget_covers() {
+    let behind = ["--settle-behind-ms", "20"];
+    three_replicas_admit_exactly_the_calls_a_budget_covers(&[&LEASES[..], &behind].concat()).await;
+    three_replicas_admit_exactly_the_calls_a_budget_covers(&behind).await;
+}
+
+/// Three `tally-extproc` processes with `flags` on one Redis, 30 concurrent callers, a budget
+/// of exactly 10 worst cases: 10 admitted and charged, 20 refused, nothing left held.
+async fn three_replicas_admit_exactly_the_calls_a_budget_covers(flags: &[&str]) {
     const K: usize = 10;
     const CALLERS: usize = 30;
     let redis = RedisServer::start(false).await;
     let limit = Nanos(K as i64 * WORST);
-    let replicas = futures::future::join_all((0..3).map(|_| ExtProc::start(options(&redis, limit, true)))).await;
+    let replicas = futures::future::join_all((0..3).map(|_| {
+        let mut opts = options(&redis, limit, false);
+        opts.extra_args = flags.iter().map(|f| f.to_string()).collect();
+        ExtProc::start(opts)
+    }))
+    .await;
     let clients = futures::future::join_all(replicas.iter().map(|r| ExtProcClient::connect(r.grpc_port()))).await;
     // Every caller opens its call at once and keeps it open: admission alone decides.
     let calls = futures::future::join_all((0..CALLERS).map(|i| {
@@ -121,12 +142,23 @@ async fn three_replicas_with_leases_admit_exactly_the_calls_a_budget_covers() {
         reserved >= K as i64 * OUTPUT_BOUND && reserved <= limit.0,
         "Redis holds {reserved} for {K} calls in flight, under a limit of {limit}: {held:?}"
     );
-    assert_eq!(
-        reserved,
-        held.iter().map(|(_, a)| a).sum::<i64>(),
-        "reserved is the leases"
-    );
+    if flags.contains(&"--budget-leases") {
+        assert_eq!(
+            reserved,
+            held.iter().map(|(_, a)| a).sum::<i64>(),
+            "reserved is the leases"
+        );
+    }
     futures::future::join_all(admitted.into_iter().map(settle)).await;
+    let charged = wait_until(Duration::from_secs(5), || async {
+        counter(&redis, TEAM, "requests").await == K as i64
+    })
+    .await;
+    assert!(
+        charged,
+        "{} of {K} calls charged",
+        counter(&redis, TEAM, "requests").await
+    );
     assert_eq!(counter(&redis, TEAM, "spent").await, K as i64 * SETTLED);
     assert_eq!(counter(&redis, TEAM, "requests").await, K as i64);
     assert_eq!(counter(&redis, TEAM, "blocked").await, (CALLERS - K) as i64);

@@ -14,3 +14,4 @@ mod reload;
 mod store_bounds;
 mod support;
 mod topology;
+mod write_behind;

@@ -38,7 +38,7 @@ fn reserve(charge_id: &str, amount: i64, now_ms: i64) -> ReserveRequest {
     }
 }
 
-fn settlement(charge_id: &str) -> Settlement {
+pub(crate) fn settlement(charge_id: &str) -> Settlement {
     let record = serde_json::json!({
         "requestId": charge_id, "chargeId": charge_id, "time": "2026-12-06T10:20:00Z",
         "operation": "Converse", "modelId": "m", "model": "m", "region": "us-east-1", "team": "t",
