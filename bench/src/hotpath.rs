@@ -69,6 +69,7 @@ pub async fn phase(args: &Args) -> Result<Value> {
         rounds(args)
     );
     let runs = fixed_rates(args, &client, &paths, &mix).await;
+    let batching = batching(&stack, backends.redis_port).await;
     let profile = profile::ext_proc_at(&client, &paths, REDIS, &stack.ext_proc(REDIS).proc, &mix, args).await;
     let ladders = ladders(args, &paths[1..], &mix).await;
     let peer = litellm_rows(args, &client, dir.path(), &backends).await;
@@ -92,6 +93,7 @@ pub async fn phase(args: &Args) -> Result<Value> {
         "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "teams": TEAMS,
         "seconds_per_run": args.run_seconds().as_secs(),
+        "settle_behind_ms": args.settle_behind_ms,
         "runs": runs,
         "max_throughput": ladders,
         "litellm": peer,
@@ -99,25 +101,85 @@ pub async fn phase(args: &Args) -> Result<Value> {
         "profile": profile,
         "targets": verdicts,
         "decomposition": steps,
+        "write_behind_batching": batching,
     }))
+}
+
+/// Calls settled per write-behind batch over the fixed-rate phase, by path, from the
+/// ext_procs' own counters (decisions, batches); and what Redis says of its scripts over the
+/// same phase, every Redis path together: runs and microseconds inside each (`INFO
+/// commandstats`), to tell a script's own work from the round trips around it.
+async fn batching(stack: &Stack, redis_port: u16) -> Value {
+    let mut out = serde_json::Map::new();
+    match redis_scripts(redis_port).await {
+        Ok((calls, usec_per_call)) => {
+            eprintln!("redis: {calls} script runs, {usec_per_call:.1} µs inside each");
+            out.insert("redis_script_runs".into(), json!(calls));
+            out.insert("redis_script_usec_per_run".into(), json!(usec_per_call));
+        }
+        Err(e) => eprintln!("redis INFO commandstats not read: {e}"),
+    }
+    for path in [BEHIND, LEASED_BEHIND] {
+        let metrics = procs::http_get(stack.ext_proc(path).admin_port, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let calls = tally_tests::expect::metric_sum(&metrics, "tally_decisions_total", &[]);
+        let batches = tally_tests::expect::metric_sum(&metrics, "tally_settle_batches_total", &[]);
+        let per_batch = calls / batches.max(1.0);
+        eprintln!("{path}: {calls} calls in {batches} write-behind batches, {per_batch:.2} a batch");
+        out.insert(
+            path.into(),
+            json!({"calls": calls, "batches": batches, "calls_per_batch": per_batch}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// EVALSHA runs and mean microseconds per run so far, from Redis's `INFO commandstats`.
+async fn redis_scripts(port: u16) -> Result<(u64, f64)> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await?;
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("cmdstat_evalsha:"))
+        .ok_or_else(|| anyhow::anyhow!("no EVALSHA in INFO commandstats"))?;
+    let field = |name: &str| {
+        line.split([':', ','])
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in {line}"))
+    };
+    Ok((field("calls")? as u64, field("usec_per_call")?))
 }
 
 fn rounds(args: &Args) -> usize {
     if args.quick { 1 } else { 2 }
 }
 
-/// Tally's variants in the table: path name, store, and their flags beyond the bench's own.
+/// Tally's variants in the table: path name, store, and their flags beyond the bench's own
+/// ([`BEHIND_WINDOW`] stands for `--settle-behind-ms` with the bench's window).
 const TALLY_VARIANTS: [(&str, bool, &[&str]); 6] = [
     (REDIS, true, &["--budget-leases=off"]),
     (LEASED, true, &["--budget-leases=on"]),
     (ONE_THREAD, true, &["--budget-leases=off", "--runtime=current-thread"]),
-    (BEHIND, true, &["--budget-leases=off", SETTLE_BEHIND]),
-    (LEASED_BEHIND, true, &["--budget-leases=on", SETTLE_BEHIND]),
+    (BEHIND, true, &["--budget-leases=off", BEHIND_WINDOW]),
+    (LEASED_BEHIND, true, &["--budget-leases=on", BEHIND_WINDOW]),
     (MEMORY, false, &[]),
 ];
+const BEHIND_WINDOW: &str = "--settle-behind-ms";
 
-/// The write-behind window of the `write-behind` paths.
-const SETTLE_BEHIND: &str = "--settle-behind-ms=5";
+/// `flags` as command-line arguments, with the bench's write-behind window filled in.
+fn with_window(args: &Args, flags: &[&str]) -> Vec<String> {
+    let mut out = args.extproc_args();
+    for &f in flags {
+        out.push(f.to_string());
+        if f == BEHIND_WINDOW {
+            out.push(args.settle_behind_ms.to_string());
+        }
+    }
+    out
+}
 
 /// Every gateway of the table with its processes: one ext_proc per Tally variant, one Envoy
 /// (`--concurrency 1`) per path.
@@ -134,8 +196,7 @@ impl Stack {
     fn start(dir: &FsPath, args: &Args, config: &CompiledConfig, backends: &Backends) -> Result<Stack> {
         let mut tally = Vec::new();
         for (name, redis, flags) in TALLY_VARIANTS {
-            let mut a = args.extproc_args();
-            a.extend(flags.iter().map(|f| f.to_string()));
+            let a = with_window(args, flags);
             let redis = redis.then_some(backends.redis_port);
             let name = format!("tally-extproc-{}", variant_name(name));
             tally.push(procs::start_extproc(dir, &name, config, redis, &a)?);
@@ -303,15 +364,14 @@ async fn replicas_strictness(
         (
             "leases on, write-behind",
             STRICT_BEHIND,
-            &["--budget-leases=on", SETTLE_BEHIND],
+            &["--budget-leases=on", BEHIND_WINDOW],
         ),
     ];
     for (variant, team, flags) in variants {
         let mut procs = Vec::new();
         let mut bases = Vec::new();
         for i in 0..3 {
-            let mut a = args.extproc_args();
-            a.extend(flags.iter().map(|f| f.to_string()));
+            let a = with_window(args, flags);
             let name = format!("tally-extproc-{team}-{i}");
             let ext = procs::start_extproc(dir, &name, config, Some(backends.redis_port), &a)?;
             let (envoy, port, _) = procs::start_envoy(

@@ -92,6 +92,9 @@ pub struct Args {
     /// to measure a setting against the default in separate invocations.
     #[arg(long, allow_hyphen_values = true)]
     pub extproc_arg: Vec<String>,
+    /// Hot path: the write-behind window (`--settle-behind-ms`) of its write-behind paths.
+    #[arg(long, default_value_t = 20)]
+    pub settle_behind_ms: u64,
     /// Soak: calls through the memory store.
     #[arg(long, default_value_t = 1_000_000)]
     pub soak_calls: u64,

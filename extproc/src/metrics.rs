@@ -95,6 +95,7 @@ pub struct Metrics {
     pub store_errors: Family<OpLabels, Counter>,
     pub spool_depth: Gauge,
     pub settle_queue_depth: Gauge,
+    pub settle_batches: Counter,
     pub spool_replayed: Counter,
     pub spool_quarantined: Counter,
     pub spool_refused: Counter,
@@ -129,6 +130,7 @@ impl Metrics {
             store_errors: Family::<OpLabels, Counter>::default(),
             spool_depth: Gauge::default(),
             settle_queue_depth: Gauge::default(),
+            settle_batches: Counter::default(),
             spool_replayed: Counter::default(),
             spool_quarantined: Counter::default(),
             spool_refused: Counter::default(),
@@ -228,6 +230,11 @@ impl Metrics {
             "settle_queue_depth",
             "Settlements of finished calls queued in memory for write-behind settlement (--settle-behind-ms)",
             self.settle_queue_depth.clone(),
+        );
+        r.register(
+            "settle_batches",
+            "Batches of write-behind settlements sent to the store (calls settled per batch = settled calls / this)",
+            self.settle_batches.clone(),
         );
         r.register(
             "spool_replayed",

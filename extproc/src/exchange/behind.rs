@@ -169,6 +169,7 @@ async fn send_batches(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Queue
         }
         send(&shared, &batch).await;
         shared.metrics.settle_queue_depth.dec_by(batch.len() as i64);
+        shared.metrics.settle_batches.inc();
         batch.clear();
     }
 }

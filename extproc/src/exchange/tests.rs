@@ -156,6 +156,41 @@ async fn settlement_charges_the_token_count_headers_exactly_and_releases_the_hol
     assert_eq!((records[0].outcome, records[0].cost_nanos), (Outcome::Ok, 110_000));
 }
 
+/// Write-behind: the response carries the cost before anything is settled; what queued meanwhile
+/// goes to the store in one batch, here at the flush a stop makes (the window is ten minutes).
+#[tokio::test]
+async fn with_write_behind_settlements_wait_in_the_queue_and_go_in_one_batch() {
+    let mut s = Shared::new(
+        Policy::new(config(Nanos(1_000_000_000), vec![])),
+        Store::Memory(MemoryStore::new()),
+        None,
+        Options::default(),
+    );
+    s.write_behind = Some(behind::WriteBehind::new(std::time::Duration::from_secs(600)));
+    let s = Arc::new(s);
+    behind::start(&s);
+    let mut costs = vec![];
+    for id in ["a", "b", "c"] {
+        let mut ex = Exchange::new(s.clone());
+        ex.request_headers(&request("invoke", id), false, vec![]).await;
+        ex.request_body(&body_100_bytes(), true).await;
+        let token_counts = [
+            (":status", "200"),
+            ("x-amzn-bedrock-input-token-count", "30"),
+            ("x-amzn-bedrock-output-token-count", "20"),
+        ];
+        let done = ex.response_headers(&headers(&token_counts), false).await;
+        costs.push(header(&done, "x-tally-cost-usd").map(str::to_string));
+    }
+    assert_eq!(costs, vec![Some("0.00011".to_string()); 3]);
+    assert!(ledger(&s).is_empty(), "settled before the window");
+    behind::flush(&s).await;
+    assert_eq!(ledger(&s).len(), 3);
+    let text = s.metrics.encode();
+    assert!(text.contains("tally_settle_batches_total 1\n"), "{text}");
+    assert!(text.contains("tally_settle_queue_depth 0\n"), "{text}");
+}
+
 #[tokio::test]
 async fn a_budget_that_cannot_cover_the_worst_case_refuses_and_records_it() {
     let s = shared(config(Nanos(WORST.0 - 1), vec![]), Options::default());
