@@ -22,7 +22,7 @@ use tally_store::{Batched, Settlement};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::lease::Held;
+use super::lease::{self, Held};
 use super::shared::Shared;
 
 /// The most settlements one batch sends. Batches go one at a time, so this also bounds how
@@ -73,14 +73,14 @@ impl WriteBehind {
         }
     }
 
-    /// Queues `s`; gives it back if the queue is closed (the caller settles it inline).
-    pub fn enqueue(&self, shared: &Shared, s: Box<Settlement>, holder: Option<String>) -> Result<(), Box<Settlement>> {
+    /// Queues `q`; gives it back if the queue is closed (the caller settles it inline).
+    fn enqueue(&self, shared: &Shared, q: Queued) -> Result<(), Queued> {
         let tx = lock(&self.tx);
-        let Some(tx) = tx.as_ref() else { return Err(s) };
+        let Some(tx) = tx.as_ref() else { return Err(q) };
         shared.metrics.settle_queue_depth.inc();
-        tx.send(Queued { settlement: s, holder }).map_err(|e| {
+        tx.send(q).map_err(|e| {
             shared.metrics.settle_queue_depth.dec();
-            e.0.settlement
+            e.0
         })
     }
 
@@ -120,7 +120,7 @@ impl WriteBehind {
 
 /// Each of `s`'s counters' used after it: settled now and the store's answer, or with
 /// write-behind on, estimated ([`WriteBehind::estimate`]) — the caller queues `s` with
-/// [`super::lease::queue`] once the response is built.
+/// [`queue_or_settle`] once the response is built.
 pub async fn settle_or_estimate(
     shared: &Arc<Shared>,
     hold: &mut Held,
@@ -130,7 +130,26 @@ pub async fn settle_or_estimate(
 ) -> Option<Vec<Nanos>> {
     match shared.write_behind.as_ref() {
         Some(wb) => wb.estimate(&s.counters, s.cost, started, worst_case),
-        None => super::lease::settle(shared, std::mem::take(hold), s).await,
+        None => lease::settle(shared, std::mem::take(hold), s).await,
+    }
+}
+
+/// Queues `s` for write-behind settlement, or settles it now when that is off (or its queue
+/// is closed). A leased call leaves this replica's lease book at once ([`lease::leave_book`]).
+pub async fn queue_or_settle(shared: &Arc<Shared>, held: Held, s: Settlement) {
+    let q = Queued {
+        holder: lease::leave_book(held, s.cost),
+        settlement: Box::new(s),
+    };
+    let unqueued = match shared.write_behind.as_ref() {
+        Some(wb) => wb.enqueue(shared, q),
+        None => Err(q),
+    };
+    if let Err(Queued { settlement, holder }) = unqueued {
+        match holder {
+            Some(h) => shared.settle_leased_or_spool(&settlement, &h).await,
+            None => shared.settle_or_spool(&settlement).await,
+        };
     }
 }
 
@@ -185,7 +204,7 @@ async fn send(shared: &Shared, batch: &[Queued]) {
     for (q, answer) in batch.iter().zip(answers) {
         if let Some(mut used) = shared.settled_or_spool(&q.settlement, answer) {
             if q.holder.is_some() {
-                super::lease::without_idle(shared, &q.settlement.counters, &mut used);
+                lease::without_idle(shared, &q.settlement.counters, &mut used);
             }
             if let Some(wb) = shared.write_behind.as_ref() {
                 wb.saw(&q.settlement.counters, &used);

@@ -154,34 +154,18 @@ pub async fn settle(shared: &Shared, held: Held, s: &Settlement) -> Option<Vec<N
     used
 }
 
-/// Queues `s` for write-behind settlement (`--settle-behind-ms`), or settles it now when that
-/// is off (or its queue closed). A leased call leaves this replica's lease book at once; its
-/// cost leaves the lease in Redis when its batch is applied — a return of idle headroom
-/// meanwhile is computed without it, so Redis never holds less than the book.
-pub async fn queue(shared: &Arc<Shared>, held: Held, s: Settlement) {
-    let holder = match held {
-        Held::Lease(ticket) => {
-            let holder = ticket.holder().to_string();
-            let owner = ticket.shared.clone();
-            let keys = ticket.settled(s.cost);
-            give_back(&owner, &keys);
-            Some(holder)
-        }
-        other => {
-            drop(other);
-            None
-        }
-    };
-    let queued = match shared.write_behind.as_ref() {
-        Some(wb) => wb.enqueue(shared, Box::new(s), holder.clone()),
-        None => Err(Box::new(s)),
-    };
-    if let Err(s) = queued {
-        match holder {
-            Some(h) => shared.settle_leased_or_spool(&s, &h).await,
-            None => shared.settle_or_spool(&s).await,
-        };
-    }
+/// A call settled for `cost` leaves this replica's lease book ahead of its settlement reaching
+/// Redis (write-behind): its cost leaves the lease in Redis when the settlement is applied, and
+/// a return of idle headroom meanwhile is computed without it, so Redis never holds less than
+/// the book. Returns the lease holder to settle against, `None` for a call that held a per-call
+/// reservation (whose refresh stops) or nothing.
+pub fn leave_book(held: Held, cost: Nanos) -> Option<String> {
+    let Held::Lease(ticket) = held else { return None };
+    let holder = ticket.holder().to_string();
+    let owner = ticket.shared.clone();
+    let keys = ticket.settled(cost);
+    give_back(&owner, &keys);
+    Some(holder)
 }
 
 /// `used` (a settlement's counters' spent + reserved, `counters` order) less this replica's

@@ -479,7 +479,7 @@ impl Exchange {
             .record(&s.record, team_remaining, &call.facts.trace, self.started);
         let headers = settlement::cost_headers(charge.cost, used.as_deref(), &plan);
         if self.shared.write_behind.is_some() {
-            lease::queue(&self.shared, std::mem::take(&mut self.hold), s).await;
+            behind::queue_or_settle(&self.shared, std::mem::take(&mut self.hold), s).await;
         }
         headers
     }
@@ -495,6 +495,6 @@ impl Exchange {
         self.shared
             .traces
             .record(&s.record, None, &call.facts.trace, self.started);
-        lease::queue(&self.shared, lease::Held::Nothing, s).await;
+        behind::queue_or_settle(&self.shared, lease::Held::Nothing, s).await;
     }
 }

@@ -24,19 +24,12 @@ impl RedisStore {
         self.settle_one(&Batched::new(s, Some(holder)), ledger_max_len).await
     }
 
-    /// One settlement alone; a Redis that lost the script (a restart, `SCRIPT FLUSH`) gets it
-    /// loaded and the settlement resent, as redis-rs's own script invocation does.
+    /// One settlement alone: a pipeline of one, so it shares the batch's NOSCRIPT handling.
     async fn settle_one(&self, b: &Batched<'_>, ledger_max_len: u64) -> Result<SettleOutcome> {
-        let cmd = self.settle_cmd(b, ledger_max_len)?;
-        let reply: RedisResult<Vec<String>> = cmd.query_async(&mut self.conn.clone()).await;
-        let reply = match reply {
-            Err(e) if is_noscript(&e) => {
-                self.settle_script(b).load_async(&mut self.conn.clone()).await?;
-                cmd.query_async(&mut self.conn.clone()).await?
-            }
-            other => other?,
-        };
-        settle_reply(reply)
+        let mut replies = self.pipeline(std::slice::from_ref(b), &[0], ledger_max_len).await;
+        replies
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Protocol("no reply for a settlement".into())))
     }
 
     /// Settles every item of `batch`, one result per item in order. One pipeline on a single
@@ -77,11 +70,9 @@ impl RedisStore {
         ledger_max_len: u64,
     ) -> Vec<Result<SettleOutcome>> {
         let mut replies = self.send(batch, which, ledger_max_len).await;
-        let lost: Vec<usize> = which
-            .iter()
-            .zip(&replies)
-            .filter(|(_, r)| matches!(r, Err(StoreError::Redis(e)) if is_noscript(e)))
-            .map(|(&i, _)| i)
+        // Positions in `which` (and `replies`) of the items that met NOSCRIPT.
+        let lost: Vec<usize> = (0..replies.len())
+            .filter(|&p| matches!(&replies[p], Err(StoreError::Redis(e)) if is_noscript(e)))
             .collect();
         if lost.is_empty() {
             return replies;
@@ -91,13 +82,10 @@ impl RedisStore {
                 return which.iter().map(|_| Err(StoreError::Redis(e.clone()))).collect();
             }
         }
-        let mut again = self.send(batch, &lost, ledger_max_len).await.into_iter();
-        for (slot, i) in replies.iter_mut().zip(which) {
-            if lost.contains(i) {
-                *slot = again
-                    .next()
-                    .unwrap_or_else(|| Err(StoreError::Protocol("no reply".into())));
-            }
+        let again: Vec<usize> = lost.iter().map(|&p| which[p]).collect();
+        let resent = self.send(batch, &again, ledger_max_len).await;
+        for (p, reply) in lost.into_iter().zip(resent) {
+            replies[p] = reply;
         }
         replies
     }
